@@ -1,0 +1,309 @@
+"""Load Namespaces, Pods, Nodes and NetworkPolicies from files, stdin or a live cluster.
+
+Accepts YAML (multi-document), JSON, ``kind: List`` (what ``kubectl get -A -o yaml``
+prints) and directories (recursively). Other kinds are skipped and counted. One bad
+object never hides the others: each gets a located error and the rest are loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TextIO
+
+import yaml
+
+from npm.errors import ObjectError
+from npm.model import NAMESPACE_NAME_LABEL, Cluster, Labels, Namespace, NetworkPolicy, Node, Pod, Source
+from npm.parse import PARSERS, ParseFailure, object_name
+
+DEFAULT_POD_CIDR = "10.244.0.0/16"  # kind's default pod subnet
+DEFAULT_NODE_CIDR = "172.18.0.0/16"  # kind's default node network
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+TERMINATED_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass
+class LoadResult:
+    """What loading produced: the cluster, every error, skipped kinds and notes."""
+
+    cluster: Cluster
+    errors: list[ObjectError] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps and odd scalars as plain strings where harmless."""
+
+
+def read_documents(path: str, stdin: TextIO | None = None) -> Iterator[tuple[Source, Any] | ObjectError]:
+    """Yield ``(source, document)`` for every document under ``path``, or an error per bad file.
+
+    ``-`` reads standard input. Directories are walked recursively, in sorted order, taking
+    files that end in .yaml, .yml or .json.
+    """
+    if path == "-":
+        yield from _parse_text((stdin or sys.stdin).read(), "<stdin>")
+        return
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                if name.endswith(MANIFEST_SUFFIXES):
+                    yield from read_documents(os.path.join(root, name))
+        return
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        yield ObjectError(Source(path), "", "", f"cannot read: {exc.strerror or exc}")
+        return
+    if b"\x00" in data:
+        yield ObjectError(Source(path), "", "", "is a binary file, not YAML or JSON")
+        return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield ObjectError(Source(path), "", "", f"is not UTF-8 text (byte {exc.start})")
+        return
+    yield from _parse_text(text, path)
+
+
+def _parse_text(text: str, name: str) -> Iterator[tuple[Source, Any] | ObjectError]:
+    if not text.strip():
+        yield ObjectError(Source(name), "", "", "is empty: no objects found")
+        return
+    if name.endswith(".json") or text.lstrip().startswith(("{", "[")):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if name.endswith(".json"):
+                yield ObjectError(Source(name), "", "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+                return
+        else:
+            yield (Source(name, 0), doc)
+            return
+    index = 0
+    try:
+        for doc in yaml.load_all(text, Loader=_UniqueKeyLoader):
+            if doc is not None:
+                yield (Source(name, index), doc)
+            index += 1
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        yield ObjectError(Source(name, index), "", "", f"invalid YAML{where}: {problem}")
+
+
+def _flatten(source: Source, doc: Any) -> Iterator[tuple[Source, Any]]:
+    """Expand ``kind: List`` (and ``FooList``) into their items."""
+    if isinstance(doc, Mapping) and isinstance(doc.get("items"), list) and str(doc.get("kind", "")).endswith("List"):
+        for item in doc["items"]:
+            yield from _flatten(source, item)
+    else:
+        yield (source, doc)
+
+
+@dataclass
+class ObjectSet:
+    """Objects gathered so far, keyed so that a later copy replaces an earlier one."""
+
+    namespaces: dict[str, Namespace] = field(default_factory=dict)
+    pods: dict[str, Pod] = field(default_factory=dict)
+    policies: dict[str, NetworkPolicy] = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=dict)
+    errors: list[ObjectError] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def add_raw(self, source: Source, raw: Any) -> None:
+        """Parse one raw object and keep it, or record its error or its skipped kind."""
+        if not isinstance(raw, Mapping):
+            self.errors.append(ObjectError(source, "", "", f"expected a Kubernetes object, got {type(raw).__name__}"))
+            return
+        kind = raw.get("kind")
+        if not isinstance(kind, str) or not kind:
+            self.errors.append(ObjectError(source, object_name(raw), "kind", "required field is missing"))
+            return
+        parser = PARSERS.get(kind)
+        if parser is None:
+            self.skipped[kind] += 1
+            return
+        api = raw.get("apiVersion")
+        if kind == "NetworkPolicy" and api not in (None, "networking.k8s.io/v1"):
+            self.errors.append(
+                ObjectError(source, object_name(raw), "apiVersion", f'"{api}" is not supported (networking.k8s.io/v1)')
+            )
+            return
+        try:
+            obj = parser(raw, source)
+        except ParseFailure as failure:
+            for err in failure.errors:
+                self.errors.append(ObjectError(source, object_name(raw), err.path, err.message))
+            return
+        self.add(obj)
+
+    def add(self, obj: Namespace | Pod | NetworkPolicy | Node) -> None:
+        """Keep a parsed object; a second object with the same identity replaces the first."""
+        if isinstance(obj, Namespace):
+            table: dict[str, Any] = self.namespaces
+            key = obj.name
+        elif isinstance(obj, Node):
+            table, key = self.nodes, obj.name
+        elif isinstance(obj, Pod):
+            table, key = self.pods, obj.key
+        else:
+            table, key = self.policies, obj.key
+        if key in table:
+            self.notes.append(f"{type(obj).__name__} {key} appears twice; {obj.source} replaces {table[key].source}")
+        table[key] = obj
+
+
+def build_cluster(
+    objects: ObjectSet,
+    *,
+    pod_cidr: str = DEFAULT_POD_CIDR,
+    node_cidr: str = DEFAULT_NODE_CIDR,
+    allocate_ips: bool = True,
+) -> tuple[Cluster, list[str]]:
+    """Assemble a Cluster: drop finished pods, add implicit namespaces and nodes, give IPs.
+
+    With ``allocate_ips`` a pod without an IP gets a deterministic one from ``pod_cidr``
+    (stable under adding or removing other pods), and a node without an address one from
+    ``node_cidr``; hostNetwork pods take their node's address. Without it, pods that have
+    no IP are left out, as the enforcer cannot match them.
+    """
+    notes: list[str] = []
+    pods = [p for p in objects.pods.values() if p.phase not in TERMINATED_PHASES]
+    finished = len(objects.pods) - len(pods)
+    if finished:
+        notes.append(f"ignored {finished} pod(s) in phase Succeeded or Failed")
+
+    namespaces = dict(objects.namespaces)
+    for name in sorted({p.namespace for p in pods} | {p.namespace for p in objects.policies.values()}):
+        if name not in namespaces:
+            namespaces[name] = Namespace(name, Labels({NAMESPACE_NAME_LABEL: name}), implicit=True)
+
+    nodes = dict(objects.nodes)
+    for name in sorted({p.node for p in pods if p.node}):
+        nodes.setdefault(name, Node(name))
+    used = {ip for p in pods for ip in p.ips} | {n.ip for n in nodes.values() if n.ip}
+    if allocate_ips:
+        for name in sorted(nodes):
+            if not nodes[name].ip:
+                ip = allocate_ip(node_cidr, f"node/{name}", used)
+                nodes[name] = replace(nodes[name], ip=ip, ip_allocated=True)
+                notes.append(f"node {name} has no InternalIP; using {ip} from {node_cidr}")
+
+    placed: list[Pod] = []
+    allocated = 0
+    for pod in sorted(pods, key=lambda p: p.key):
+        if pod.host_network and pod.node in nodes and nodes[pod.node].ip:
+            node_ip = nodes[pod.node].ip
+            if pod.ip != node_ip:
+                pod = replace(pod, ip=node_ip, ips=(node_ip,), ip_allocated=not pod.ip)
+        elif not pod.ip:
+            if not allocate_ips:
+                continue
+            ip = allocate_ip(pod_cidr, pod.key, used)
+            pod = replace(pod, ip=ip, ips=(ip,), ip_allocated=True)
+            allocated += 1
+        placed.append(pod)
+    if allocated:
+        notes.append(f"{allocated} pod(s) had no IP; assigned deterministic addresses from {pod_cidr}")
+    cluster = Cluster(
+        namespaces=tuple(namespaces[n] for n in sorted(namespaces)),
+        pods=tuple(placed),
+        policies=tuple(objects.policies[k] for k in sorted(objects.policies)),
+        nodes=tuple(nodes[n] for n in sorted(nodes)),
+    )
+    return cluster, notes
+
+
+def allocate_ip(cidr: str, key: str, used: set[str]) -> str:
+    """A deterministic free host address in ``cidr`` for ``key`` (hashed, then probed)."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    hosts = net.num_addresses - 2 if net.num_addresses > 2 else net.num_addresses
+    start = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % hosts
+    for step in range(hosts):
+        candidate = str(net.network_address + 1 + (start + step) % hosts)
+        if candidate not in used:
+            used.add(candidate)
+            return candidate
+    raise ValueError(f"no free address left in {cidr}")
+
+
+def load_paths(
+    paths: Sequence[str],
+    *,
+    pod_cidr: str = DEFAULT_POD_CIDR,
+    node_cidr: str = DEFAULT_NODE_CIDR,
+    allocate_ips: bool = True,
+    stdin: TextIO | None = None,
+) -> LoadResult:
+    """Load every object under ``paths`` (files, directories, ``-``) into one Cluster."""
+    objects = ObjectSet()
+    for path in paths:
+        add_documents(objects, read_documents(path, stdin))
+    return finish(objects, pod_cidr=pod_cidr, node_cidr=node_cidr, allocate_ips=allocate_ips)
+
+
+def add_documents(objects: ObjectSet, documents: Iterable[tuple[Source, Any] | ObjectError]) -> None:
+    """Add read documents (expanding lists) to ``objects``, keeping read errors."""
+    for entry in documents:
+        if isinstance(entry, ObjectError):
+            objects.errors.append(entry)
+            continue
+        for source, raw in _flatten(*entry):
+            objects.add_raw(source, raw)
+
+
+def finish(objects: ObjectSet, **options: Any) -> LoadResult:
+    """Build the cluster and gather errors, skipped kinds and notes into a LoadResult."""
+    try:
+        cluster, notes = build_cluster(objects, **options)
+    except ValueError as exc:
+        objects.errors.append(ObjectError(Source("<options>"), "", "", str(exc)))
+        cluster, notes = Cluster(), []
+    return LoadResult(cluster, objects.errors, objects.skipped, objects.notes + notes)
+
+
+def load_live(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    pod_cidr: str = DEFAULT_POD_CIDR,
+    node_cidr: str = DEFAULT_NODE_CIDR,
+) -> LoadResult:
+    """Load Namespaces, Nodes, Pods and NetworkPolicies from a live cluster."""
+    from kubernetes import client, config  # imported here: only live loading needs it
+
+    if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ:
+        config.load_incluster_config()
+    else:
+        config.load_kube_config(config_file=kubeconfig, context=context)
+    api = client.ApiClient()
+    core = client.CoreV1Api(api)
+    net = client.NetworkingV1Api(api)
+    objects = ObjectSet()
+    listings = [
+        ("Namespace", core.list_namespace),
+        ("Node", core.list_node),
+        ("Pod", core.list_pod_for_all_namespaces),
+        ("NetworkPolicy", net.list_network_policy_for_all_namespaces),
+    ]
+    for kind, lister in listings:
+        items = lister().items
+        for index, item in enumerate(items):
+            raw = api.sanitize_for_serialization(item)
+            raw.setdefault("kind", kind)
+            objects.add_raw(Source(f"cluster:{kind}", index), raw)
+    return finish(objects, pod_cidr=pod_cidr, node_cidr=node_cidr)

@@ -1,0 +1,350 @@
+"""The Kubernetes object model shared by the enforcer, the simulator and the harness.
+
+Everything here is immutable and already validated and defaulted the way the API server
+does it (see ``npm.parse``), so consumers never re-check syntax or apply defaults.
+Evaluation of policy semantics does not live here: the enforcer translates these objects
+into ipsets and rules, the simulator evaluates them on its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+INGRESS = "Ingress"
+EGRESS = "Egress"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Labels(Mapping[str, str]):
+    """An immutable, hashable label map."""
+
+    __slots__ = ("_items", "_hash")
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items: dict[str, str] = dict(sorted((items or {}).items()))
+        self._hash = hash(tuple(self._items.items()))
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Labels):
+            return self._items == other._items
+        if isinstance(other, Mapping):
+            return self._items == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Labels({self._items!r})"
+
+    def with_label(self, key: str, value: str) -> Labels:
+        """A copy with ``key`` set to ``value``."""
+        return Labels({**self._items, key: value})
+
+    def without(self, key: str) -> Labels:
+        """A copy without ``key``."""
+        return Labels({k: v for k, v in self._items.items() if k != key})
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One selector requirement. ``matchLabels`` entries become ``In`` with one value."""
+
+    key: str
+    operator: str  # In, NotIn, Exists, DoesNotExist
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether ``labels`` satisfy this requirement (Kubernetes label selector rules)."""
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            # A missing key satisfies NotIn; several values are an AND of exclusions.
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        raise ValueError(f"unknown operator {self.operator!r}")
+
+    @property
+    def is_negative(self) -> bool:
+        """True for requirements satisfied by objects that lack the key."""
+        return self.operator in ("NotIn", "DoesNotExist")
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A label selector. The empty selector (no requirements) matches everything."""
+
+    match_labels: Labels = field(default_factory=Labels)
+    match_expressions: tuple[Requirement, ...] = ()
+
+    @cached_property
+    def requirements(self) -> tuple[Requirement, ...]:
+        """All requirements: matchLabels as single-value ``In``, then matchExpressions."""
+        return tuple(Requirement(k, "In", (v,)) for k, v in self.match_labels.items()) + tuple(
+            self.match_expressions
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        """An empty selector selects every object in its scope."""
+        return not self.match_labels and not self.match_expressions
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether an object with ``labels`` is selected (all requirements must hold)."""
+        return all(r.matches(labels) for r in self.requirements)
+
+    def describe(self) -> str:
+        """A kubectl-like rendering, e.g. ``app=web,tier notin (a,b)``; ``{}`` when empty."""
+        if self.is_empty:
+            return "{}"
+        parts = []
+        for r in self.requirements:
+            if r.operator == "In" and len(r.values) == 1:
+                parts.append(f"{r.key}={r.values[0]}")
+            elif r.operator in ("In", "NotIn"):
+                parts.append(f"{r.key} {r.operator.lower()} ({','.join(r.values)})")
+            elif r.operator == "Exists":
+                parts.append(r.key)
+            else:
+                parts.append(f"!{r.key}")
+        return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class IPBlock:
+    """An ipBlock peer: ``cidr`` minus every ``except`` range (each inside ``cidr``)."""
+
+    cidr: str
+    except_: tuple[str, ...] = ()
+
+    @cached_property
+    def network(self) -> IPNetwork:
+        """The ``cidr`` as a network (host bits are masked, as the API server accepts them)."""
+        return ipaddress.ip_network(self.cidr, strict=False)
+
+    @cached_property
+    def except_networks(self) -> tuple[IPNetwork, ...]:
+        """The ``except`` ranges as networks."""
+        return tuple(ipaddress.ip_network(c, strict=False) for c in self.except_)
+
+    def contains(self, ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether ``ip`` is in the cidr and in none of the except ranges."""
+        addr = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
+        if addr.version != self.network.version or addr not in self.network:
+            return False
+        return not any(addr in n for n in self.except_networks if n.version == addr.version)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One entry of ``from``/``to``.
+
+    Either ``ip_block`` is set, or at least one of the selectors is. A ``None`` selector
+    means the field was missing: a missing namespaceSelector means the policy's own
+    namespace, a missing podSelector (with a namespaceSelector) means all pods of the
+    selected namespaces.
+    """
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: IPBlock | None = None
+
+
+@dataclass(frozen=True)
+class PolicyPort:
+    """One entry of ``ports``: a protocol with a number, a range, a name, or no port (all)."""
+
+    protocol: str = "TCP"
+    port: int | str | None = None
+    end_port: int | None = None
+
+    @property
+    def is_named(self) -> bool:
+        return isinstance(self.port, str)
+
+    def describe(self) -> str:
+        """``80/TCP``, ``80-90/TCP``, ``http/TCP`` or ``*/UDP``."""
+        if self.port is None:
+            return f"*/{self.protocol}"
+        if self.end_port is not None:
+            return f"{self.port}-{self.end_port}/{self.protocol}"
+        return f"{self.port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ingress or egress rule.
+
+    Empty ``peers`` means the rule has no ``from``/``to`` (or an empty list): every
+    source/destination. Empty ``ports`` means every port and protocol.
+    """
+
+    peers: tuple[Peer, ...] = ()
+    ports: tuple[PolicyPort, ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an object came from, for error messages and attribution."""
+
+    file: str = "<memory>"
+    document: int | None = None
+
+    def __str__(self) -> str:
+        return self.file if self.document is None else f"{self.file}[{self.document}]"
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """A validated, defaulted networking.k8s.io/v1 NetworkPolicy."""
+
+    namespace: str
+    name: str
+    pod_selector: LabelSelector
+    ingress: tuple[Rule, ...] = ()
+    egress: tuple[Rule, ...] = ()
+    policy_types: tuple[str, ...] = (INGRESS,)
+    uid: str = ""
+    resource_version: str = ""
+    source: Source = field(default=Source(), compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def affects_ingress(self) -> bool:
+        return INGRESS in self.policy_types
+
+    @property
+    def affects_egress(self) -> bool:
+        return EGRESS in self.policy_types
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    """A port a pod's container declares."""
+
+    port: int
+    protocol: str = "TCP"
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A pod as policy sees it. ``ip`` is always set after loading (allocated if absent)."""
+
+    namespace: str
+    name: str
+    labels: Labels = field(default_factory=Labels)
+    ip: str = ""
+    ips: tuple[str, ...] = ()
+    node: str = ""
+    host_network: bool = False
+    phase: str = "Running"
+    ports: tuple[ContainerPort, ...] = ()
+    ip_allocated: bool = False
+    uid: str = ""
+    source: Source = field(default=Source(), compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def named_port(self, name: str, protocol: str) -> int | None:
+        """The number this pod serves ``name`` on with ``protocol``, or None."""
+        for p in self.ports:
+            if p.name == name and p.protocol == protocol:
+                return p.port
+        return None
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A namespace; ``labels`` include the API server's ``kubernetes.io/metadata.name``."""
+
+    name: str
+    labels: Labels = field(default_factory=Labels)
+    implicit: bool = False  # created because a pod or policy named it, not loaded
+    source: Source = field(default=Source(), compare=False)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node: its name and the address hostNetwork pods and node traffic come from."""
+
+    name: str
+    ip: str = ""
+    ip_allocated: bool = False
+    source: Source = field(default=Source(), compare=False)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A snapshot of the objects policy depends on."""
+
+    namespaces: tuple[Namespace, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    policies: tuple[NetworkPolicy, ...] = ()
+    nodes: tuple[Node, ...] = ()
+
+    @cached_property
+    def node_by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    @cached_property
+    def namespace_by_name(self) -> dict[str, Namespace]:
+        return {n.name: n for n in self.namespaces}
+
+    @cached_property
+    def pod_by_key(self) -> dict[str, Pod]:
+        return {p.key: p for p in self.pods}
+
+    @cached_property
+    def policy_by_key(self) -> dict[str, NetworkPolicy]:
+        return {p.key: p for p in self.policies}
+
+    def namespace_labels(self, name: str) -> Labels:
+        """Labels of namespace ``name``; an unknown namespace has only its name label."""
+        ns = self.namespace_by_name.get(name)
+        return ns.labels if ns else Labels({NAMESPACE_NAME_LABEL: name})
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """A concrete port to probe or query, e.g. from ``--port 80/TCP``."""
+
+    port: int
+    protocol: str = "TCP"
+
+    def __str__(self) -> str:
+        return f"{self.port}/{self.protocol}"
+
+    @classmethod
+    def parse(cls, text: str) -> PortSpec:
+        """Parse ``80``, ``80/TCP`` or ``53/udp``; raises ValueError with a clear message."""
+        number, _, proto = text.strip().partition("/")
+        proto = (proto or "TCP").upper()
+        if proto not in PROTOCOLS:
+            raise ValueError(f"{text!r}: protocol must be one of {', '.join(PROTOCOLS)}")
+        if not number.isdigit() or not 1 <= int(number) <= 65535:
+            raise ValueError(f"{text!r}: port must be a number from 1 to 65535")
+        return cls(int(number), proto)

@@ -1,0 +1,474 @@
+"""Turn raw Kubernetes objects (dicts) into validated, defaulted model objects.
+
+Validation follows the API server's rules for networking.k8s.io/v1 NetworkPolicy
+(label selector syntax, CIDRs, ports, endPort, protocols, peers) and applies its
+defaults (protocol TCP; policyTypes from the rules present). Every problem is reported
+with its field path; an object with any problem is rejected as a whole.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from npm.errors import FieldError
+from npm.model import (
+    EGRESS,
+    INGRESS,
+    NAMESPACE_NAME_LABEL,
+    PROTOCOLS,
+    ContainerPort,
+    IPBlock,
+    Labels,
+    LabelSelector,
+    Namespace,
+    NetworkPolicy,
+    Node,
+    Peer,
+    Pod,
+    PolicyPort,
+    Requirement,
+    Rule,
+    Source,
+)
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+class Problems:
+    """Collects field errors for one object so all of them are reported at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.errors.append(FieldError(path, message))
+
+
+def _quote(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _mapping(value: Any, path: str, problems: Problems, *, required: bool = False) -> Mapping[str, Any]:
+    if value is None:
+        if required:
+            problems.add(path, "required field is missing")
+        return {}
+    if not isinstance(value, Mapping):
+        problems.add(path, f"must be an object, not {type(value).__name__} {_quote(value)}")
+        return {}
+    return value
+
+
+def _list(value: Any, path: str, problems: Problems) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.add(path, f"must be a list, not {type(value).__name__} {_quote(value)}")
+        return []
+    return value
+
+
+def _string(value: Any, path: str, problems: Problems) -> str | None:
+    if not isinstance(value, str):
+        problems.add(path, f"must be a string, not {type(value).__name__} {_quote(value)}")
+        return None
+    return value
+
+
+def check_label_key(key: Any, path: str, problems: Problems) -> bool:
+    """A label key: optional DNS-subdomain prefix (<=253) and ``/``, then a name (<=63)."""
+    if not isinstance(key, str):
+        problems.add(path, f"label key must be a string, not {_quote(key)}")
+        return False
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+        problems.add(path, f"{_quote(key)}: prefix must be a lowercase DNS subdomain")
+        return False
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+        problems.add(
+            path,
+            f"{_quote(key)} is not a valid label key (at most 63 characters: alphanumerics, "
+            "'-', '_' or '.', starting and ending with an alphanumeric)",
+        )
+        return False
+    return True
+
+
+def check_label_value(value: Any, path: str, problems: Problems) -> bool:
+    """A label value: empty, or at most 63 characters of the label alphabet."""
+    if not isinstance(value, str):
+        problems.add(path, f"label value must be a string, not {type(value).__name__} {_quote(value)}")
+        return False
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        problems.add(
+            path,
+            f"{_quote(value)} is not a valid label value (at most 63 characters: alphanumerics, "
+            "'-', '_' or '.', starting and ending with an alphanumeric)",
+        )
+        return False
+    return True
+
+
+def parse_labels(raw: Any, path: str, problems: Problems) -> Labels:
+    """Validate a ``labels``/``matchLabels`` map."""
+    out: dict[str, str] = {}
+    for key, value in _mapping(raw, path, problems).items():
+        key_ok = check_label_key(key, path, problems)
+        if key_ok and check_label_value(value, f"{path}.{key}", problems):
+            out[key] = value
+    return Labels(out)
+
+
+def parse_selector(raw: Any, path: str, problems: Problems) -> LabelSelector:
+    """Validate a LabelSelector; ``{}`` and ``None`` both give the empty selector."""
+    data = _mapping(raw, path, problems)
+    for extra in sorted(set(data) - {"matchLabels", "matchExpressions"}):
+        problems.add(f"{path}.{extra}", "unknown field in a label selector")
+    labels = parse_labels(data.get("matchLabels"), f"{path}.matchLabels", problems)
+    exprs: list[Requirement] = []
+    for i, item in enumerate(_list(data.get("matchExpressions"), f"{path}.matchExpressions", problems)):
+        ipath = f"{path}.matchExpressions[{i}]"
+        expr = _mapping(item, ipath, problems, required=True)
+        if not expr:
+            continue
+        key = expr.get("key")
+        if key is None:
+            problems.add(f"{ipath}.key", "required field is missing")
+            continue
+        op = expr.get("operator")
+        if op not in OPERATORS:
+            if op is None:
+                problems.add(f"{ipath}.operator", "required field is missing")
+            else:
+                problems.add(
+                    f"{ipath}.operator",
+                    f"{_quote(op)} is not a valid operator (one of {', '.join(OPERATORS)})",
+                )
+            continue
+        if not check_label_key(key, f"{ipath}.key", problems):
+            continue
+        values = _list(expr.get("values"), f"{ipath}.values", problems)
+        if op in ("In", "NotIn") and not values:
+            problems.add(f"{ipath}.values", f"must be specified when operator is {op}")
+            continue
+        if op in ("Exists", "DoesNotExist") and values:
+            problems.add(f"{ipath}.values", f"may not be specified when operator is {op}")
+            continue
+        if all(check_label_value(v, f"{ipath}.values[{j}]", problems) for j, v in enumerate(values)):
+            exprs.append(Requirement(key, op, tuple(sorted(set(values)))))
+    return LabelSelector(labels, tuple(exprs))
+
+
+def _check_cidr(raw: Any, path: str, problems: Problems) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if not isinstance(raw, str) or "/" not in raw:
+        problems.add(path, f"{_quote(raw)} is not a valid CIDR")
+        return None
+    try:
+        return ipaddress.ip_network(raw, strict=False)
+    except ValueError:
+        problems.add(path, f"{_quote(raw)} is not a valid CIDR")
+        return None
+
+
+def parse_ip_block(raw: Any, path: str, problems: Problems) -> IPBlock | None:
+    """Validate an ipBlock: a CIDR, and ``except`` ranges strictly inside it."""
+    data = _mapping(raw, path, problems)
+    if "cidr" not in data:
+        problems.add(f"{path}.cidr", "required field is missing")
+        return None
+    before = len(problems.errors)
+    net = _check_cidr(data["cidr"], f"{path}.cidr", problems)
+    excepts = _list(data.get("except"), f"{path}.except", problems)
+    for i, item in enumerate(excepts):
+        epath = f"{path}.except[{i}]"
+        sub = _check_cidr(item, epath, problems)
+        if sub is None or net is None:
+            continue
+        if sub.version != net.version or not sub.subnet_of(net) or sub == net:  # type: ignore[arg-type]
+            problems.add(epath, f"{_quote(item)} must be a strict subset of cidr {_quote(data['cidr'])}")
+    if len(problems.errors) != before:
+        return None
+    return IPBlock(str(data["cidr"]), tuple(str(e) for e in excepts))
+
+
+def parse_peer(raw: Any, path: str, problems: Problems) -> Peer | None:
+    """Validate one ``from``/``to`` entry."""
+    data = _mapping(raw, path, problems, required=True)
+    for extra in sorted(set(data) - {"podSelector", "namespaceSelector", "ipBlock"}):
+        problems.add(f"{path}.{extra}", "unknown field in a peer")
+    present = [k for k in ("podSelector", "namespaceSelector", "ipBlock") if data.get(k) is not None]
+    if not present:
+        problems.add(path, "must specify a peer (podSelector, namespaceSelector or ipBlock)")
+        return None
+    if "ipBlock" in present and len(present) > 1:
+        problems.add(path, "may not specify both ipBlock and another peer")
+        return None
+    if "ipBlock" in present:
+        block = parse_ip_block(data["ipBlock"], f"{path}.ipBlock", problems)
+        return Peer(ip_block=block) if block else None
+    pods = parse_selector(data["podSelector"], f"{path}.podSelector", problems) if "podSelector" in present else None
+    nss = (
+        parse_selector(data["namespaceSelector"], f"{path}.namespaceSelector", problems)
+        if "namespaceSelector" in present
+        else None
+    )
+    return Peer(pod_selector=pods, namespace_selector=nss)
+
+
+def _valid_port_name(name: str) -> bool:
+    return (
+        len(name) <= 15
+        and bool(_IANA_SVC_NAME.match(name))
+        and "--" not in name
+        and any(c.isalpha() for c in name)
+    )
+
+
+def parse_policy_port(raw: Any, path: str, problems: Problems) -> PolicyPort | None:
+    """Validate one ``ports`` entry and default its protocol to TCP."""
+    data = _mapping(raw, path, problems, required=True)
+    before = len(problems.errors)
+    protocol = data.get("protocol", "TCP")
+    if protocol is None:
+        protocol = "TCP"
+    if protocol not in PROTOCOLS:
+        problems.add(f"{path}.protocol", f"{_quote(protocol)} is not supported (one of TCP, UDP, SCTP)")
+    port = data.get("port")
+    end_port = data.get("endPort")
+    if isinstance(port, bool):
+        problems.add(f"{path}.port", f"{_quote(port)} is not a port number or name")
+    elif isinstance(port, int):
+        if not 1 <= port <= 65535:
+            problems.add(f"{path}.port", f"{port} must be between 1 and 65535, inclusive")
+    elif isinstance(port, str):
+        if port.isdigit():
+            # A quoted number is an IntOrString string, which must be a valid name: it is not.
+            problems.add(f"{path}.port", f"{_quote(port)} must be a number, not a quoted string")
+        elif not _valid_port_name(port):
+            problems.add(
+                f"{path}.port",
+                f"{_quote(port)} is not a valid port name (at most 15 lowercase alphanumerics or '-', "
+                "with at least one letter, no '--', not starting or ending with '-')",
+            )
+    elif port is not None:
+        problems.add(f"{path}.port", f"{_quote(port)} is not a port number or name")
+    if end_port is not None:
+        if isinstance(end_port, bool) or not isinstance(end_port, int):
+            problems.add(f"{path}.endPort", f"{_quote(end_port)} must be a number")
+        elif port is None:
+            problems.add(f"{path}.endPort", "may not be specified when port is not specified")
+        elif isinstance(port, str):
+            problems.add(f"{path}.endPort", "may not be specified when port is non-numeric")
+        elif not 1 <= end_port <= 65535:
+            problems.add(f"{path}.endPort", f"{end_port} must be between 1 and 65535, inclusive")
+        elif isinstance(port, int) and end_port < port:
+            problems.add(f"{path}.endPort", f"{end_port} must be greater than or equal to port {port}")
+    if len(problems.errors) != before:
+        return None
+    if end_port == port:
+        end_port = None  # a one-port range is that port
+    return PolicyPort(str(protocol), port, end_port)
+
+
+def _parse_rules(raw: Any, path: str, peer_field: str, problems: Problems) -> tuple[Rule, ...]:
+    rules = []
+    for i, item in enumerate(_list(raw, path, problems)):
+        rpath = f"{path}[{i}]"
+        data = _mapping(item, rpath, problems)
+        for extra in sorted(set(data) - {peer_field, "ports"}):
+            problems.add(f"{rpath}.{extra}", f"unknown field in a rule (expected {peer_field}, ports)")
+        peers = [
+            parse_peer(p, f"{rpath}.{peer_field}[{j}]", problems)
+            for j, p in enumerate(_list(data.get(peer_field), f"{rpath}.{peer_field}", problems))
+        ]
+        ports = [
+            parse_policy_port(p, f"{rpath}.ports[{j}]", problems)
+            for j, p in enumerate(_list(data.get("ports"), f"{rpath}.ports", problems))
+        ]
+        rules.append(
+            Rule(tuple(p for p in peers if p is not None), tuple(p for p in ports if p is not None))
+        )
+    return tuple(rules)
+
+
+def _metadata(raw: Mapping[str, Any], problems: Problems, *, namespaced: bool) -> tuple[str, str, Labels, str, str]:
+    meta = _mapping(raw.get("metadata"), "metadata", problems, required=True)
+    name = meta.get("name")
+    if name is None:
+        problems.add("metadata.name", "required field is missing")
+        name = ""
+    elif not isinstance(name, str) or len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        problems.add("metadata.name", f"{_quote(name)} is not a valid name (a lowercase RFC 1123 subdomain)")
+        name = str(name)
+    namespace = ""
+    if namespaced:
+        namespace = meta.get("namespace") or "default"
+        if not isinstance(namespace, str) or len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
+            problems.add("metadata.namespace", f"{_quote(namespace)} is not a valid namespace name")
+            namespace = str(namespace)
+    labels = parse_labels(meta.get("labels"), "metadata.labels", problems)
+    return name, namespace, labels, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+
+
+def object_name(raw: Any) -> str:
+    """``Kind ns/name`` (or ``Kind name``) for messages, tolerant of malformed input."""
+    if not isinstance(raw, Mapping):
+        return "object"
+    kind = raw.get("kind") if isinstance(raw.get("kind"), str) else "object"
+    meta = raw.get("metadata") if isinstance(raw.get("metadata"), Mapping) else {}
+    name = meta.get("name") if isinstance(meta.get("name"), str) else "<unnamed>"
+    if kind in ("Namespace", "Node"):
+        return f"{kind} {name}"
+    ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else "default"
+    return f"{kind} {ns}/{name}"
+
+
+def parse_network_policy(raw: Mapping[str, Any], source: Source = Source()) -> NetworkPolicy:
+    """Validate and default a NetworkPolicy; raises ``ParseFailure`` listing every problem."""
+    problems = Problems()
+    name, namespace, _labels, uid, rv = _metadata(raw, problems, namespaced=True)
+    spec = _mapping(raw.get("spec"), "spec", problems)
+    known = {"podSelector", "ingress", "egress", "policyTypes"}
+    for extra in sorted(set(spec) - known):
+        problems.add(f"spec.{extra}", "unknown field in a NetworkPolicy spec")
+    selector = parse_selector(spec.get("podSelector"), "spec.podSelector", problems)
+    ingress = _parse_rules(spec.get("ingress"), "spec.ingress", "from", problems)
+    egress = _parse_rules(spec.get("egress"), "spec.egress", "to", problems)
+    raw_types = spec.get("policyTypes")
+    if raw_types is None or raw_types == []:
+        types: tuple[str, ...] = (INGRESS, EGRESS) if egress else (INGRESS,)
+    else:
+        seen: list[str] = []
+        for i, t in enumerate(_list(raw_types, "spec.policyTypes", problems)):
+            if t not in (INGRESS, EGRESS):
+                problems.add(f"spec.policyTypes[{i}]", f"{_quote(t)} is not supported (Ingress or Egress)")
+            elif t in seen:
+                problems.add(f"spec.policyTypes[{i}]", f"duplicate value {_quote(t)}")
+            else:
+                seen.append(t)
+        types = tuple(t for t in (INGRESS, EGRESS) if t in seen)
+    if problems.errors:
+        raise ParseFailure(problems.errors)
+    return NetworkPolicy(namespace, name, selector, ingress, egress, types, uid, rv, source)
+
+
+def _ip(raw: Any, path: str, problems: Problems) -> str | None:
+    if raw in (None, ""):
+        return None
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        problems.add(path, f"{_quote(raw)} is not a valid IP address")
+        return None
+
+
+def parse_pod(raw: Mapping[str, Any], source: Source = Source()) -> Pod:
+    """Read the parts of a Pod that policy depends on. The IP may be empty (allocated later)."""
+    problems = Problems()
+    name, namespace, labels, uid, _rv = _metadata(raw, problems, namespaced=True)
+    spec = _mapping(raw.get("spec"), "spec", problems)
+    status = _mapping(raw.get("status"), "status", problems)
+    ip = _ip(status.get("podIP"), "status.podIP", problems)
+    ips: list[str] = []
+    for i, entry in enumerate(_list(status.get("podIPs"), "status.podIPs", problems)):
+        value = _ip(_mapping(entry, f"status.podIPs[{i}]", problems).get("ip"), f"status.podIPs[{i}].ip", problems)
+        if value:
+            ips.append(value)
+    if ip is None and ips:
+        ip = ips[0]
+    if ip and ip not in ips:
+        ips.insert(0, ip)
+    node = spec.get("nodeName") or ""
+    if not isinstance(node, str):
+        problems.add("spec.nodeName", f"must be a string, not {_quote(node)}")
+        node = ""
+    host_network = spec.get("hostNetwork", False)
+    if not isinstance(host_network, bool):
+        problems.add("spec.hostNetwork", f"must be true or false, not {_quote(host_network)}")
+        host_network = False
+    phase = status.get("phase") or "Running"
+    ports: list[ContainerPort] = []
+    for ci, container in enumerate(_list(spec.get("containers"), "spec.containers", problems)):
+        cpath = f"spec.containers[{ci}]"
+        cdata = _mapping(container, cpath, problems)
+        for pi, entry in enumerate(_list(cdata.get("ports"), f"{cpath}.ports", problems)):
+            ppath = f"{cpath}.ports[{pi}]"
+            pdata = _mapping(entry, ppath, problems)
+            number = pdata.get("containerPort")
+            if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
+                problems.add(f"{ppath}.containerPort", f"{_quote(number)} must be a number from 1 to 65535")
+                continue
+            protocol = pdata.get("protocol") or "TCP"
+            if protocol not in PROTOCOLS:
+                problems.add(f"{ppath}.protocol", f"{_quote(protocol)} is not supported (one of TCP, UDP, SCTP)")
+                continue
+            pname = pdata.get("name")
+            if pname is not None and (not isinstance(pname, str) or not _valid_port_name(pname)):
+                problems.add(f"{ppath}.name", f"{_quote(pname)} is not a valid port name")
+                continue
+            ports.append(ContainerPort(number, protocol, pname))
+    if problems.errors:
+        raise ParseFailure(problems.errors)
+    return Pod(
+        namespace=namespace,
+        name=name,
+        labels=labels,
+        ip=ip or "",
+        ips=tuple(ips),
+        node=node,
+        host_network=host_network,
+        phase=str(phase),
+        ports=tuple(ports),
+        uid=uid,
+        source=source,
+    )
+
+
+def parse_namespace(raw: Mapping[str, Any], source: Source = Source()) -> Namespace:
+    """Read a Namespace and add the API server's ``kubernetes.io/metadata.name`` label."""
+    problems = Problems()
+    name, _ns, labels, _uid, _rv = _metadata(raw, problems, namespaced=False)
+    if name and not _DNS1123_LABEL.match(name):
+        problems.add("metadata.name", f"{_quote(name)} is not a valid namespace name (a DNS label)")
+    if problems.errors:
+        raise ParseFailure(problems.errors)
+    return Namespace(name, labels.with_label(NAMESPACE_NAME_LABEL, name), source=source)
+
+
+def parse_node(raw: Mapping[str, Any], source: Source = Source()) -> Node:
+    """Read a Node's name and InternalIP."""
+    problems = Problems()
+    name, _ns, _labels, _uid, _rv = _metadata(raw, problems, namespaced=False)
+    status = _mapping(raw.get("status"), "status", problems)
+    ip = ""
+    for i, addr in enumerate(_list(status.get("addresses"), "status.addresses", problems)):
+        data = _mapping(addr, f"status.addresses[{i}]", problems)
+        if data.get("type") == "InternalIP" and not ip:
+            ip = _ip(data.get("address"), f"status.addresses[{i}].address", problems) or ""
+    if problems.errors:
+        raise ParseFailure(problems.errors)
+    return Node(name, ip, source=source)
+
+
+class ParseFailure(Exception):
+    """All the field errors of one rejected object."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+
+PARSERS = {
+    "NetworkPolicy": parse_network_policy,
+    "Pod": parse_pod,
+    "Namespace": parse_namespace,
+    "Node": parse_node,
+}
