@@ -85,7 +85,8 @@ def _parse_text(text: str, name: str) -> Iterator[tuple[Source, Any] | ObjectErr
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             if name.endswith(".json"):
-                yield ObjectError(Source(name), "", "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+                where = f"line {exc.lineno}, column {exc.colno}"
+                yield ObjectError(Source(name), "", "", f"invalid JSON at {where}: {exc.msg}")
                 return
         else:
             yield (Source(name, 0), doc)

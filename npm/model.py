@@ -24,7 +24,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class Labels(Mapping[str, str]):
     """An immutable, hashable label map."""
 
-    __slots__ = ("_items", "_hash")
+    __slots__ = ("_hash", "_items")
 
     def __init__(self, items: Mapping[str, str] | None = None) -> None:
         self._items: dict[str, str] = dict(sorted((items or {}).items()))
@@ -212,6 +212,9 @@ class Source:
         return self.file if self.document is None else f"{self.file}[{self.document}]"
 
 
+NO_SOURCE = Source()
+
+
 @dataclass(frozen=True)
 class NetworkPolicy:
     """A validated, defaulted networking.k8s.io/v1 NetworkPolicy."""
@@ -224,7 +227,7 @@ class NetworkPolicy:
     policy_types: tuple[str, ...] = (INGRESS,)
     uid: str = ""
     resource_version: str = ""
-    source: Source = field(default=Source(), compare=False)
+    source: Source = field(default=NO_SOURCE, compare=False)
 
     @property
     def key(self) -> str:
@@ -263,7 +266,7 @@ class Pod:
     ports: tuple[ContainerPort, ...] = ()
     ip_allocated: bool = False
     uid: str = ""
-    source: Source = field(default=Source(), compare=False)
+    source: Source = field(default=NO_SOURCE, compare=False)
 
     @property
     def key(self) -> str:
@@ -284,7 +287,7 @@ class Namespace:
     name: str
     labels: Labels = field(default_factory=Labels)
     implicit: bool = False  # created because a pod or policy named it, not loaded
-    source: Source = field(default=Source(), compare=False)
+    source: Source = field(default=NO_SOURCE, compare=False)
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,7 @@ class Node:
     name: str
     ip: str = ""
     ip_allocated: bool = False
-    source: Source = field(default=Source(), compare=False)
+    source: Source = field(default=NO_SOURCE, compare=False)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from npm.model import (
     EGRESS,
     INGRESS,
     NAMESPACE_NAME_LABEL,
+    NO_SOURCE,
     PROTOCOLS,
     ContainerPort,
     IPBlock,
@@ -331,7 +332,7 @@ def object_name(raw: Any) -> str:
     return f"{kind} {ns}/{name}"
 
 
-def parse_network_policy(raw: Mapping[str, Any], source: Source = Source()) -> NetworkPolicy:
+def parse_network_policy(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> NetworkPolicy:
     """Validate and default a NetworkPolicy; raises ``ParseFailure`` listing every problem."""
     problems = Problems()
     name, namespace, _labels, uid, rv = _metadata(raw, problems, namespaced=True)
@@ -370,7 +371,7 @@ def _ip(raw: Any, path: str, problems: Problems) -> str | None:
         return None
 
 
-def parse_pod(raw: Mapping[str, Any], source: Source = Source()) -> Pod:
+def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
     """Read the parts of a Pod that policy depends on. The IP may be empty (allocated later)."""
     problems = Problems()
     name, namespace, labels, uid, _rv = _metadata(raw, problems, namespaced=True)
@@ -432,7 +433,7 @@ def parse_pod(raw: Mapping[str, Any], source: Source = Source()) -> Pod:
     )
 
 
-def parse_namespace(raw: Mapping[str, Any], source: Source = Source()) -> Namespace:
+def parse_namespace(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Namespace:
     """Read a Namespace and add the API server's ``kubernetes.io/metadata.name`` label."""
     problems = Problems()
     name, _ns, labels, _uid, _rv = _metadata(raw, problems, namespaced=False)
@@ -443,7 +444,7 @@ def parse_namespace(raw: Mapping[str, Any], source: Source = Source()) -> Namesp
     return Namespace(name, labels.with_label(NAMESPACE_NAME_LABEL, name), source=source)
 
 
-def parse_node(raw: Mapping[str, Any], source: Source = Source()) -> Node:
+def parse_node(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Node:
     """Read a Node's name and InternalIP."""
     problems = Problems()
     name, _ns, _labels, _uid, _rv = _metadata(raw, problems, namespaced=False)

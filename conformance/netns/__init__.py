@@ -1,0 +1,1 @@
+"""A virtual cluster in network namespaces: nodes with bridges, pods with agents."""

@@ -1,0 +1,55 @@
+"""Development sessions: tests, lint, bench, conformance (and more as the project grows)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import nox
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conformance.netns.rootless import in_user_namespace
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _privileged(args: list[str]) -> list[str]:
+    """Kernel work needs root; a non-root user gets it inside a user namespace."""
+    return args if os.geteuid() == 0 else in_user_namespace(args)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (kernel tests included) in parallel."""
+    session.install("-e", ".[dev]")
+    args = session.posargs or ["-n", "2", "-q"]
+    session.run(*_privileged(["python", "-m", "pytest", *args]), external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole tree."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Speed and memory benchmarks; figures are printed, and quoted in the README."""
+    session.install("-e", ".[dev]")
+    for script in sorted(os.listdir("benchmarks")):
+        if script.endswith("_bench.py"):
+            session.log(f"== benchmarks/{script}")
+            session.run(*_privileged(["python", f"benchmarks/{script}"]), external=True)
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """The main job: every scenario on the embedded netns backend, with reports."""
+    session.install("-e", ".")
+    args = session.posargs or []
+    session.run(
+        *_privileged(["npm-conformance", "run", "-f", "scenarios", "--out", "reports/conformance", *args]),
+        external=True,
+    )

@@ -1,0 +1,229 @@
+"""Equivalence classes of pods and vectorised label/IP matching over them.
+
+Two pods are equivalent for policy evaluation when they have the same namespace, labels,
+declared container ports and membership in every ipBlock/except range of every policy;
+hostNetwork pods (never selected by label selectors) are grouped by node, ports and
+ranges instead. Every policy is evaluated once per class, never once per pod.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from npm.model import Cluster, ContainerPort, IPBlock, LabelSelector, Pod
+
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class LabelIndex:
+    """Label maps of N items as per-key integer codes, so a selector matches all N at once."""
+
+    def __init__(self, items: Sequence[Mapping[str, str]]) -> None:
+        self.size = len(items)
+        self._codes: dict[str, np.ndarray] = {}
+        self._vocab: dict[str, dict[str, int]] = {}
+        for i, labels in enumerate(items):
+            for key, value in labels.items():
+                codes = self._codes.get(key)
+                if codes is None:
+                    codes = self._codes[key] = np.full(self.size, -1, dtype=np.int32)
+                    self._vocab[key] = {}
+                vocab = self._vocab[key]
+                codes[i] = vocab.setdefault(value, len(vocab))
+        self._cache: dict[LabelSelector, np.ndarray] = {}
+
+    def _requirement(self, key: str, operator: str, values: Iterable[str]) -> np.ndarray:
+        codes = self._codes.get(key)
+        if codes is None:  # no item has the key
+            return np.full(self.size, operator in ("NotIn", "DoesNotExist"))
+        if operator == "Exists":
+            return codes >= 0
+        if operator == "DoesNotExist":
+            return codes < 0
+        vocab = self._vocab[key]
+        wanted = [vocab[v] for v in values if v in vocab]
+        hit = np.isin(codes, wanted) if wanted else np.zeros(self.size, dtype=bool)
+        # NotIn: a missing key satisfies it; several values are an AND of exclusions.
+        return hit if operator == "In" else ~hit
+
+    def match(self, selector: LabelSelector) -> np.ndarray:
+        """Bool array: which items ``selector`` selects (cached; do not modify the result)."""
+        out = self._cache.get(selector)
+        if out is None:
+            out = np.ones(self.size, dtype=bool)
+            for req in selector.requirements:
+                out &= self._requirement(req.key, req.operator, req.values)
+            out.flags.writeable = False
+            self._cache[selector] = out
+        return out
+
+
+def _ipv4_int(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
+
+
+def ip_ranges(cluster: Cluster) -> list[IPNet]:
+    """Every distinct cidr and except range appearing in any policy, in a stable order."""
+    seen: dict[IPNet, None] = {}
+    for block in ip_blocks(cluster):
+        seen.setdefault(block.network, None)
+        for net in block.except_networks:
+            seen.setdefault(net, None)
+    return list(seen)
+
+
+def ip_blocks(cluster: Cluster) -> list[IPBlock]:
+    """Every distinct ipBlock of every policy, in policy order."""
+    seen: dict[IPBlock, None] = {}
+    for policy in cluster.policies:
+        for rule in (*policy.ingress, *policy.egress):
+            for peer in rule.peers:
+                if peer.ip_block is not None:
+                    seen.setdefault(peer.ip_block, None)
+    return list(seen)
+
+
+def range_membership(ips: Sequence[str], ranges: Sequence[IPNet]) -> np.ndarray:
+    """Bool matrix [len(ips), len(ranges)]: whether each address is inside each range.
+
+    IPv4 is vectorised on integers; IPv6 (rare) falls back to ``ipaddress``.
+    """
+    out = np.zeros((len(ips), len(ranges)), dtype=bool)
+    if not ips or not ranges:
+        return out
+    v4 = np.array([("." in ip and ":" not in ip) for ip in ips], dtype=bool)
+    v4_idx = np.flatnonzero(v4)
+    if len(v4_idx):
+        ints = np.fromiter((_ipv4_int(ips[i]) for i in v4_idx), dtype=np.uint32, count=len(v4_idx))
+        for j, net in enumerate(ranges):
+            if net.version != 4:
+                continue
+            mask = np.uint32(int(net.netmask))
+            out[v4_idx, j] = (ints & mask) == np.uint32(int(net.network_address))
+    for i in np.flatnonzero(~v4):
+        if not ips[i]:
+            continue  # a pod without an address matches no range
+        addr = ipaddress.ip_address(ips[i])
+        for j, net in enumerate(ranges):
+            out[i, j] = net.version == addr.version and addr in net
+    return out
+
+
+@dataclass
+class ClassTable:
+    """Pods grouped into equivalence classes, with what evaluation needs per class."""
+
+    pods: tuple[Pod, ...]
+    pod_class: np.ndarray  # int32 [n_pods]: the class of each pod
+    sizes: np.ndarray  # int64 [C]
+    reps: list[Pod]  # one representative pod per class
+    namespaces: list[str]  # namespace names, index = namespace id
+    ns_id: np.ndarray  # int32 [C]: namespace id; len(namespaces) for hostNetwork classes
+    selectable: np.ndarray  # bool [C]: not hostNetwork
+    labels: LabelIndex  # over classes (hostNetwork classes have none)
+    ns_labels: LabelIndex  # over namespaces, with one extra never-matching slot at the end
+    ranges: list[IPNet]
+    in_range: np.ndarray  # bool [C, R]
+    ports: list[tuple[ContainerPort, ...]]
+    ns_cols: dict[int, np.ndarray] = field(default_factory=dict)  # namespace id -> class ids
+    nodes: list[str] = field(default_factory=list)
+    pod_node: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # -1: none
+    pod_hostnet: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    ns_index: dict[str, int] = field(default_factory=dict)
+    pod_index: dict[str, int] = field(default_factory=dict)  # pod key -> position in pods
+    _named: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.reps)
+
+    def named_port_numbers(self, name: str, protocol: str) -> np.ndarray:
+        """int32 [C]: the number each class serves ``name``/``protocol`` on, 0 if none."""
+        key = (name, protocol)
+        out = self._named.get(key)
+        if out is None:
+            out = np.zeros(self.count, dtype=np.int32)
+            for c, ports in enumerate(self.ports):
+                for p in ports:
+                    if p.name == name and p.protocol == protocol:
+                        out[c] = p.port
+                        break
+            self._named[key] = out
+        return out
+
+    def block_members(self, block: IPBlock) -> np.ndarray:
+        """bool [C]: classes whose address is in ``block`` (cidr minus its excepts)."""
+        idx = {net: j for j, net in enumerate(self.ranges)}
+        out = self.in_range[:, idx[block.network]].copy()
+        for net in block.except_networks:
+            out &= ~self.in_range[:, idx[net]]
+        return out
+
+
+def build_classes(cluster: Cluster) -> ClassTable:
+    """Group ``cluster.pods`` into equivalence classes (see the module docstring)."""
+    pods = cluster.pods
+    ranges = ip_ranges(cluster)
+    membership = range_membership([p.ip for p in pods], ranges)
+    packed = np.packbits(membership, axis=1) if ranges else np.zeros((len(pods), 0), dtype=np.uint8)
+    namespaces = sorted({n.name for n in cluster.namespaces} | {p.namespace for p in pods})
+    ns_index = {n: i for i, n in enumerate(namespaces)}
+    nodes = sorted({p.node for p in pods if p.node} | {n.name for n in cluster.nodes})
+    node_index = {n: i for i, n in enumerate(nodes)}
+
+    keys: dict[tuple, int] = {}
+    pod_class = np.empty(len(pods), dtype=np.int32)
+    reps: list[Pod] = []
+    first: list[int] = []
+    for i, pod in enumerate(pods):
+        ports = tuple(sorted(set(pod.ports), key=lambda p: (p.protocol, p.port, p.name or "")))
+        sig = packed[i].tobytes()
+        if pod.host_network:
+            key: tuple = ("hostNetwork", pod.node, ports, sig)
+        else:
+            key = (pod.namespace, pod.labels, ports, sig)
+        c = keys.get(key)
+        if c is None:
+            c = keys[key] = len(reps)
+            reps.append(pod)
+            first.append(i)
+        pod_class[i] = c
+    count = len(reps)
+    sizes = np.bincount(pod_class, minlength=count).astype(np.int64)
+    selectable = np.array([not p.host_network for p in reps], dtype=bool)
+    hostnet_ns = len(namespaces)
+    ns_id = np.array(
+        [ns_index[p.namespace] if not p.host_network else hostnet_ns for p in reps], dtype=np.int32
+    ).reshape(count)
+    class_labels = [p.labels if not p.host_network else {} for p in reps]
+    ns_label_maps: list[Mapping[str, str]] = [cluster.namespace_labels(n) for n in namespaces]
+    table = ClassTable(
+        pods=pods,
+        pod_class=pod_class,
+        sizes=sizes,
+        reps=reps,
+        namespaces=namespaces,
+        ns_id=ns_id,
+        selectable=selectable,
+        labels=LabelIndex(class_labels),
+        ns_labels=LabelIndex([*ns_label_maps, {}]),
+        ranges=ranges,
+        in_range=membership[first] if count else np.zeros((0, len(ranges)), dtype=bool),
+        ports=[tuple(p.ports) for p in reps],
+        nodes=nodes,
+        pod_node=np.array([node_index.get(p.node, -1) for p in pods], dtype=np.int32).reshape(len(pods)),
+        pod_hostnet=np.array([p.host_network for p in pods], dtype=bool).reshape(len(pods)),
+    )
+    table.ns_index = ns_index
+    table.pod_index = {p.key: i for i, p in enumerate(pods)}
+    order = np.argsort(ns_id, kind="stable")
+    bounds = np.searchsorted(ns_id[order], np.arange(len(namespaces) + 2))
+    for n in range(len(namespaces)):
+        cols = order[bounds[n] : bounds[n + 1]]
+        if len(cols):
+            table.ns_cols[n] = cols
+    return table
