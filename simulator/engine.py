@@ -347,7 +347,7 @@ class Simulator:
             total = 0
             step = max(1, (1 << 22) // max(1, t.count))
             for lo in range(0, t.count, step):
-                total += int(round(float(sizes[lo : lo + step] @ (cm[lo : lo + step] @ sizes))))
+                total += round(float(sizes[lo : lo + step] @ (cm[lo : lo + step] @ sizes)))
             # Per-pod exceptions the class matrix does not have: self pairs and node traffic.
             diag = np.diagonal(cm)
             total += int(t.sizes[~diag].sum())
