@@ -324,8 +324,10 @@ class Simulator:
         for spec in ports:
             full = self.class_matrix(spec)[np.ix_(pc, pc)]
             np.fill_diagonal(full, True)
-            for i in hostnet:
-                full[i, t.pod_node == t.pod_node[i]] = True
+            for i in hostnet:  # a node and its pods always reach each other
+                same_node = t.pod_node == t.pod_node[i]
+                full[i, same_node] = True
+                full[same_node, i] = True
             out[spec] = full
         return Matrix(tuple(self.cluster.pods), tuple(ports), out)
 
@@ -335,12 +337,12 @@ class Simulator:
         sizes = t.sizes.astype(np.float64)
         n = len(t.pods)
         results = []
-        # hostNetwork classes hold pods of one node; the pods on that node are reachable from them.
-        node_rows = []
-        for c in np.unique(t.pod_class[t.pod_hostnet & (t.pod_node >= 0)]):
-            member = int(np.flatnonzero(t.pod_class == c)[0])
-            on_node = t.pod_class[t.pod_node == t.pod_node[member]]
-            node_rows.append((int(c), on_node))
+        # A hostNetwork pod is its node: it and the pods on its node always reach each other.
+        node_pairs = []
+        for h in np.flatnonzero(t.pod_hostnet & (t.pod_node >= 0)):
+            same_node = t.pod_node == t.pod_node[h]
+            others = same_node & ~t.pod_hostnet  # hostNetwork pairs are counted in rows only
+            node_pairs.append((int(t.pod_class[h]), t.pod_class[same_node], t.pod_class[others]))
         for spec in ports:
             started = time.perf_counter()
             cm = self.class_matrix(spec)
@@ -351,9 +353,9 @@ class Simulator:
             # Per-pod exceptions the class matrix does not have: self pairs and node traffic.
             diag = np.diagonal(cm)
             total += int(t.sizes[~diag].sum())
-            for c, on_node in node_rows:
-                denied = int((~cm[c][on_node]).sum()) - int(not diag[c])  # self pairs counted above
-                total += int(t.sizes[c]) * denied
+            for c, row, column in node_pairs:
+                total += int((~cm[c, row]).sum()) - int(not diag[c])  # its self pair is counted above
+                total += int((~cm[column, c]).sum())
             results.append(PortSummary(spec, total, n * n - total, time.perf_counter() - started))
         return Summary(n, t.count, len(self.cluster.policies), tuple(results), self.setup_seconds)
 

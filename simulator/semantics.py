@@ -192,16 +192,31 @@ def evaluate_direction(
 
 
 def always_allowed(cluster: Cluster, src: Endpoint, dst: Endpoint) -> str | None:
-    """Why the pair bypasses policy, or None: a pod reaching itself, or its node reaching it."""
-    if isinstance(src, Pod) and isinstance(dst, Pod) and src.key == dst.key:
-        return "a pod may always reach itself"
-    if isinstance(dst, Pod) and dst.node:
-        if isinstance(src, Pod) and src.host_network and src.node == dst.node:
-            return f"traffic from the pod's own node ({dst.node}, hostNetwork source) is always allowed"
-        node = cluster.node_by_name.get(dst.node)
-        if isinstance(src, External) and node is not None and node.ip and node.ip == src.ip:
-            return f"traffic from the pod's own node ({dst.node}) is always allowed"
+    """Why the pair bypasses policy, or None.
+
+    A pod may always reach itself, and traffic between a pod and the node it runs on is
+    always allowed in both directions (the Kubernetes documentation: "traffic to and from
+    the node where a Pod is running is always allowed"); a hostNetwork pod is its node.
+    """
+    if isinstance(src, Pod) and isinstance(dst, Pod):
+        if src.key == dst.key:
+            return "a pod may always reach itself"
+        if src.node and src.node == dst.node:
+            if src.host_network:
+                return f"traffic from the pod's own node ({dst.node}, hostNetwork source) is always allowed"
+            if dst.host_network:
+                return f"traffic to the pod's own node ({src.node}, hostNetwork destination) is always allowed"
+        return None
+    if isinstance(dst, Pod) and isinstance(src, External) and _node_ip(cluster, dst) == src.ip:
+        return f"traffic from the pod's own node ({dst.node}) is always allowed"
+    if isinstance(src, Pod) and isinstance(dst, External) and _node_ip(cluster, src) == dst.ip:
+        return f"traffic to the pod's own node ({src.node}) is always allowed"
     return None
+
+
+def _node_ip(cluster: Cluster, pod: Pod) -> str | None:
+    node = cluster.node_by_name.get(pod.node) if pod.node else None
+    return node.ip if node is not None and node.ip else None
 
 
 def allowed(cluster: Cluster, src: Endpoint, dst: Endpoint, spec: PortSpec) -> bool:

@@ -465,6 +465,18 @@ def test_traffic_from_the_pods_own_node_is_always_allowed() -> None:
     assert check(sim, "x/agent2", "x/b")
 
 
+def test_traffic_to_the_pods_own_node_is_always_allowed_even_when_egress_is_isolated() -> None:
+    sim = host_cluster(policy("x", "deny", {"podSelector": {}, "policyTypes": ["Egress"]}))
+    assert check(sim, "x/a", "x/agent")  # pod on n1 -> hostNetwork pod on n1
+    assert check(sim, "x/a", "172.18.0.2")  # the node address itself
+    assert not check(sim, "x/a", "x/agent2")  # agent2 is n2's address
+    assert not check(sim, "x/a", "172.18.0.3")
+    matrix = sim.matrix([TCP80]).allowed[TCP80]
+    index = {p.key: i for i, p in enumerate(sim.cluster.pods)}
+    assert matrix[index["x/a"], index["x/agent"]]
+    assert not matrix[index["x/a"], index["x/agent2"]]
+
+
 def test_external_to_external_is_not_governed_by_policy() -> None:
     sim = base(policy("x", "deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}))
     assert sim.allowed("1.1.1.1", "8.8.8.8", TCP80)
