@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("dst", metavar="DST", help="destination: namespace/name or an IP address")
     exp.add_argument("--port", type=_port, default=DEFAULT_PORT, metavar="PORT[/PROTO]", help="default 80/TCP")
     exp.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    __import__("simulator.cli_whatif", fromlist=["register"]).register(sub)  # diff, what-if, lint, exposure
     return parser
 
 

@@ -1,0 +1,308 @@
+"""``npm-sim`` subcommands for what-if analysis: diff, what-if, lint, exposure (and reach -o html).
+
+``simulator.cli`` calls :func:`register` once while building its parser; this module adds
+its subparsers and its handlers to ``simulator.cli.COMMANDS``, so the CLI core needs a
+single line to host them. Handlers take ``(args, cluster, out)`` like the core's and
+return the exit code: 0 success, 1 a ``--fail-on`` condition was met, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+import networkx as nx
+import numpy as np
+
+from npm.load import load_paths
+from npm.model import Cluster, PortSpec
+from simulator import cli, diff_render, exposure, html_report, lint
+from simulator.engine import Simulator, all_declared_ports
+from simulator.incremental import evaluate_change
+from simulator.semantics import resolve
+from simulator.whatif import Diff, diff_states
+from simulator.whatif_load import Deletion, overlay_cluster
+
+EXIT_FAIL = 1
+
+DIFF_EPILOG = """\
+output (-o):
+  text      groups of changes by source and destination workload, ports folded, with causes
+  json      exactly {"gained": [...], "lost": [...]}; each entry {"src", "dst", "port",
+            "protocol", "because"}; src/dst are namespace/name
+  markdown  a pull-request comment (a table of groups; the rest in -o json)
+  html      one self-contained page: counts, groups, namespace heatmap of changes, graph
+  dot       Graphviz digraph of the changed connections (green gained, red lost)
+
+because: "ns/policy ingress[0]" is the rule that now allows a gained connection (or that
+allowed a lost one); "ns/policy isolates egress" a policy that now isolates (lost) or no
+longer does (gained); "pod ns/name added|deleted|relabelled", "namespace N relabelled".
+Pods only in the after state: their allowed connections count as gained; pods only in the
+before state: theirs as lost. Ports: --port on every pair, else each destination's declared
+container ports (80/TCP if no pod declares any).
+
+exit codes:
+  0  done (and --fail-on not triggered)
+  1  --fail-on gained|lost|any: there are such changes
+  2  bad input or usage
+"""
+
+
+def _port_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=cli._port, action="append", metavar="PORT[/PROTO]",
+                        help="compare on this port for every pair (repeatable); default: declared ports")
+
+
+def register(sub: Any) -> None:
+    """Add diff, what-if, lint and exposure to ``npm-sim`` and ``-o html`` to reach."""
+    common = cli._input_options()
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    diff = sub.add_parser(
+        "diff", formatter_class=fmt, epilog=DIFF_EPILOG,
+        help="connections gained and lost between two states (before/after snapshots)",
+        description="Compare two cluster states and list the connections gained and lost, each "
+        "attributed to the policies and rules (or object changes) that caused it.",
+    )
+    diff.add_argument("--before", dest="files", nargs="+", action="extend", default=[], metavar="PATH",
+                      required=True, help="files/directories of the state before")
+    diff.add_argument("--after", nargs="+", action="extend", default=[], metavar="PATH", required=True,
+                      help="files/directories of the state after")
+    diff.add_argument("--pod-cidr", type=cli._cidr, default=cli.DEFAULT_POD_CIDR,
+                      help="range for pods that have no IP")
+    diff.add_argument("--skip-invalid", action="store_true", help="analyse the valid objects even if some are invalid")
+    diff.set_defaults(kubeconfig=None, context=None)
+    _diff_options(diff)
+
+    whatif = sub.add_parser(
+        "what-if", parents=[common], formatter_class=fmt, epilog=DIFF_EPILOG,
+        help="the diff an overlay (apply/delete) would make on a snapshot, without writing it",
+        description="Apply manifests and delete objects on top of a snapshot in memory and "
+        "list the connections gained and lost. Policy-only changes are re-evaluated "
+        "incrementally (only the namespaces they live in).",
+    )
+    whatif.add_argument("--apply", action="extend", nargs="+", default=[], metavar="FILE",
+                        help="manifests to apply on top of the snapshot (replace same-named objects)")
+    whatif.add_argument("--delete", action="extend", nargs="+", default=[], type=_deletion, metavar="KIND/NS/NAME",
+                        help="objects to delete: NetworkPolicy/ns/name, Pod/ns/name, Namespace/name, Node/name")
+    _diff_options(whatif)
+
+    lint_p = sub.add_parser(
+        "lint", parents=[common], formatter_class=fmt, epilog=lint.__doc__.split("\n\n", 1)[1]
+        + "\nexit codes:\n  0  done (and --fail-on not triggered)\n  1  --fail-on: a finding of that severity"
+        " or worse\n  2  bad input or usage\n",
+        help="findings about policies: dead selectors, shadowed rules, DNS lock-outs, ...",
+        description="Check policies for problems; each finding names the policy, the rule and a reason.",
+    )
+    lint_p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    lint_p.add_argument("--fail-on", choices=["warning", "error"], help="exit 1 on findings of this severity or worse")
+
+    exp = sub.add_parser(
+        "exposure", parents=[common], formatter_class=fmt,
+        help="what a compromised pod can reach; the most exposed pods and largest blast radius",
+        description="With --from: the pods and ports POD reaches in one hop and transitively (any "
+        "allowed port is an edge), with a shortest path to each and a per-workload summary. "
+        "Without: the most exposed pods (most source pods reach them), the pods with the largest "
+        "blast radius (transitive reach) and per workload the pods and ports that reach it. "
+        "Computed over equivalence classes and their strongly connected components.",
+        epilog="exit codes:\n  0  done\n  2  bad input or usage (e.g. unknown --from pod)\n",
+    )
+    exp.add_argument("--from", dest="source", metavar="POD", help="the compromised pod, namespace/name")
+    exp.add_argument("--hops", type=int, metavar="N", help="limit the transitive search to N hops")
+    exp.add_argument("--top", type=int, default=10, metavar="N", help="length of the rankings (default 10)")
+    _port_arg(exp)
+    exp.add_argument("-o", "--output", choices=["text", "json", "html", "dot"], default="text")
+
+    cli.COMMANDS.update({"diff": cmd_diff, "what-if": cmd_whatif, "lint": cmd_lint, "exposure": cmd_exposure})
+    _hook_reach(sub)
+
+
+def _diff_options(parser: argparse.ArgumentParser) -> None:
+    _port_arg(parser)
+    parser.add_argument("-o", "--output", choices=["text", "json", "markdown", "html", "dot"], default="text")
+    parser.add_argument("--fail-on", choices=["gained", "lost", "any"], help="exit 1 when there are such changes")
+
+
+def _deletion(text: str) -> Deletion:
+    try:
+        return Deletion.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _ports(clusters: list[Cluster], given: list[PortSpec] | None) -> tuple[list[PortSpec], bool]:
+    """(ports, declared_only): --port on every pair, else declared ports per destination."""
+    if given:
+        return list(dict.fromkeys(given)), False
+    declared = sorted({s for c in clusters for s in all_declared_ports(c)}, key=lambda s: (s.protocol, s.port))
+    return (declared, True) if declared else ([cli.DEFAULT_PORT], False)
+
+
+def _write_diff(diff: Diff, args: argparse.Namespace, out: TextIO) -> int:
+    if args.output == "json":
+        out.write(diff_render.to_json(diff))
+    elif args.output == "markdown":
+        out.write(diff_render.to_markdown(diff))
+    elif args.output == "html":
+        out.write(html_report.diff_page(diff))
+    elif args.output == "dot":
+        out.write(_diff_dot(diff))
+    else:
+        out.write(diff_render.to_text(diff))
+    return EXIT_FAIL if diff.failed(args.fail_on) else cli.EXIT_OK
+
+
+def _diff_dot(diff: Diff) -> str:
+    pairs: dict[tuple[str, str, str], list[str]] = {}
+    for kind, changes in (("gained", diff.gained), ("lost", diff.lost)):
+        for c in changes:
+            pairs.setdefault((kind, c.src, c.dst), []).append(f"{c.port}/{c.protocol}")
+    lines = ["digraph diff {", "  rankdir=LR;", "  node [shape=ellipse, fontsize=10];"]
+    for (kind, s, d), ports in pairs.items():
+        color = "darkgreen" if kind == "gained" else "red3"
+        label = ("+" if kind == "gained" else "-") + " " + ", ".join(ports)
+        lines.append(f"  {json.dumps(s)} -> {json.dumps(d)} [color={color}, label={json.dumps(label)}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
+    result = load_paths(args.after, pod_cidr=args.pod_cidr)
+    after = cli._report(result, args.skip_invalid)
+    ports, declared_only = _ports([before, after], args.port)
+    started = time.perf_counter()
+    print(f"comparing {len(before.pods)} -> {len(after.pods)} pods on {len(ports)} port(s)...", file=sys.stderr)
+    state_b, state_a, update = evaluate_change(before, after, ports)
+    diff = diff_states(state_b, state_a, ports, declared_only=declared_only)
+    print(f"{update.mode} evaluation in {time.perf_counter() - started:.3f} s", file=sys.stderr)
+    return _write_diff(diff, args, out)
+
+
+def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
+    if not args.apply and not args.delete:
+        raise cli.UsageError("nothing to change: give --apply FILE and/or --delete KIND/NS/NAME")
+    result = overlay_cluster(before, apply=args.apply, deletions=args.delete, pod_cidr=args.pod_cidr)
+    after = cli._report(result, args.skip_invalid)
+    ports, declared_only = _ports([before, after], args.port)
+    started = time.perf_counter()
+    state_b, state_a, update = evaluate_change(before, after, ports)
+    diff = diff_states(state_b, state_a, ports, declared_only=declared_only)
+    print(f"{update.mode} re-evaluation of {', '.join(update.namespaces) or 'nothing'}: "
+          f"{update.seconds * 1000:.1f} ms; evaluation and diff in {time.perf_counter() - started:.3f} s",
+          file=sys.stderr)
+    return _write_diff(diff, args, out)
+
+
+def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
+    started = time.perf_counter()
+    findings = lint.lint(cluster)
+    print(f"linted {len(cluster.policies)} policies in {time.perf_counter() - started:.3f} s", file=sys.stderr)
+    out.write(lint.to_json(findings) if args.output == "json" else lint.to_text(findings))
+    return EXIT_FAIL if lint.failed(findings, args.fail_on) else cli.EXIT_OK
+
+
+def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
+    if args.hops is not None and args.hops < 1:
+        raise cli.UsageError("--hops must be at least 1")
+    source = None
+    if args.source:
+        source = cluster.pod_by_key.get(args.source)
+        if source is None:
+            raise cli.UsageError(f"--from {args.source}: no such pod (give namespace/name)")
+    sim = Simulator(cluster)
+    ports = list(dict.fromkeys(args.port)) if args.port else (all_declared_ports(cluster) or [cli.DEFAULT_PORT])
+    print(f"exposure over {len(cluster.pods)} pods ({sim.classes.count} classes) on {len(ports)} port(s)...",
+          file=sys.stderr)
+    cg = exposure.build(sim, ports)
+    result = exposure.from_pod(cg, source, hops=args.hops) if source else exposure.ranking(cg, top=args.top)
+    if args.output == "json":
+        out.write(json.dumps(result, indent=2) + "\n")
+    elif args.output in ("html", "dot"):
+        graph = _pod_graph(cg, cluster, result if source else None)
+        if args.output == "dot":
+            out.write(_graph_dot(graph))
+        else:
+            out.write(html_report.exposure_page(result, graph))
+    else:
+        out.write(exposure.text_from(result) if source else exposure.text_ranking(result))
+    return cli.EXIT_OK
+
+
+def _pod_graph(cg: exposure.ClassGraph, cluster: Cluster, result: dict | None) -> nx.DiGraph:
+    """Pod-level graph for drawing: the source and what it reaches, or all pods (small clusters)."""
+    t = cg.sim.classes
+    keys = [p.key for p in cluster.pods]
+    if result is not None:
+        keep = {result["from"]} | {e["pod"] for e in result["transitive"]["targets"]}
+        keys = [k for k in keys if k in keep]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(keys)
+    if len(keys) > html_report.GRAPH_LIMIT * 5:
+        return graph  # too many to draw or list edges usefully
+    cls = {k: int(t.pod_class[t.pod_index[k]]) for k in keys}
+    for a in keys:
+        for b in keys:
+            if a != b and cg.adj[cls[a], cls[b]]:
+                ports = ",".join(str(s) for s in cg.ports if cg.per_port[s][cls[a], cls[b]])
+                graph.add_edge(a, b, ports=ports)
+    return graph
+
+
+def _graph_dot(graph: nx.DiGraph) -> str:
+    lines = ["digraph exposure {", "  rankdir=LR;", "  node [shape=ellipse, fontsize=10];"]
+    lines += [f"  {json.dumps(n)};" for n in graph]
+    lines += [f"  {json.dumps(a)} -> {json.dumps(b)} [label={json.dumps(d.get('ports', ''))}];"
+              for a, b, d in graph.edges(data=True)]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# ----- reach -o html ------------------------------------------------------------------------
+def _hook_reach(sub: Any) -> None:
+    """Add ``html`` to ``reach -o`` and render it from the core's own JSON result."""
+    reach = sub.choices.get("reach")
+    original = cli.COMMANDS.get("reach")
+    if reach is None or original is None:
+        return
+    for action in reach._actions:
+        if action.dest == "output" and action.choices is not None and "html" not in action.choices:
+            action.choices = [*action.choices, "html"]
+    if getattr(original, "_whatif_html", False):
+        return  # the parser is built once per main(); the handler is wrapped once per process
+
+    def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
+        if args.output != "html":
+            return original(args, cluster, out)
+        buf = io.StringIO()
+        code = original(argparse.Namespace(**{**vars(args), "output": "json"}), cluster, buf)
+        out.write(reach_html(cluster, args.ip or [], json.loads(buf.getvalue())))
+        return code
+
+    cmd_reach._whatif_html = True  # type: ignore[attr-defined]
+    cli.COMMANDS["reach"] = cmd_reach
+
+
+def reach_html(cluster: Cluster, ips: list[str], data: dict[str, Any]) -> str:
+    """The reach page from ``npm-sim reach -o json`` output (so both always agree)."""
+    names = [p.key for p in cluster.pods]
+    for ip in ips:
+        key = resolve(cluster, ip).key
+        if key not in names:
+            names.append(key)
+    index = {n: i for i, n in enumerate(names)}
+    ports = list(dict.fromkeys(PortSpec(c["port"], c["protocol"]) for c in data["connections"]))
+    n = len(names)
+    allowed = {s: np.zeros((n, n), dtype=bool) for s in ports}
+    checked = {s: np.zeros((n, n), dtype=bool) for s in ports}
+    for c in data["connections"]:
+        spec, i, j = PortSpec(c["port"], c["protocol"]), index[c["src"]], index[c["dst"]]
+        checked[spec][i, j] = True
+        allowed[spec][i, j] = c["allowed"]
+    return html_report.reach_page(names, ports, allowed, checked)
+
+
+__all__ = ["reach_html", "register"]

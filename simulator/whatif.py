@@ -1,0 +1,391 @@
+"""Connections gained and lost between two cluster states, each attributed to its causes.
+
+``diff_states(before, after, ports)`` compares two evaluated states (a
+:class:`simulator.engine.Simulator` or an :class:`simulator.incremental.IncrementalSimulator`:
+anything with ``cluster``, ``classes`` and ``class_matrix(spec)``). Pods are matched by
+``namespace/name``. For pods present in both states the comparison runs over *joint*
+classes (pairs of before-class and after-class), so a cluster of thousands of pods costs a
+matrix comparison of a few hundred rows; only changed class pairs are expanded to pods.
+
+Pods present in one state only: every allowed connection from or to a pod that exists only
+after counts as gained, every allowed connection of a pod that exists only before as lost.
+Self pairs (a pod reaching itself) are never reported.
+
+Attribution (``because``) is a list of strings with this fixed grammar:
+
+- ``"<ns>/<policy> ingress[<i>]"`` / ``"<ns>/<policy> egress[<i>]"``: the rule that allows
+  the connection after the change (gained) or that allowed it before (lost);
+- ``"<ns>/<policy> isolates ingress"`` / ``"... isolates egress"``: a policy that selects the
+  pod for that direction without allowing the connection: after the change for a lost
+  connection (it now isolates), before the change for a gained one (it no longer does);
+- ``"pod <ns>/<name> added|deleted|relabelled"``, ``"namespace <name> relabelled"``: object
+  changes on either end that the connection depends on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from npm.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Pod, PortSpec
+from simulator import semantics
+from simulator.classes import ClassTable
+
+
+class State(Protocol):
+    """What a diff needs from an evaluated cluster."""
+
+    cluster: Cluster
+    classes: ClassTable
+
+    def class_matrix(self, spec: PortSpec) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Change:
+    """One gained or lost connection with the reasons for it."""
+
+    src: str
+    dst: str
+    port: int
+    protocol: str
+    because: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "src": self.src,
+            "dst": self.dst,
+            "port": self.port,
+            "protocol": self.protocol,
+            "because": list(self.because),
+        }
+
+
+@dataclass(frozen=True)
+class PolicyChanges:
+    """Policy keys added, deleted and edited between two states."""
+
+    added: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    edited: tuple[str, ...] = ()
+
+    def status(self, key: str) -> str:
+        """``added``, ``deleted``, ``edited`` or ``unchanged``."""
+        for name in ("added", "deleted", "edited"):
+            if key in getattr(self, name):
+                return name
+        return "unchanged"
+
+
+@dataclass(frozen=True)
+class Diff:
+    """Gained and lost connections between ``before`` and ``after`` on ``ports``."""
+
+    gained: tuple[Change, ...]
+    lost: tuple[Change, ...]
+    ports: tuple[PortSpec, ...]
+    before: Cluster
+    after: Cluster
+    policies: PolicyChanges = field(default_factory=PolicyChanges)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Exactly ``{"gained": [...], "lost": [...]}`` (see the module docstring)."""
+        return {"gained": [c.to_json() for c in self.gained], "lost": [c.to_json() for c in self.lost]}
+
+    def failed(self, fail_on: str | None) -> bool:
+        """Whether ``--fail-on gained|lost|any`` is triggered."""
+        if fail_on == "gained":
+            return bool(self.gained)
+        if fail_on == "lost":
+            return bool(self.lost)
+        if fail_on == "any":
+            return bool(self.gained or self.lost)
+        return False
+
+
+def policy_changes(before: Cluster, after: Cluster) -> PolicyChanges:
+    """Which policies were added, deleted or edited (spec or types changed)."""
+    b, a = before.policy_by_key, after.policy_by_key
+    edited = [k for k in a if k in b and not _same_policy(a[k], b[k])]
+    return PolicyChanges(
+        added=tuple(sorted(set(a) - set(b))), deleted=tuple(sorted(set(b) - set(a))), edited=tuple(sorted(edited))
+    )
+
+
+def _same_policy(x: NetworkPolicy, y: NetworkPolicy) -> bool:
+    fields = ("pod_selector", "ingress", "egress", "policy_types")
+    return all(getattr(x, f) == getattr(y, f) for f in fields)
+
+
+def default_ports(clusters: Iterable[Cluster]) -> list[PortSpec]:
+    """Ports to compare when none are given: every declared container port, else 80/TCP."""
+    specs = {PortSpec(p.port, p.protocol) for c in clusters for pod in c.pods for p in pod.ports}
+    return sorted(specs, key=lambda s: (s.protocol, s.port)) or [PortSpec(80, "TCP")]
+
+
+def _node_local(src: Pod, dst: Pod) -> bool:
+    """The exception policy never overrides: a hostNetwork pod reaching pods on its node."""
+    return src.host_network and bool(src.node) and src.node == dst.node
+
+
+class _Attributor:
+    """Builds ``because`` lists; rule attribution is cached per class quadruple and port."""
+
+    def __init__(self, before: State, after: State) -> None:
+        self.before, self.after = before, after
+        self._cache: dict[tuple[int, int, int, int, PortSpec], tuple[str, ...]] = {}
+        self.scoped_before, self.scoped_after = NamespaceScoped(before.cluster), NamespaceScoped(after.cluster)
+        nb, na = before.cluster, after.cluster
+        self.relabelled_pods: set[str] = set()
+        self.relabelled_ns: set[str] = set()
+        if (nb.pods, nb.namespaces) == (na.pods, na.namespaces):
+            return
+        self.relabelled_pods = {
+            k for k, p in na.pod_by_key.items() if k in nb.pod_by_key and nb.pod_by_key[k].labels != p.labels
+        }
+        names = {n.name for n in na.namespaces} | {n.name for n in nb.namespaces}
+        self.relabelled_ns = {n for n in names if nb.namespace_labels(n) != na.namespace_labels(n)}
+
+    def rules(self, gained: bool, cb: tuple[int, int], ca: tuple[int, int], spec: PortSpec) -> tuple[str, ...]:
+        key = (cb[0], ca[0], cb[1], ca[1], spec)
+        got = self._cache.get(key)
+        if got is None:
+            tb, ta = self.before.classes, self.after.classes
+            got = self._cache[key] = explain_change(
+                self.scoped_before,
+                (tb.reps[cb[0]], tb.reps[cb[1]]),
+                self.scoped_after,
+                (ta.reps[ca[0]], ta.reps[ca[1]]),
+                spec,
+                gained,
+            )
+        return got
+
+    def objects(self, src: str, dst: str) -> list[str]:
+        out = []
+        for key in (src, dst):
+            if key in self.relabelled_pods:
+                out.append(f"pod {key} relabelled")
+        for ns in dict.fromkeys(k.split("/", 1)[0] for k in (src, dst)):
+            if ns in self.relabelled_ns:
+                out.append(f"namespace {ns} relabelled")
+        return out
+
+
+class NamespaceScoped:
+    """``semantics.evaluate_direction`` with only the subject's namespace's policies.
+
+    A policy only ever selects pods of its own namespace, so the verdict is the same; this
+    just avoids scanning every policy of a large cluster for each attribution.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._scoped: dict[str, Cluster] = {}
+
+    def scoped(self, namespace: str) -> Cluster:
+        got = self._scoped.get(namespace)
+        if got is None:
+            got = self._scoped[namespace] = replace(
+                self.cluster, policies=tuple(p for p in self.cluster.policies if p.namespace == namespace)
+            )
+        return got
+
+    def direction(self, src: Pod, dst: Pod, spec: PortSpec, direction: str) -> semantics.DirectionVerdict:
+        subject = src if direction == EGRESS else dst
+        return semantics.evaluate_direction(self.scoped(subject.namespace), src, dst, spec, direction)
+
+
+def explain_change(
+    before: Cluster | NamespaceScoped,
+    pair_before: tuple[Pod, Pod],
+    after: Cluster | NamespaceScoped,
+    pair_after: tuple[Pod, Pod],
+    spec: PortSpec,
+    gained: bool,
+) -> tuple[str, ...]:
+    """The rule/isolation strings for one connection whose verdict flipped.
+
+    For each direction whose verdict flipped: the allowing rule on the allowed side, or the
+    isolating policies on the denied side when no rule is involved there.
+    """
+    before = before if isinstance(before, NamespaceScoped) else NamespaceScoped(before)
+    after = after if isinstance(after, NamespaceScoped) else NamespaceScoped(after)
+    out: list[str] = []
+    for direction in (EGRESS, INGRESS):
+        vb = before.direction(*pair_before, spec, direction)
+        va = after.direction(*pair_after, spec, direction)
+        if vb.allowed == va.allowed:
+            continue
+        allowed_side, denied_side = (va, vb) if gained else (vb, va)
+        if allowed_side.rule is not None:
+            out.append(rule_text(allowed_side.rule))
+        else:  # allowed because not isolated: name the policies isolating on the other side
+            out.extend(f"{p} isolates {direction.lower()}" for p in denied_side.policies)
+    return tuple(out)
+
+
+def rule_text(ref: semantics.RuleRef) -> str:
+    """``ns/policy ingress[0]`` for a rule reference."""
+    return f"{ref.policy} {ref.direction.lower()}[{ref.rule}]"
+
+
+def _members(joint: np.ndarray, count: int) -> list[np.ndarray]:
+    order = np.argsort(joint, kind="stable")
+    bounds = np.searchsorted(joint[order], np.arange(count + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(count)]
+
+
+def diff_states(before: State, after: State, ports: Sequence[PortSpec], *, declared_only: bool = False) -> Diff:
+    """Connections gained and lost from ``before`` to ``after`` (see the module docstring).
+
+    With ``declared_only`` a destination is compared only on the ports its containers
+    declare (as ``npm-sim reach`` does without ``--port``); otherwise on every port.
+    """
+    started = time.perf_counter()
+    tb, ta = before.classes, after.classes
+    pods_b, pods_a = tb.pods, ta.pods
+    common = [k for k in (p.key for p in pods_a) if k in tb.pod_index]
+    ib = np.array([tb.pod_index[k] for k in common], dtype=np.int64)
+    ia = np.array([ta.pod_index[k] for k in common], dtype=np.int64)
+    cls_b = tb.pod_class[ib].astype(np.int64) if len(common) else np.zeros(0, dtype=np.int64)
+    cls_a = ta.pod_class[ia].astype(np.int64) if len(common) else np.zeros(0, dtype=np.int64)
+    uniq, joint = np.unique(cls_b * max(1, ta.count) + cls_a, return_inverse=True)
+    jb, ja = uniq // max(1, ta.count), uniq % max(1, ta.count)
+    members = _members(joint.reshape(-1), len(uniq))
+    attr = _Attributor(before, after)
+    gained: list[Change] = []
+    lost: list[Change] = []
+
+    same_pods = tb.pods is ta.pods
+    added = [] if same_pods else [p for p in pods_a if p.key not in tb.pod_index]
+    deleted = [] if same_pods else [p for p in pods_b if p.key not in ta.pod_index]
+    # After an incremental change only the touched classes' rows and columns can differ.
+    region = after.touched if getattr(after, "parent", None) is before and tb is ta else None
+    for spec in ports:
+        if declared_only:
+            serves = _serves(tb, spec)[jb] | _serves(ta, spec)[ja]
+        for is_gain, (xs, ys) in _flips(before, after, spec, jb, ja, region):
+            out = gained if is_gain else lost
+            if declared_only:
+                keep = serves[ys]
+                xs, ys = xs[keep], ys[keep]
+            for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
+                rules = attr.rules(is_gain, (int(jb[x]), int(jb[y])), (int(ja[x]), int(ja[y])), spec)
+                for s in members[x]:
+                    for d in members[y]:
+                        if s == d:
+                            continue
+                        # the per-pod exception of the state where the connection is allowed anyway
+                        ps, pd = (pods_b[ib[s]], pods_b[ib[d]]) if is_gain else (pods_a[ia[s]], pods_a[ia[d]])
+                        if _node_local(ps, pd):
+                            continue
+                        because = (*rules, *attr.objects(ps.key, pd.key))
+                        out.append(Change(ps.key, pd.key, spec.port, spec.protocol, because))
+        gained += _lonely(after, added, spec, "added", declared_only)
+        lost += _lonely(before, deleted, spec, "deleted", declared_only)
+
+    key = _sort_key
+    return Diff(
+        tuple(sorted(gained, key=key)),
+        tuple(sorted(lost, key=key)),
+        tuple(ports),
+        before.cluster,
+        after.cluster,
+        policy_changes(before.cluster, after.cluster),
+        time.perf_counter() - started,
+    )
+
+
+def _flips(
+    before: State, after: State, spec: PortSpec, jb: np.ndarray, ja: np.ndarray, region: np.ndarray | None
+) -> list[tuple[bool, tuple[np.ndarray, np.ndarray]]]:
+    """(gained?, (rows, cols)) of joint class pairs whose verdict flipped on ``spec``."""
+    if region is None:
+        mb = before.class_matrix(spec)[np.ix_(jb, jb)]
+        ma = after.class_matrix(spec)[np.ix_(ja, ja)]
+        return [(True, np.nonzero(ma & ~mb)), (False, np.nonzero(mb & ~ma))]
+    # Same class table on both sides (joint class = class): compare the touched slices only.
+    bc, br = before.blocks(spec, region) if hasattr(before, "blocks") else _blocks(before, spec, region)
+    ac, ar = after.blocks(spec, region)
+    outside = np.ones(len(jb), dtype=bool)
+    outside[region] = False  # pairs inside the region come from the column slice only
+    out = []
+    for is_gain, (new_c, old_c, new_r, old_r) in ((True, (ac, bc, ar, br)), (False, (bc, ac, br, ar))):
+        x1, y1 = np.nonzero(new_c & ~old_c)
+        x2, y2 = np.nonzero((new_r & ~old_r) & outside[None, :])
+        out.append((is_gain, (np.concatenate([x1, region[x2]]), np.concatenate([region[y1], y2]))))
+    return out
+
+
+def _blocks(state: State, spec: PortSpec, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    m = state.class_matrix(spec)
+    return m[:, cols], m[cols, :]
+
+
+def _sort_key(c: Change) -> tuple[str, str, str, int]:
+    return (c.src, c.dst, c.protocol, c.port)
+
+
+def _serves(t: ClassTable, spec: PortSpec) -> np.ndarray:
+    """bool [C]: classes whose pods declare ``spec`` (ports are part of the class key)."""
+    return np.array(
+        [any(p.port == spec.port and p.protocol == spec.protocol for p in ports) for ports in t.ports], dtype=bool
+    ).reshape(t.count)
+
+
+def _lonely(state: State, pods: list[Pod], spec: PortSpec, what: str, declared_only: bool = False) -> list[Change]:
+    """Every allowed connection from or to ``pods`` (present in ``state`` only)."""
+    if not pods:
+        return []
+    t = state.classes
+    m = state.class_matrix(spec)
+    all_pods = t.pods
+    lonely = {p.key for p in pods}
+    out: list[Change] = []
+    seen: set[tuple[str, str]] = set()
+    cache: dict[tuple[int, int], tuple[str, ...]] = {}
+    scoped = NamespaceScoped(state.cluster)
+
+    def rules(cs: int, cd: int) -> tuple[str, ...]:
+        got = cache.get((cs, cd))
+        if got is None:
+            got = cache[(cs, cd)] = _allowing_rules(scoped, t.reps[cs], t.reps[cd], spec)
+        return got
+
+    serves = _serves(t, spec)[t.pod_class] if declared_only else np.ones(len(all_pods), dtype=bool)
+    for pod in pods:
+        i = t.pod_index[pod.key]
+        c = int(t.pod_class[i])
+        row = m[c, t.pod_class] & serves
+        col = m[t.pod_class, c] & serves[i]
+        for j, other in enumerate(all_pods):
+            if j == i:
+                continue
+            for s, d, ok, dst_serves in ((pod, other, row[j], serves[j]), (other, pod, col[j], serves[i])):
+                if not dst_serves or not (ok or _node_local(s, d)) or (s.key, d.key) in seen:
+                    continue
+                seen.add((s.key, d.key))
+                why = [f"pod {k} {what}" for k in (s.key, d.key) if k in lonely]
+                if not _node_local(s, d):
+                    cs, cd = int(t.pod_class[t.pod_index[s.key]]), int(t.pod_class[t.pod_index[d.key]])
+                    why[:0] = rules(cs, cd)
+                out.append(Change(s.key, d.key, spec.port, spec.protocol, tuple(why)))
+    return out
+
+
+def _allowing_rules(scoped: NamespaceScoped, src: Pod, dst: Pod, spec: PortSpec) -> tuple[str, ...]:
+    out = []
+    for direction in (EGRESS, INGRESS):
+        v = scoped.direction(src, dst, spec, direction)
+        if v.rule is not None:
+            out.append(rule_text(v.rule))
+    return tuple(out)
+
+
+__all__ = ["Change", "Diff", "PolicyChanges", "State", "default_ports", "diff_states", "policy_changes"]

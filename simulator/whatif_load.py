@@ -1,0 +1,127 @@
+"""Build the before and after states of a what-if: a snapshot plus applied and deleted objects.
+
+``overlay(paths, apply=..., delete=...)`` loads the snapshot once into an
+:class:`npm.load.ObjectSet`, then derives the second state from it in memory: applied
+objects replace objects with the same identity (as ``kubectl apply`` would), and
+``KIND/NAMESPACE/NAME`` (or ``KIND/NAME`` for cluster-scoped kinds) deletes one object.
+Deleting a Namespace deletes its Pods and NetworkPolicies too, as the API server does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from npm.errors import ObjectError
+from npm.load import LoadResult, ObjectSet, add_documents, finish, read_documents
+from npm.model import Cluster, Source
+
+KIND_ALIASES = {
+    "networkpolicy": "NetworkPolicy",
+    "networkpolicies": "NetworkPolicy",
+    "netpol": "NetworkPolicy",
+    "np": "NetworkPolicy",
+    "pod": "Pod",
+    "pods": "Pod",
+    "po": "Pod",
+    "namespace": "Namespace",
+    "namespaces": "Namespace",
+    "ns": "Namespace",
+    "node": "Node",
+    "nodes": "Node",
+    "no": "Node",
+}
+NAMESPACED = {"NetworkPolicy", "Pod"}
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """One ``--delete`` target."""
+
+    kind: str
+    key: str  # ns/name for namespaced kinds, name otherwise
+
+    @classmethod
+    def parse(cls, text: str) -> Deletion:
+        """Parse ``NetworkPolicy/ns/name``, ``pod/ns/name``, ``ns/name`` (Namespace) or ``node/name``."""
+        kind_text, _, rest = text.strip().partition("/")
+        kind = KIND_ALIASES.get(kind_text.lower())
+        if kind is None:
+            raise ValueError(f"{text!r}: unknown kind {kind_text!r} (NetworkPolicy, Pod, Namespace or Node)")
+        parts = rest.split("/") if rest else []
+        want = 2 if kind in NAMESPACED else 1
+        if len(parts) != want or not all(parts):
+            shape = "KIND/NAMESPACE/NAME" if kind in NAMESPACED else "KIND/NAME"
+            raise ValueError(f"{text!r}: a {kind} is named as {shape}")
+        return cls(kind, "/".join(parts))
+
+
+def _load_objects(paths: Sequence[str]) -> ObjectSet:
+    objects = ObjectSet()
+    for path in paths:
+        add_documents(objects, read_documents(path))
+    return objects
+
+
+def delete(objects: ObjectSet, target: Deletion) -> None:
+    """Remove ``target`` from ``objects``; a missing object is a located error."""
+    table = {
+        "NetworkPolicy": objects.policies,
+        "Pod": objects.pods,
+        "Namespace": objects.namespaces,
+        "Node": objects.nodes,
+    }[target.kind]
+    implicit_ns = target.kind == "Namespace" and (
+        any(p.namespace == target.key for p in objects.pods.values())
+        or any(p.namespace == target.key for p in objects.policies.values())
+    )
+    if target.key not in table and not implicit_ns:
+        objects.errors.append(
+            ObjectError(Source("--delete"), f"{target.kind} {target.key}", "", "no such object in the snapshot")
+        )
+        return
+    table.pop(target.key, None)
+    if target.kind == "Namespace":
+        for key in [k for k, p in objects.pods.items() if p.namespace == target.key]:
+            del objects.pods[key]
+        for key in [k for k, p in objects.policies.items() if p.namespace == target.key]:
+            del objects.policies[key]
+
+
+def load_state(paths: Sequence[str]) -> LoadResult:
+    """Load one state from files, directories or ``-``."""
+    return finish(_load_objects(paths))
+
+
+def overlay(
+    paths: Sequence[str], *, apply: Sequence[str] = (), deletions: Sequence[Deletion] = (), **options: Any
+) -> tuple[LoadResult, LoadResult]:
+    """The snapshot under ``paths`` and the same snapshot with ``apply`` and ``deletions``."""
+    base = finish(_load_objects(paths), **options)
+    return base, overlay_cluster(base.cluster, apply=apply, deletions=deletions, **options)
+
+
+def overlay_cluster(
+    cluster: Cluster, *, apply: Sequence[str] = (), deletions: Sequence[Deletion] = (), **options: Any
+) -> LoadResult:
+    """``cluster`` with the objects under ``apply`` applied and ``deletions`` deleted.
+
+    Pods and nodes keep the addresses they have in ``cluster`` (allocated ones included), so
+    only what the overlay changes differs; errors name the applied file and object.
+    """
+    objects = ObjectSet()
+    for ns in cluster.namespaces:
+        if not ns.implicit:
+            objects.namespaces[ns.name] = ns
+    objects.pods = {p.key: p for p in cluster.pods}
+    objects.policies = {p.key: p for p in cluster.policies}
+    objects.nodes = {n.name: n for n in cluster.nodes}
+    for path in apply:
+        add_documents(objects, read_documents(path))
+    for target in deletions:
+        delete(objects, target)
+    return finish(objects, **options)
+
+
+__all__ = ["Deletion", "delete", "load_state", "overlay", "overlay_cluster"]
