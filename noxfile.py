@@ -49,7 +49,19 @@ def conformance(session: nox.Session) -> None:
     """The main job: every scenario on the embedded netns backend, with reports."""
     session.install("-e", ".")
     args = session.posargs or []
-    session.run(
-        *_privileged(["npm-conformance", "run", "-f", "scenarios", "--out", "reports/conformance", *args]),
-        external=True,
-    )
+    command = ["npm-conformance", "run", "-f", "scenarios", "--out", "reports/conformance", *args]
+    # kind and cluster backends talk to docker and API servers: no private namespace for them.
+    remote = any(a in ("kind", "cluster", "--backend=kind", "--backend=cluster") for a in args)
+    session.run(*(command if remote else _privileged(command)), external=True)
+
+
+@nox.session
+def compare(session: nox.Session) -> None:
+    """npm-sim against network-config-analyzer on generated clusters: agreement and time."""
+    session.install("-e", ".")
+    # nca pins its own dependency versions, so it lives in a venv of its own.
+    nca_venv = os.path.join(session.virtualenv.location, "..", "nca")
+    if not os.path.exists(os.path.join(nca_venv, "bin", "nca")):
+        session.run("python", "-m", "venv", nca_venv)
+        session.run(os.path.join(nca_venv, "bin", "pip"), "install", "-q", "network-config-analyzer", external=True)
+    session.run("python", "benchmarks/compare_nca.py", "--nca", os.path.join(nca_venv, "bin", "nca"), *session.posargs)
