@@ -1,11 +1,355 @@
-"""`azure-npm start`: placeholder until the daemon lands (owned by the daemon work)."""
+"""``azure-npm start``: the enforcer daemon for one node.
+
+Wires the pieces together: configuration (``npm.config``), a source of objects (API-server
+watchers in ``npm.watch``, or a manifest directory in ``npm.static_source``), the cache and
+the single writer thread (``npm.controller``), the dataplane (``npm.enforcer``), HTTP
+endpoints (``npm.http_server``), metrics (``npm.metrics``) and Events (``npm.events``).
+
+Exit status: 0 after SIGTERM/SIGINT, 1 when the dataplane cannot start, 2 for a bad
+configuration or command line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from npm import config as npm_config
+from npm.config import ConfigError, DaemonConfig
+
+log = logging.getLogger("npm.start")
+
+EXIT_OK = 0
+EXIT_DATAPLANE = 1
+EXIT_CONFIG = 2
+
+DESCRIPTION = """\
+Run the enforcer on this node: watch Pods, Namespaces, NetworkPolicies (and Nodes) and
+keep this node's ipsets and iptables rules equal to what the policies require.
+
+Objects come from the API server (in-cluster service account, or --kubeconfig), or with
+--manifests DIR from the manifest files in DIR, which is re-read when files change.
+Settings come from a config file (--config or $NPM_CONFIG, JSON or YAML), then NPM_<KEY>
+environment variables, then these flags, each overriding the one before.
+
+Endpoints: /healthz, /readyz (ready after the first full apply), /metrics on --listen;
+/npm/v1/debug/manager (a JSON dump of the cache) on --debug-listen.
+Signals: SIGTERM/SIGINT stop and leave the rules in place (unless --cleanup-on-exit);
+SIGHUP reconciles with the kernel at once.
+
+Exit status: 0 stopped by a signal; 1 the dataplane could not start; 2 bad configuration.
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``start`` subcommand to the azure-npm CLI."""
-    parser = subparsers.add_parser("start", help="run the enforcer daemon (not yet available)")
-    parser.set_defaults(func=lambda _args: 2)
+    parser = subparsers.add_parser(
+        "start",
+        help="run the enforcer daemon on this node",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``start``; every one defaults to None so the file and environment apply."""
+    d = DaemonConfig()
+    parser.add_argument("--config", metavar="FILE", help="config file, JSON or YAML (default: $NPM_CONFIG)")
+    parser.add_argument("--node-name", help="this node's name (default: $NODE_NAME, from the downward API)")
+    parser.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig to reach the API server (default: in-cluster)")
+    parser.add_argument(
+        "--manifests",
+        metavar="DIR",
+        help="take objects from the manifest files under DIR instead of an API server (polled for changes)",
+    )
+    parser.add_argument("--listen", metavar="HOST:PORT", help=f"health and metrics address (default {d.listen})")
+    parser.add_argument(
+        "--debug-listen",
+        metavar="HOST:PORT",
+        help=f"debug endpoint address; '' disables it (default {d.debug_listen}, localhost only)",
+    )
+    parser.add_argument(
+        "--coalesce-window",
+        type=float,
+        metavar="SECONDS",
+        help=f"changes within this window after the first become one dataplane change (default {d.coalesce_window})",
+    )
+    parser.add_argument(
+        "--reconcile-interval",
+        type=float,
+        metavar="SECONDS",
+        help=f"repair drift with the kernel at least this often (default {d.reconcile_interval:g})",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        metavar="SECONDS",
+        help=f"how often --manifests DIR is scanned for changes (default {d.poll_interval})",
+    )
+    parser.add_argument(
+        "--watch-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"server-side timeout of one watch request before it resumes (default {d.watch_timeout:g})",
+    )
+    parser.add_argument(
+        "--cleanup-on-exit",
+        action="store_true",
+        default=None,
+        help="remove every rule and set on SIGTERM (default: leave them enforcing)",
+    )
+    parser.add_argument(
+        "--no-events", dest="post_events", action="store_false", default=None, help="do not post Kubernetes Events"
+    )
+    parser.add_argument(
+        "--no-watch-nodes",
+        dest="watch_nodes",
+        action="store_false",
+        default=None,
+        help="do not watch Nodes (hostNetwork pods then keep the IP the pod reports)",
+    )
+    parser.add_argument("--log-level", choices=npm_config.LOG_LEVELS, help=f"default {d.log_level}")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="print the effective configuration (as JSON with -o json) and exit: 0 valid, 2 invalid",
+    )
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="format of --check-config")
+
+
+def config_from_args(args: argparse.Namespace) -> DaemonConfig:
+    """The effective configuration: file, then environment, then the flags that were given."""
+    keys = {f.name for f in fields(DaemonConfig)}
+    flags = {k: v for k, v in vars(args).items() if k in keys}
+    return npm_config.load(flags, path=args.config)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``azure-npm start``."""
+    try:
+        cfg = config_from_args(args)
+        if not args.check_config and not cfg.node_name:
+            raise ConfigError("command line", "node_name", "required: pass --node-name or set NODE_NAME")
+    except ConfigError as exc:
+        print(f"azure-npm start: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        data = npm_config.as_dict(cfg)
+        if args.output == "json":
+            print(json.dumps(data, indent=2, sort_keys=True))
+        else:
+            for key, value in data.items():
+                print(f"{key}: {value!r}")
+        return EXIT_OK
+    logging.basicConfig(
+        level=getattr(logging, cfg.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        dataplane = make_dataplane(cfg)
+    except ConfigError as exc:
+        print(f"azure-npm start: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:
+        log.error("cannot start the dataplane: %s: %s", type(exc).__name__, exc)
+        return EXIT_DATAPLANE
+    daemon = Daemon(cfg, dataplane)
+    try:
+        daemon.start()
+    except (ConfigError, OSError) as exc:
+        # A kubeconfig that can't be loaded, or a listen address that can't be bound.
+        print(f"azure-npm start: cannot start: {exc}", file=sys.stderr)
+        daemon.shutdown()
+        return EXIT_CONFIG
+    install_signal_handlers(daemon)
+    daemon.wait()
+    daemon.shutdown()
+    return EXIT_OK
+
+
+def make_dataplane(cfg: DaemonConfig) -> Any:
+    """The real enforcer for this node, configured from the ``dataplane`` section."""
+    from npm.enforcer import DataplaneConfig, Enforcer  # the kernel side: only the daemon loads it
+
+    allowed = tuple(f.name for f in fields(DataplaneConfig))
+    npm_config.check_dataplane_keys(cfg, allowed)
+    try:
+        dp_config = DataplaneConfig(**cfg.dataplane)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("dataplane", "-", str(exc)) from None
+    return Enforcer(cfg.node_name, config=dp_config)
+
+
+def install_signal_handlers(daemon: Daemon) -> None:
+    """SIGTERM/SIGINT stop the daemon; SIGHUP asks for a reconcile."""
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
+    signal.signal(signal.SIGHUP, lambda *_: daemon.controller.request_reconcile())
+
+
+@dataclass
+class Daemon:
+    """One running enforcer: source, cache, controller, HTTP servers. Also used by tests."""
+
+    cfg: DaemonConfig
+    dataplane: Any
+    api: Any = None  # a kubernetes ApiClient; made from the config when None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        from npm.controller import KINDS, Controller, ObjectCache
+        from npm.metrics import Metrics
+
+        self.metrics = Metrics()
+        kinds = [k for k in KINDS if k != "Node" or self.cfg.watch_nodes or self.cfg.manifests]
+        self.cache = ObjectCache(kinds, metrics=self.metrics)
+        self.events: Any = None
+        self.controller = Controller(
+            self.cache,
+            self.dataplane,
+            metrics=self.metrics,
+            coalesce_window=self.cfg.coalesce_window,
+            reconcile_interval=self.cfg.reconcile_interval,
+            retry_initial=self.cfg.backoff_initial,
+            retry_max=self.cfg.backoff_max,
+        )
+        self.cache.on_change = self.controller.notify
+        self.kinds = kinds
+        self.sources: list[Any] = []
+        self.servers: list[Any] = []
+        self.started = time.monotonic()
+
+    def start(self) -> None:
+        """Start HTTP servers, the controller, then the sources."""
+        from npm.events import ApiEvents, LogEvents
+        from npm.http_server import DEBUG_ROUTES, MAIN_ROUTES, Endpoints, Server
+
+        endpoints = Endpoints(healthy=self.healthy, ready=self.ready, metrics=self.metrics.render, dump=self.dump)
+        self.servers.append(Server(self.cfg.listen_address(), endpoints, MAIN_ROUTES).start())
+        debug = self.cfg.debug_address()
+        if debug is not None:
+            self.servers.append(Server(debug, endpoints, DEBUG_ROUTES).start())
+        if self.cfg.manifests:
+            from npm.static_source import StaticSource
+
+            self.events = LogEvents()
+            self.controller.events = self.events
+            self.controller.start()
+            source = StaticSource(
+                self.cfg.manifests, self.cache, self.stop_event, poll_interval=self.cfg.poll_interval,
+                metrics=self.metrics,
+            )
+            source.start()
+            self.sources.append(source)
+            log.info("node %s: enforcing the manifests under %s", self.cfg.node_name, self.cfg.manifests)
+            return
+        from npm.watch import Backoff, api_client, start_watchers
+
+        if self.api is None:
+            self.api = api_client(self.cfg.kubeconfig)
+        self.events = ApiEvents(self.api, self.cfg.node_name) if self.cfg.post_events else LogEvents()
+        self.controller.events = self.events
+        self.controller.start()
+        self.sources.extend(
+            start_watchers(
+                self.api,
+                self.kinds,
+                self.cache,
+                self.metrics,
+                self.stop_event,
+                watch_timeout=self.cfg.watch_timeout,
+                backoff=Backoff(self.cfg.backoff_initial, self.cfg.backoff_max),
+            )
+        )
+        log.info("node %s: watching %s on %s", self.cfg.node_name, ", ".join(self.kinds), self.api.configuration.host)
+
+    def wait(self) -> None:
+        """Block until stopped (a signal sets ``stop_event``)."""
+        while not self.stop_event.wait(1.0):
+            pass
+
+    def shutdown(self) -> None:
+        """Stop sources and the controller; clean the dataplane if configured; stop servers."""
+        self.stop_event.set()
+        for source in self.sources:
+            close = getattr(source, "close", None)
+            if close:
+                close()
+        for source in self.sources:
+            source.join(5)
+        self.controller.stop()
+        if self.controller.alive:
+            # Still inside an apply after the grace period: a second writer must not start.
+            log.error("the controller did not stop in time; leaving the kernel as it is")
+        elif self.cfg.cleanup_on_exit:
+            try:
+                self.dataplane.cleanup()
+                log.info("removed every rule and set (--cleanup-on-exit)")
+            except Exception as exc:
+                log.error("cleanup failed: %s: %s", type(exc).__name__, exc)
+        else:
+            log.info("stopping; rules stay in place")
+        if self.events is not None:
+            self.events.close()
+        for server in self.servers:
+            server.stop()
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def healthy(self) -> tuple[bool, str]:
+        if self.controller.alive:
+            return True, ""
+        return False, "the controller thread is not running"
+
+    def ready(self) -> tuple[bool, str]:
+        if self.controller.status.ready:
+            return True, ""
+        if not self.cache.synced:
+            return False, "waiting for the first list of every kind"
+        return False, "waiting for the first full apply"
+
+    def dump(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data = self.cache.dump()
+        data["node"] = self.cfg.node_name
+        data["controller"] = asdict(self.controller.status)
+        data["sources"] = [
+            {
+                "name": getattr(s, "name", ""),
+                "connected": getattr(s, "connected", None),
+                "resource_version": getattr(s, "resource_version", None),
+                "last_error": getattr(s, "last_error", ""),
+            }
+            for s in self.sources
+        ]
+        data["uptime_seconds"] = round(time.monotonic() - self.started, 3)
+        latencies = list(self.controller.latencies)
+        data["enforcement_latency"] = {
+            "count": self.controller.latency_count,
+            # The newest ones (seconds from a change being seen to its apply finishing).
+            "recent_seconds": [round(v, 6) for v in latencies[-5000:]],
+        }
+        return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``start`` on its own (``python -m npm.cli_start``), without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="azure-npm start", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summ
 
 # Bounded label values: anything else is recorded as "other".
 OPERATIONS = ("create", "update", "delete", "noop")
-RESTORE_OPERATIONS = ("add", "update", "delete", "reconcile", "other")
+RESTORE_OPERATIONS = ("apply", "reconcile")  # what the controller was doing
 KINDS = ("Pod", "Namespace", "NetworkPolicy", "Node")
 WATCH_EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 
@@ -40,7 +40,9 @@ class Metrics:
     def __post_init__(self) -> None:
         c, n = self.cluster, self.node
         # Cluster metrics (sizes of what is enforced), as the original's /cluster-metrics.
-        self.num_policies = Gauge("npm_num_policies", "The number of current network policies for this node", registry=c)
+        self.num_policies = Gauge(
+            "npm_num_policies", "The number of current network policies for this node", registry=c
+        )
         self.num_iptables_rules = Gauge(
             "npm_num_iptables_rules", "The number of current IPTable rules for this node", registry=c
         )
@@ -86,14 +88,14 @@ class Metrics:
         )
         self.iptables_restore_latency = Histogram(
             "npm_linux_iptables_restore_latency_seconds",
-            "Latency in seconds to restore iptables rules by operation label",
+            "Latency in seconds of one iptables-restore run, by controller operation (apply or reconcile)",
             ["operation"],
             buckets=_RESTORE_BUCKETS,
             registry=n,
         )
         self.iptables_restore_failures = Counter(
             "npm_linux_iptables_restore_failure_total",
-            "Number of failures while restoring iptables rules by operation label",
+            "Number of failed iptables-restore runs, by controller operation (apply or reconcile)",
             ["operation"],
             registry=n,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from functools import lru_cache
 
 SET_PREFIX = "azure-npm-"
 CHAIN_PREFIX = "AZURE-NPM"
@@ -21,21 +22,27 @@ MAX_SET_NAME = 31
 MAX_CHAIN_NAME = 28
 MAX_COMMENT = 255  # the xt_comment payload is 256 bytes including the terminator
 
-# Base chains: fixed names, created once and rewritten as a whole on every change.
+# Base chains: fixed names, created once and then changed in place.
 CHAIN_MAIN = "AZURE-NPM"
 CHAIN_INGRESS = "AZURE-NPM-INGRESS"
 CHAIN_EGRESS = "AZURE-NPM-EGRESS"
 CHAIN_ACCEPT = "AZURE-NPM-ACCEPT"
 CHAIN_INGRESS_ALLOW = "AZURE-NPM-INGRESS-ALLOW"
 CHAIN_EGRESS_ALLOW = "AZURE-NPM-EGRESS-ALLOW"
-CHAIN_SETS = "AZURE-NPM-SETS"  # never jumped to: one rule per set, its comment says what the set means
-BASE_CHAINS = (CHAIN_MAIN, CHAIN_INGRESS, CHAIN_EGRESS, CHAIN_ACCEPT, CHAIN_INGRESS_ALLOW, CHAIN_EGRESS_ALLOW, CHAIN_SETS)
+# Index chains, never jumped to (no per-packet cost): their rule comments record what each
+# set means and which policies are applied, so both survive restarts and can be read back.
+CHAIN_SETS = "AZURE-NPM-SETS"
+CHAIN_POLICIES = "AZURE-NPM-POLICIES"
+# Per-namespace dispatch chains (a policy only selects pods of its own namespace).
+INGRESS_NS_PREFIX = "AZURE-NPM-NSI-"
+EGRESS_NS_PREFIX = "AZURE-NPM-NSE-"
 
 
 class NameCollision(Exception):
     """Two different meanings hashed to the same kernel name: refused, never shared."""
 
 
+@lru_cache(maxsize=1 << 16)
 def _digest(text: str, chars: int) -> str:
     raw = hashlib.blake2b(text.encode(), digest_size=16).digest()
     return base64.b32encode(raw).decode().rstrip("=")[:chars]
@@ -60,6 +67,12 @@ def policy_chain_name(direction: str, identity: str) -> str:
     return name
 
 
+def namespace_chain_name(direction: str, namespace: str) -> str:
+    """``AZURE-NPM-NSI-``/``AZURE-NPM-NSE-`` plus 14 base32 characters (70 bits) of the namespace."""
+    prefix = INGRESS_NS_PREFIX if direction == "ingress" else EGRESS_NS_PREFIX
+    return prefix + _digest(f"{direction}:{namespace}", MAX_CHAIN_NAME - len(prefix))
+
+
 def is_ours_set(name: str) -> bool:
     """Whether an ipset name is one this enforcer creates."""
     return name.startswith(SET_PREFIX)
@@ -74,6 +87,16 @@ def comment(text: str) -> str:
     """A rule comment safe for iptables-restore quoting and within the kernel's limit."""
     clean = text.replace("\\", "/").replace('"', "'").replace("\n", " ")
     return clean[:MAX_COMMENT]
+
+
+def rule_comment(key: str, what: str) -> str:
+    """``"<policy key> <what>"`` within the limit; a long key is shortened in the middle so
+    the rule position (``ingress[0] from[1] ports[0]``) always survives."""
+    room = MAX_COMMENT - len(what) - 1
+    if len(key) > room:
+        head = (room - 3) // 2
+        key = key[:head] + "..." + key[len(key) - (room - 3 - head) :]
+    return comment(f"{key} {what}")
 
 
 class NameRegistry:

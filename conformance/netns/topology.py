@@ -123,9 +123,12 @@ class Topology:
     def _ensure_fabric(self) -> None:
         if self._made_fabric:
             return
-        cleanup_stale()
+        # Claim our state directory before sweeping, so a parallel sweep never takes it for stale.
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "owner").write_text(str(os.getpid()))
+        owner = self.state_dir / "owner"
+        owner.with_suffix(".tmp").write_text(str(os.getpid()))
+        owner.with_suffix(".tmp").rename(owner)
+        cleanup_stale()
         ip("netns", "add", self.fabric_netns)
         ip("-n", self.fabric_netns, "link", "add", FABRIC_BRIDGE, "type", "bridge")
         ip("-n", self.fabric_netns, "link", "set", FABRIC_BRIDGE, "up")
@@ -381,6 +384,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def cleanup_stale() -> list[str]:
     """Remove namespaces and state left by runs whose owning process is gone."""
     removed = []
@@ -394,6 +404,8 @@ def cleanup_stale() -> list[str]:
             pid = 0
         if pid and _alive(pid):
             continue
+        if not pid and _age(run_dir) < 60:
+            continue  # being created right now by another run
         remove_namespaces(run_dir.name)
         shutil.rmtree(run_dir, ignore_errors=True)
         removed.append(run_dir.name)

@@ -1,0 +1,34 @@
+# Build targets for the enforcer.
+#   make azure-npm          single-file executable: output/azure-npm (a shiv zipapp, dependencies vendored;
+#                           compiled ones such as pydantic-core are unpacked to ~/.shiv or $$SHIV_ROOT on first run)
+#   make azure-npm-archive  output/azure-npm-$(VERSION)-linux.tar.gz holding that executable
+#   make azure-npm-image    container image $(IMAGE):$(VERSION) from the Dockerfile (needs docker/podman)
+PYTHON ?= python3
+OUTPUT ?= output
+VERSION ?= $(shell $(PYTHON) -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
+IMAGE ?= azure-npm
+ENGINE ?= $(shell command -v docker || command -v podman)
+
+.PHONY: azure-npm azure-npm-archive azure-npm-image clean
+
+azure-npm: $(OUTPUT)/azure-npm
+
+$(OUTPUT)/azure-npm: pyproject.toml $(shell find npm -name '*.py' -o -name '*.yaml' -o -name '*.json' 2>/dev/null)
+	mkdir -p $(OUTPUT)
+	$(PYTHON) -m shiv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check shiv
+	# The package and every dependency in one file; a zipapp can't import C extensions from the
+	# archive itself, so shiv unpacks them once (per build) into ~/.shiv (or $$SHIV_ROOT).
+	$(PYTHON) -m shiv --quiet --compressed --reproducible --python "/usr/bin/env python3" \
+		--entry-point npm.cli:main --output-file $@ . --disable-pip-version-check
+	@echo "built $@"
+
+azure-npm-archive: $(OUTPUT)/azure-npm
+	tar -C $(OUTPUT) -czf $(OUTPUT)/azure-npm-$(VERSION)-linux.tar.gz azure-npm
+	@echo "built $(OUTPUT)/azure-npm-$(VERSION)-linux.tar.gz"
+
+azure-npm-image:
+	@test -n "$(ENGINE)" || { echo "no container engine (docker or podman) on this machine" >&2; exit 1; }
+	$(ENGINE) build -t $(IMAGE):$(VERSION) -f Dockerfile .
+
+clean:
+	rm -rf $(OUTPUT)

@@ -1,0 +1,148 @@
+"""The kind backend: the cluster backend on a kind cluster it creates (or reuses) and deletes.
+
+Steps: ``kind create cluster`` with ``kind-config/cluster.yaml`` (kept if a cluster of that
+name exists), install kindnet for pod networking with its NetworkPolicy enforcement off,
+build the enforcer image (``make azure-npm-image``), ``kind load docker-image`` it, deploy
+``npm/azure-npm.yaml``, then run scenarios as the cluster backend does.
+
+Why kindnet is installed by hand: since kind v0.24 the kindnetd that kind bundles always
+enforces NetworkPolicy itself (kube-network-policies, built in; no flag turns it off), which
+would hide the enforcer under test. The config disables kind's default CNI and this backend
+installs kindnet from its own project (kubernetes-sigs/kindnet), whose kindnetd has
+``--network-policy`` (default true), with ``--network-policy=false``. See docs/conformance.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from conformance.backends import BackendError
+from conformance.backends.cluster import ClusterBackend
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = ROOT / "kind-config" / "cluster.yaml"
+KINDNET_MANIFEST = "https://raw.githubusercontent.com/kubernetes-sigs/kindnet/main/install-kindnet.yaml"
+KINDNET_ENV = "NPM_KINDNET_MANIFEST"  # a file or URL to use instead
+
+
+# -- command lines (pure, tested) ---------------------------------------------------------
+def kind_get_clusters_argv() -> list[str]:
+    return ["kind", "get", "clusters"]
+
+
+def kind_create_argv(name: str, config: str | Path, wait: str = "180s") -> list[str]:
+    return ["kind", "create", "cluster", "--name", name, "--config", str(config), "--wait", wait]
+
+
+def kind_kubeconfig_argv(name: str) -> list[str]:
+    return ["kind", "get", "kubeconfig", "--name", name]
+
+
+def kind_load_argv(image: str, name: str) -> list[str]:
+    return ["kind", "load", "docker-image", image, "--name", name]
+
+
+def kind_delete_argv(name: str) -> list[str]:
+    return ["kind", "delete", "cluster", "--name", name]
+
+
+def image_build_argv(image: str) -> list[str]:
+    """``make azure-npm-image`` producing ``image`` (IMAGE:VERSION split at the tag)."""
+    repo, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "latest")
+    return ["make", "azure-npm-image", f"IMAGE={repo}", f"VERSION={tag}"]
+
+
+def kindnet_without_policy(manifest: str) -> str:
+    """kindnet's install manifest with NetworkPolicy enforcement switched off."""
+    text, count = re.subn(r"--network-policy(=true)?(?=[\s\"'\]])", "--network-policy=false", manifest)
+    if count == 0:
+        if "kindnetd" not in manifest:
+            raise ValueError("not a kindnet manifest (no kindnetd command)")
+        # An older layout without the flag: add it after the command.
+        text = re.sub(r"(- /bin/kindnetd\s*\n)(\s*)", r"\1\2- --network-policy=false\n\2", manifest, count=1)
+    return text
+
+
+# -- the backend -------------------------------------------------------------------------
+class KindBackend(ClusterBackend):
+    """Creates or reuses a kind cluster, deploys the enforcer, runs like the cluster backend."""
+
+    name = "kind"
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str = "npm-conformance",
+        config: str | None = None,
+        keep: bool = False,
+        image: str = "azure-npm:conformance",
+        build: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(deploy_enforcer=True, image=image, log=log)
+        self.cluster_name = cluster_name
+        self.config = Path(config) if config else DEFAULT_CONFIG
+        self.keep = keep
+        self.build = build
+        self._created = False
+        self._ready = False
+        self._kubeconfig_dir: str | None = None
+
+    def _run(self, argv: Sequence[str], *, cwd: Path | None = None, stdin: str | None = None) -> str:
+        if shutil.which(argv[0]) is None:
+            raise BackendError(f"{argv[0]} is not installed (the kind backend needs docker, kind and kubectl)")
+        self.log("$ " + " ".join(argv))
+        proc = subprocess.run(list(argv), cwd=cwd, input=stdin, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BackendError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr.strip()[-2000:]}")
+        return proc.stdout
+
+    def _prepare(self) -> None:
+        existing = self._run(kind_get_clusters_argv()).split()
+        if self.cluster_name not in existing:
+            self._run(kind_create_argv(self.cluster_name, self.config))
+            self._created = True
+        self._kubeconfig_dir = tempfile.mkdtemp(prefix="npm-kind-")
+        path = os.path.join(self._kubeconfig_dir, "kubeconfig")
+        Path(path).write_text(self._run(kind_kubeconfig_argv(self.cluster_name)))
+        self.kubeconfig = path
+        if self._created:
+            self._kubectl(
+                ["apply", "-f", "-"], kindnet_without_policy(_read(os.environ.get(KINDNET_ENV, KINDNET_MANIFEST)))
+            )
+            self._kubectl(["wait", "--for=condition=Ready", "nodes", "--all", "--timeout=300s"])
+        if self.build:
+            self._run(image_build_argv(self.image), cwd=ROOT)
+        self._run(kind_load_argv(self.image, self.cluster_name))
+        self._ready = True
+
+    def open(self, nodes: Sequence[str]) -> dict[str, str]:
+        if not self._ready:
+            self._prepare()
+        return super().open(nodes)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._created and not self.keep:
+                self._run(kind_delete_argv(self.cluster_name))
+            if self._kubeconfig_dir:
+                shutil.rmtree(self._kubeconfig_dir, ignore_errors=True)
+
+
+def _read(location: str) -> str:
+    if os.path.exists(location):
+        return Path(location).read_text()
+    try:
+        with urllib.request.urlopen(location, timeout=60) as resp:
+            return resp.read().decode()
+    except OSError as exc:
+        raise BackendError(f"cannot fetch the kindnet manifest from {location}: {exc} (set ${KINDNET_ENV})") from exc

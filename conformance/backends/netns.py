@@ -1,0 +1,272 @@
+"""The netns backend: a virtual cluster in network namespaces running the real enforcer.
+
+Each node is a network namespace (``conformance.netns.topology``) running the real daemon,
+``azure-npm start --manifests DIR --node-name NODE`` (as ``python -m npm.cli start``). The
+harness enforces nothing: after each step it writes every Namespace, Node, Pod and
+NetworkPolicy of the step to each node's DIR (one file, atomic rename) and probes.
+
+Knowing when the daemons have applied a write: a *barrier*. Namespace
+``npm-conformance-barrier`` holds a target pod per node (serving TCP 7001 and 7002) and a
+client pod; each write carries a barrier policy that opens only port 7001 or 7002,
+alternating with the write's generation. Once the client reaches every target on this
+generation's port and not on the other one, every daemon has applied this write (a daemon
+applies a snapshot as a whole). This is observed on the dataplane, like everything else, and
+costs about one probe timeout per step. The barrier's objects are never in the simulated
+cluster: its pods live in their own namespace, and no scenario probe involves them.
+
+Pods are kept across scenarios when their shape (node, address, ports, hostNetwork) is
+unchanged, so a suite of scenarios over one model creates its pods once.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conformance.backends import BackendError, ProbeRequest
+from conformance.manifests import namespace_manifest, node_manifest, pod_status_manifest
+from npm.model import Cluster, ContainerPort, Labels, Namespace, Node, Pod, PortSpec
+
+BARRIER_NAMESPACE = "npm-conformance-barrier"
+BARRIER_PORTS = (7001, 7002)
+BARRIER_NET = "10.255.255."  # reserved for barrier pods: scenario addresses must avoid it
+DAEMON_ENV = "NPM_CONFORMANCE_DAEMON"
+MANIFEST_FILE = "cluster.yaml"
+
+# (node name, every object of the write) -> what that node's daemon gets. A test hook: it
+# lets a test hand the enforcer a different state than the simulator sees (a "broken enforcer").
+ManifestFilter = Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+def daemon_command() -> list[str]:
+    """The enforcer's command line, without --manifests/--node-name; ``$NPM_CONFORMANCE_DAEMON`` overrides."""
+    override = os.environ.get(DAEMON_ENV, "").strip()
+    if override:
+        return shlex.split(override)
+    # Scan the directory often: the harness waits on every write.
+    return [sys.executable, "-m", "npm.cli", "start", "--poll-interval", "0.05", "--no-events"]
+
+
+def served_ports(pod: Pod, serve: Sequence[PortSpec]) -> tuple[ContainerPort, ...]:
+    """The pod's declared ports plus ``serve`` (what its agent listens on)."""
+    declared = {(p.port, p.protocol) for p in pod.ports}
+    extra = sorted({(s.port, s.protocol) for s in serve} - declared, key=lambda t: (t[1], t[0]))
+    return pod.ports + tuple(ContainerPort(port, proto) for port, proto in extra)
+
+
+def _shape(pod: Pod, serve: Sequence[PortSpec]) -> tuple[object, ...]:
+    return (pod.node, pod.ip, served_ports(pod, serve), pod.host_network)
+
+
+class NetnsBackend:
+    """Scenarios on network namespaces of this machine (root, or a user namespace)."""
+
+    name = "netns"
+    default_probe_timeout = 0.5
+
+    def __init__(
+        self,
+        *,
+        daemon_argv: Sequence[str] | None = None,
+        manifest_filter: ManifestFilter | None = None,
+        barrier: bool = True,
+        barrier_timeout: float = 8.0,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.daemon_argv = list(daemon_argv) if daemon_argv else daemon_command()
+        self.manifest_filter = manifest_filter
+        self.barrier = barrier
+        self.barrier_timeout = barrier_timeout
+        self.log = log or (lambda _msg: None)
+        self.topology: Any = None
+        self.work_dir: Path | None = None
+        self._daemons: dict[str, subprocess.Popen[bytes]] = {}
+        self._pods: dict[str, tuple[object, ...]] = {}
+        self._generation = 0
+        self._barrier_ok = 0
+        self._barrier_failed = 0
+        self._last: tuple[Cluster, list[dict[str, Any]]] = (Cluster(), [])
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def open(self, nodes: Sequence[str]) -> dict[str, str]:
+        if self.topology is None:
+            from conformance.netns.topology import Topology, cleanup_stale, scratch_dir
+
+            removed = cleanup_stale()
+            if removed:
+                self.log(f"removed leftovers of {len(removed)} killed run(s): {', '.join(removed)}")
+            self.topology = Topology()
+            self.work_dir = Path(scratch_dir("npm-conformance-"))
+        try:
+            for name in nodes:
+                if name not in self.topology.nodes:
+                    self._add_node(name)
+        except Exception as exc:  # the kernel said no: a backend failure, not a mismatch
+            raise BackendError(f"cannot create node: {exc}") from exc
+        return {name: node.ip for name, node in self.topology.nodes.items()}
+
+    def close(self) -> None:
+        if self.topology is not None:
+            self.topology.close()  # stops the daemons and agents, deletes every namespace
+            self.topology = None
+        if self.work_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
+        self._daemons.clear()
+        self._pods.clear()
+
+    def _add_node(self, name: str) -> None:
+        assert self.work_dir is not None
+        node = self.topology.add_node(name)
+        directory = self.work_dir / "nodes" / name
+        directory.mkdir(parents=True)
+        if self.barrier:
+            index = node.index
+            ports = tuple(ContainerPort(p, "TCP") for p in BARRIER_PORTS)
+            self.topology.add_pod(name, f"{BARRIER_NAMESPACE}/target-{name}", f"{BARRIER_NET}{10 + index}", ports)
+            if index == 0:
+                self.topology.add_pod(name, f"{BARRIER_NAMESPACE}/client", f"{BARRIER_NET}2", ())
+        self._write(name, directory, self._documents(*self._last))
+        log = open(self.work_dir / f"daemon-{name}.log", "wb")  # noqa: SIM115 - lives as long as the daemon
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+        argv = [*self.daemon_argv, "--manifests", str(directory), "--node-name", name]
+        self._daemons[name] = self.topology.node_popen(
+            name, argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+
+    # -- state -------------------------------------------------------------------------
+    def sync_workloads(self, cluster: Cluster, serve: Sequence[PortSpec] = ()) -> Cluster:
+        wanted = {p.key: p for p in cluster.pods}
+        try:
+            for key, shape in list(self._pods.items()):
+                pod = wanted.get(key)
+                if pod is None or _shape(pod, serve) != shape:
+                    self.topology.remove_pod(key)
+                    del self._pods[key]
+            new = [p for p in wanted.values() if p.key not in self._pods]
+            for pod in new:
+                ports = served_ports(pod, serve)
+                self.topology.add_pod(pod.node, pod.key, pod.ip, ports, host_network=pod.host_network, wait=False)
+                self._pods[pod.key] = _shape(pod, serve)
+            self.topology.wait_ready([p.key for p in new])
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"cannot create pods: {exc}") from exc
+        return cluster
+
+    def sync_policies(self, cluster: Cluster, manifests: Sequence[Mapping[str, Any]]) -> None:
+        self._generation += 1
+        self._last = (cluster, [dict(m) for m in manifests])
+        assert self.work_dir is not None
+        for name in self.topology.nodes:
+            self._write(name, self.work_dir / "nodes" / name, self._documents(cluster, self._last[1]))
+        self._check_daemons()
+        if self.barrier:
+            self._wait_barrier()
+
+    def _documents(self, cluster: Cluster, manifests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Everything a daemon should see: nodes, namespaces, pods, policies, the barrier."""
+        nodes = [Node(n.name, n.ip) for n in self.topology.nodes.values()]
+        docs: list[dict[str, Any]] = [node_manifest(n) for n in nodes]
+        docs += [namespace_manifest(ns) for ns in cluster.namespaces]
+        docs += [pod_status_manifest(p) for p in cluster.pods]
+        docs += [dict(m) for m in manifests]
+        if self.barrier:
+            docs += self._barrier_documents()
+        return docs
+
+    def _write(self, node: str, directory: Path, docs: list[dict[str, Any]]) -> None:
+        if self.manifest_filter is not None:
+            docs = self.manifest_filter(node, docs)
+        tmp = directory / f".{MANIFEST_FILE}.tmp"
+        tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        os.replace(tmp, directory / MANIFEST_FILE)  # the daemon never sees a half-written file
+
+    def _check_daemons(self) -> None:
+        for name, proc in self._daemons.items():
+            code = proc.poll()
+            if code is not None:
+                raise BackendError(f"the enforcer on {name} exited with code {code}:\n{self._log_tail(name)}")
+
+    def _log_tail(self, node: str, lines: int = 20) -> str:
+        assert self.work_dir is not None
+        try:
+            text = (self.work_dir / f"daemon-{node}.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (empty log)"
+
+    # -- barrier -----------------------------------------------------------------------
+    def _barrier_documents(self) -> list[dict[str, Any]]:
+        open_port = BARRIER_PORTS[self._generation % 2]
+        docs: list[dict[str, Any]] = [namespace_manifest(Namespace(BARRIER_NAMESPACE))]
+        for key, pod in self.topology.pods.items():
+            if key.startswith(BARRIER_NAMESPACE + "/"):
+                role = "client" if key.endswith("/client") else "target"
+                ports = tuple(ContainerPort(p, "TCP") for p in BARRIER_PORTS) if role == "target" else ()
+                model = Pod(
+                    BARRIER_NAMESPACE,
+                    key.split("/", 1)[1],
+                    Labels({"role": role}),
+                    pod.ip,
+                    (pod.ip,),
+                    pod.node,
+                    ports=ports,
+                )
+                docs.append(pod_status_manifest(model))
+        docs.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": "barrier", "namespace": BARRIER_NAMESPACE},
+                "spec": {
+                    "podSelector": {"matchLabels": {"role": "target"}},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [{"ports": [{"protocol": "TCP", "port": open_port}]}],
+                },
+            }
+        )
+        return docs
+
+    def _wait_barrier(self) -> None:
+        open_port, closed_port = BARRIER_PORTS[self._generation % 2], BARRIER_PORTS[(self._generation + 1) % 2]
+        targets = [p for k, p in self.topology.pods.items() if k.startswith(BARRIER_NAMESPACE + "/target-")]
+        requests = [(f"{BARRIER_NAMESPACE}/client", t.ip, PortSpec(open_port)) for t in targets]
+        requests += [(f"{BARRIER_NAMESPACE}/client", t.ip, PortSpec(closed_port)) for t in targets]
+        want = [True] * len(targets) + [False] * len(targets)
+        deadline = time.monotonic() + self.barrier_timeout
+        while time.monotonic() < deadline:
+            got = self.topology.probe_many(requests, 0.25)
+            if got == want:
+                self._barrier_ok += 1
+                return
+            self._check_daemons()
+            time.sleep(0.05)
+        self._barrier_failed += 1
+        if not self._barrier_ok and self._barrier_failed >= 3:
+            logs = "\n".join(f"  {n}:\n{self._log_tail(n)}" for n in self._daemons)
+            raise BackendError(
+                f"the enforcer never applied a write (barrier policy not enforced after {self._barrier_failed} "
+                f"writes of {self.barrier_timeout:.0f}s each); daemon logs:\n{logs}"
+            )
+        self.log(f"barrier: write {self._generation} not seen on the dataplane after {self.barrier_timeout:.0f}s")
+
+    # -- probes ------------------------------------------------------------------------
+    def probe(self, requests: Sequence[ProbeRequest], timeout: float) -> list[bool | None]:
+        try:
+            return self.topology.probe_many([(r.src, r.dst_ip, r.port) for r in requests], timeout)
+        except Exception as exc:
+            raise BackendError(f"probe failed: {exc}") from exc

@@ -1,0 +1,160 @@
+"""``npm-conformance generate``: write cyclonus-style generated cases as scenario files.
+
+Registered from ``conformance.cli.build_parser`` by :func:`register`. The subcommand runs
+when its arguments have been parsed and exits with its own code (so the main CLI needs no
+dispatch line for it): 0 written or listed, 2 bad usage (unknown tag, nothing selected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from conformance.generate import ALL_TAGS, TAG_GROUPS, Case, case, select, tag_counts, write_cases
+from conformance.generate_cases import all_cases
+
+DEFAULT_OUT = "reports/generated"
+DEFAULT_RANDOM = 20
+EXIT_OK, EXIT_USAGE = 0, 2
+
+DESCRIPTION = """\
+Generate conformance cases over the dimensions cyclonus made standard (target selectors,
+peers, ports and protocols, policy types and empty rule lists, actions, conflicting
+stacks), over the upstream model (namespaces x, y, z; pods a, b, c; ports 80 and 81 on TCP,
+UDP and SCTP), as scenario files without expectations: `npm-conformance run` compares the
+dataplane with the simulator on every probe. The same seed gives the same files.
+"""
+
+EPILOG = """\
+tags (a case with a subordinate tag also has its primary):
+{tags}
+
+examples:
+  npm-conformance generate --list                          # every case with its tags
+  npm-conformance generate --out gen --include cyclonus    # cyclonus's 230 cases
+  npm-conformance generate --out gen --exclude action --exclude random
+  npm-conformance run -f gen --backend netns
+
+exit codes: 0 written or listed, 2 bad usage (unknown tag, nothing selected)
+"""
+
+
+def _tag_help() -> str:
+    return "\n".join(f"  {primary}: {', '.join(subs)}" for primary, subs in TAG_GROUPS.items())
+
+
+class _GenerateParser(argparse.ArgumentParser):
+    """Runs ``generate`` as soon as its arguments are parsed, then exits with its code."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> NoReturn:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        self.exit(run(parsed))
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``generate`` subcommand to ``npm-conformance``'s subparsers."""
+    parser = subparsers.add_parser(
+        "generate",
+        help="write generated cases (cyclonus-style) as scenario files",
+        description=DESCRIPTION,
+        epilog=EPILOG.format(tags=_tag_help()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.__class__ = _GenerateParser  # run on parse: see the module docstring
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"where to write (default {DEFAULT_OUT})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
+    parser.add_argument(
+        "--random",
+        type=int,
+        default=DEFAULT_RANDOM,
+        metavar="N",
+        help=f"also write N random cases (random policies and actions over the model; default {DEFAULT_RANDOM})",
+    )
+    parser.add_argument(
+        "--include",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="TAG",
+        help="only cases with any of these tags (repeatable)",
+    )
+    parser.add_argument(
+        "--exclude", nargs="+", action="extend", default=[], metavar="TAG", help="skip cases with any of these tags"
+    )
+    parser.add_argument("--list", action="store_true", help="print the cases and their tags instead of writing")
+    parser.add_argument("--tags", action="store_true", help="print each tag with its number of selected cases")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="format of --list/--tags")
+
+
+def random_cases(count: int, seed: int) -> list[Case]:
+    """``count`` random cases over the upstream model, the same ones for the same seed."""
+    from conformance.fuzz_model import RandomChooser, scenario
+
+    chooser = RandomChooser(seed)
+    out = []
+    for i in range(count):
+        doc = scenario(chooser, model=True)
+        steps = [dict(s) for s in doc["steps"]]
+        # The initial policies become the first step's apply, as every generated case does.
+        steps[0] = {**steps[0], "actions": [{"apply": p} for p in doc["policies"]]}
+        out.append(case(f"random {seed}-{i + 1}", ["random"], *steps))
+    return out
+
+
+def cases_for(args: argparse.Namespace) -> list[Case]:
+    """The selected cases: fixed ones, then random ones; ValueError for unknown tags."""
+    return select(all_cases() + random_cases(args.random, args.seed), args.include, args.exclude)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.random < 0:
+        print("npm-conformance: --random must be 0 or more", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        chosen = cases_for(args)
+    except ValueError as exc:
+        print(f"npm-conformance: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not chosen:
+        print("npm-conformance: no case left after --include/--exclude", file=sys.stderr)
+        return EXIT_USAGE
+    if args.tags:
+        counts = {t: n for t, n in tag_counts(chosen).items() if t in ALL_TAGS}
+        if args.output == "json":
+            print(json.dumps(counts))
+        else:
+            for tag, n in counts.items():
+                print(f"{n:5d}  {tag}")
+        return EXIT_OK
+    if args.list:
+        if args.output == "json":
+            print(json.dumps([{"number": i, "title": c.title, "tags": list(c.tags)} for i, c in enumerate(chosen, 1)]))
+        else:
+            for i, c in enumerate(chosen, 1):
+                print(f"{i:4d}  {c.title}\t[{', '.join(c.tags)}]")
+            print(f"{len(chosen)} cases", file=sys.stderr)
+        return EXIT_OK
+    command = "npm-conformance generate " + " ".join(_argv_of(args))
+    written = write_cases(chosen, args.out, command.strip())
+    print(f"npm-conformance: wrote {len(written)} cases to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    """The options that shape the output, for the files' header."""
+    out = [f"--seed {args.seed}", f"--random {args.random}"]
+    out += [f"--include {t}" for t in args.include]
+    out += [f"--exclude {t}" for t in args.exclude]
+    return out

@@ -1,0 +1,314 @@
+"""Differential testing: the simulator against the netns dataplane on random clusters.
+
+``python -m conformance.fuzz --cases 1000 --seed 0`` draws random scenarios
+(:mod:`conformance.fuzz_model`) with hypothesis, runs each on one netns virtual cluster
+kept open across cases (each node running the real ``azure-npm start`` daemon, exactly as
+``npm-conformance run --backend netns``), and compares every probe with the simulator. A
+disagreement is confirmed by running the case again on a fresh state (so a slow daemon is
+not mistaken for a wrong one), then shrunk by hypothesis to a minimal scenario, written as
+``DIR/disagreement-<hash>.yaml``; ``npm-conformance run -f`` that file reproduces it.
+
+Exit codes: 0 every case agreed, 1 a disagreement (its file is named on stderr), 2 bad
+usage, 3 backend failure (namespaces, daemon), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conformance.backends import BackendError
+from conformance.results import ProbeResult, ScenarioResult
+from conformance.runner import Runner, RunOptions
+from conformance.scenario import parse_scenario
+from npm.model import Source
+
+DEFAULT_OUT = "reports/fuzz"
+EXIT_OK, EXIT_DISAGREEMENT, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class InvalidCase(ValueError):
+    """A drawn scenario that does not load: a bug of the case generator, not of the enforcer."""
+
+
+class Disagreement(AssertionError):
+    """The dataplane and the simulator disagree on a case (raised inside hypothesis)."""
+
+    def __init__(self, doc: Mapping[str, Any], mismatches: Sequence[ProbeResult], errors: Sequence[str]) -> None:
+        super().__init__(describe(mismatches, errors))
+        self.doc = doc
+        self.mismatches = list(mismatches)
+        self.errors = list(errors)
+
+
+def describe(mismatches: Sequence[ProbeResult], errors: Sequence[str] = ()) -> str:
+    """One line per disagreeing probe: who said what."""
+    lines = [f"step error: {e}" for e in errors]
+    for p in mismatches:
+        lines.append(
+            f"step {p.step + 1}: {p.src} -> {p.dst} {p.port}: simulator "
+            f"{'allowed' if p.predicted else 'denied'}, dataplane {'allowed' if p.observed else 'denied'}"
+        )
+    return "\n".join(lines)
+
+
+def doc_hash(doc: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:10]
+
+
+class Differential:
+    """Runs scenario documents on one netns backend kept open across them."""
+
+    def __init__(
+        self,
+        *,
+        converge_timeout: float = 5.0,
+        probe_timeout: float | None = None,
+        manifest_filter: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        from conformance.backends.netns import NetnsBackend
+
+        self.backend = NetnsBackend(manifest_filter=manifest_filter, log=log)
+        self.runner = Runner(self.backend, RunOptions(probe_timeout=probe_timeout, converge_timeout=converge_timeout))
+        self.probes = 0
+
+    def __enter__(self) -> Differential:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def run(self, doc: Mapping[str, Any]) -> ScenarioResult:
+        """Run one scenario document; InvalidCase if it does not load."""
+        scenario, errors = parse_scenario(dict(doc), Source("<fuzz>"))
+        if scenario is None:
+            raise InvalidCase("; ".join(str(e) for e in errors))
+        result = self.runner.run_scenario(scenario)
+        self.probes += len(result.probes)
+        return result
+
+    def check(self, doc: Mapping[str, Any]) -> tuple[list[ProbeResult], list[str]]:
+        """Disagreeing probes and step errors of one run (both empty: agreement)."""
+        result = self.run(doc)
+        errors = [f"steps[{s.index}]: {s.error}" for s in result.steps if s.error]
+        return [p for p in result.probes if p.mismatch], errors
+
+
+def write_reproducer(doc: Mapping[str, Any], disagreement: Disagreement, out_dir: str | Path, seed: int | None) -> Path:
+    """``out_dir/disagreement-<hash>.yaml``: the scenario, with what disagreed as comments."""
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    digest = doc_hash(doc)
+    named = {**doc, "name": f"fuzz disagreement {digest}"}
+    named.setdefault("tags", ["fuzz"])
+    header = [
+        f"# Found by python -m conformance.fuzz{'' if seed is None else f' --seed {seed}'} and shrunk by hypothesis.",
+        "# Reproduce: npm-conformance run -f THIS_FILE --backend netns",
+        "# What disagreed (simulator = prediction, dataplane = observed):",
+        *(f"#   {line}" for line in str(disagreement).splitlines()),
+    ]
+    path = directory / f"disagreement-{digest}.yaml"
+    path.write_text("\n".join(header) + "\n" + yaml.safe_dump(named, sort_keys=False, width=120))
+    return path
+
+
+@dataclass
+class FuzzReport:
+    """What a fuzz run did."""
+
+    cases: int = 0  # distinct cases run before any disagreement (shrinking not counted)
+    probes: int = 0
+    flaky: int = 0  # disagreements that did not happen again on a second run
+    disagreement: Disagreement | None = None
+    reproducer: Path | None = None
+    shrink_runs: int = 0
+    seconds: float = 0.0
+    seen: set[str] = field(default_factory=set)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cases": self.cases,
+            "probes": self.probes,
+            "flaky": self.flaky,
+            "disagreements": 0 if self.disagreement is None else 1,
+            "reproducer": str(self.reproducer) if self.reproducer else None,
+            "mismatches": str(self.disagreement) if self.disagreement else None,
+            "shrink_runs": self.shrink_runs,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def fuzz(
+    cases: int,
+    seed: int,
+    out_dir: str | Path = DEFAULT_OUT,
+    *,
+    max_steps: int = 3,
+    converge_timeout: float = 5.0,
+    shrink_budget: int = 150,
+    manifest_filter: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> FuzzReport:
+    """Draw up to ``cases`` random scenarios and check each; stop at the first disagreement.
+
+    The disagreement is shrunk by hypothesis within ``shrink_budget`` further runs (past it,
+    only replays of cases already seen failing still run, so shrinking ends with the
+    smallest failure found) and written with :func:`write_reproducer`.
+    """
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as fixed_seed
+
+    from conformance.fuzz_model import strategy
+
+    say = progress or (lambda _msg: None)
+    report = FuzzReport()
+    failing: dict[str, Disagreement] = {}
+    broken: list[BaseException] = []  # a backend failure: every later call fails fast
+    started = time.monotonic()
+
+    with Differential(converge_timeout=converge_timeout, manifest_filter=manifest_filter, log=say) as diff:
+
+        @settings(
+            max_examples=cases,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate, Phase.shrink],
+            suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=False,
+        )
+        @fixed_seed(seed)
+        @given(strategy(max_steps=max_steps))
+        def agree(doc: dict[str, Any]) -> None:
+            if broken:
+                raise broken[0]
+            key = doc_hash(doc)
+            if key in failing:
+                raise failing[key]
+            if failing:
+                report.shrink_runs += 1
+                if report.shrink_runs > shrink_budget:
+                    return  # budget spent: the smallest failure so far stands
+            else:
+                if key in report.seen:
+                    return
+                report.seen.add(key)
+                report.cases += 1
+            before = diff.probes
+            try:
+                mismatches, errors = diff.check(doc)
+                if mismatches or errors:
+                    # Confirm on a second run: a slow daemon converges, a wrong one does not.
+                    mismatches, errors = diff.check(doc)
+            except BackendError as exc:
+                broken.append(exc)
+                raise
+                if not (mismatches or errors):
+                    report.flaky += 1
+                    say(f"case {report.cases}: disagreement did not happen again (flaky), continuing")
+            if not failing:
+                report.probes += diff.probes - before
+                if report.cases % 10 == 0 or mismatches or errors:
+                    rate = report.cases / max(time.monotonic() - started, 1e-9)
+                    say(f"[{report.cases}/{cases}] {report.probes} probes, {rate:.2f} cases/s")
+            if mismatches or errors:
+                failing[key] = Disagreement(doc, mismatches, errors)
+                if len(failing) == 1:
+                    say(f"case {report.cases}: disagreement, shrinking:\n{describe(mismatches, errors)}")
+                raise failing[key]
+
+        try:
+            agree()
+        except Disagreement as exc:
+            report.disagreement = exc
+            report.reproducer = write_reproducer(exc.doc, exc, out_dir, seed)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m conformance.fuzz",
+        description="Differential testing: random clusters and policies on the netns dataplane (real enforcer "
+        "daemons) against the simulator. A disagreement is shrunk to a minimal scenario file that "
+        "`npm-conformance run -f FILE` reproduces.",
+        epilog="exit codes: 0 no disagreement, 1 disagreement (file written), 2 usage, 3 backend failure, "
+        "130 interrupted",
+    )
+    parser.add_argument("--cases", type=int, default=1000, metavar="N", help="random cases to run (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="hypothesis seed: same seed, same cases (default 0)")
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="DIR", help=f"where reproducers go (default {DEFAULT_OUT})"
+    )
+    parser.add_argument("--max-steps", type=int, default=3, metavar="N", help="steps per case, at most (default 3)")
+    parser.add_argument(
+        "--converge-timeout", type=float, default=5.0, metavar="S", help="how long a step may take to agree (default 5)"
+    )
+    parser.add_argument(
+        "--shrink-budget", type=int, default=150, metavar="N", help="runs spent shrinking (default 150)"
+    )
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="summary format on stdout")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cases < 1 or args.max_steps < 1:
+        print("fuzz: --cases and --max-steps must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    from conformance.netns.rootless import ensure_privileges
+
+    ensure_privileges()  # re-executes under unshare when not root
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(f"fuzz: {message}", file=sys.stderr, flush=True)
+
+    try:
+        report = fuzz(
+            args.cases,
+            args.seed,
+            args.out,
+            max_steps=args.max_steps,
+            converge_timeout=args.converge_timeout,
+            shrink_budget=args.shrink_budget,
+            progress=progress,
+        )
+    except BackendError as exc:
+        print(f"fuzz: backend failure: {exc}", file=sys.stderr)
+        return EXIT_BACKEND
+    except InvalidCase as exc:  # a bug of conformance.fuzz_model, not of the enforcer
+        print(f"fuzz: the case generator drew an invalid scenario: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fuzz: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.output == "json":
+        print(json.dumps(report.to_json()))
+    else:
+        print(
+            f"{report.cases} cases, {report.probes} probes, "
+            f"{0 if report.disagreement is None else 1} disagreements, {report.flaky} flaky, {report.seconds:.0f}s"
+        )
+        if report.disagreement is not None:
+            print(f"disagreement (shrunk in {report.shrink_runs} runs), reproduce with:")
+            print(f"  npm-conformance run -f {report.reproducer} --backend netns")
+            print(str(report.disagreement))
+    return EXIT_OK if report.disagreement is None else EXIT_DISAGREEMENT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""Random small clusters, policies and actions, as scenario documents.
+
+Every random decision goes through a :class:`Chooser`, so the same code serves two masters:
+:class:`RandomChooser` (a seeded ``random.Random``: ``npm-conformance generate --random``)
+and :class:`DrawChooser` (hypothesis draws: the differential test and ``python -m
+conformance.fuzz``, where a disagreement is shrunk). Options are listed simplest first,
+because hypothesis shrinks a choice towards the first option and an integer towards its
+lower bound.
+
+What is drawn: 1-3 namespaces (x, y, z) with random ``ns``/``env`` labels; 1-3 pods per
+namespace (a, b, c) with random ``pod``/``role`` labels, declared ports among 80/81 on TCP
+and UDP (unnamed, ``serve-80-tcp`` style, or ``web``, a name meaning different numbers on
+different pods) and a hashed address or a fixed one in 10.244.7.0/24; 1-3 valid policies
+(selectors with every operator, peers of every shape, ipBlocks with excepts, numbered,
+named and ranged ports on every protocol, policyTypes given or defaulted, missing versus
+empty lists); then 0-2 further steps, each one action (label or unlabel a pod or a
+namespace, add or delete a pod, delete a namespace, create, update or delete a policy).
+Every step probes 80 and 81 on TCP and UDP between all pods.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+NAMESPACES = ("x", "y", "z")
+POD_NAMES = ("a", "b", "c")
+NODES = 2
+PROBE_PORTS = ("80/TCP", "81/TCP", "80/UDP", "81/UDP")
+DECLARABLE = ((80, "TCP"), (81, "TCP"), (80, "UDP"), (81, "UDP"))
+FIXED_NET = "10.244.7."
+NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+class Chooser(Protocol):
+    """Where random decisions come from."""
+
+    def choice(self, options: Sequence[T]) -> T:
+        """One of ``options`` (the first is the simplest)."""
+        ...
+
+    def integer(self, low: int, high: int) -> int:
+        """An integer in [low, high] (low is the simplest)."""
+        ...
+
+
+class RandomChooser:
+    """Decisions from a seeded ``random.Random``: deterministic for a seed."""
+
+    def __init__(self, seed: int | random.Random) -> None:
+        self.rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+
+    def choice(self, options: Sequence[T]) -> T:
+        return options[self.rng.randrange(len(options))]
+
+    def integer(self, low: int, high: int) -> int:
+        return self.rng.randint(low, high)
+
+
+class DrawChooser:
+    """Decisions drawn by hypothesis (``draw`` of a composite strategy or ``st.data()``)."""
+
+    def __init__(self, draw: Callable[[Any], Any]) -> None:
+        from hypothesis import strategies as st
+
+        self._st = st
+        self.draw = draw
+
+    def choice(self, options: Sequence[T]) -> T:
+        return self.draw(self._st.sampled_from(list(options)))
+
+    def integer(self, low: int, high: int) -> int:
+        return self.draw(self._st.integers(low, high))
+
+
+def flag(c: Chooser) -> bool:
+    """A coin: False is the simpler side."""
+    return c.choice((False, True))
+
+
+# -- selectors, peers, ports ------------------------------------------------------------
+def _expr(key: str, operator: str, *values: str) -> dict[str, Any]:
+    req: dict[str, Any] = {"key": key, "operator": operator}
+    if values:
+        req["values"] = list(values)
+    return {"matchExpressions": [req]}
+
+
+POD_SELECTORS: tuple[dict[str, Any], ...] = (
+    {},
+    {"matchLabels": {"pod": "a"}},
+    {"matchLabels": {"pod": "b"}},
+    {"matchLabels": {"role": "web"}},
+    _expr("pod", "In", "a", "b"),
+    _expr("pod", "NotIn", "a"),
+    _expr("role", "Exists"),
+    _expr("role", "DoesNotExist"),
+    {"matchLabels": {"pod": "c"}, "matchExpressions": [{"key": "role", "operator": "NotIn", "values": ["web", "db"]}]},
+)
+NAMESPACE_SELECTORS: tuple[dict[str, Any], ...] = (
+    {},
+    {"matchLabels": {"ns": "x"}},
+    {"matchLabels": {"ns": "y"}},
+    {"matchLabels": {NAME_LABEL: "z"}},
+    _expr("ns", "NotIn", "x"),
+    _expr("env", "Exists"),
+    {"matchLabels": {"env": "prod"}},
+    _expr("env", "DoesNotExist"),
+)
+POLICY_PORTS: tuple[dict[str, Any], ...] = (
+    {"port": 80},
+    {"protocol": "UDP"},
+    {"protocol": "UDP", "port": 81},
+    {"protocol": "TCP", "port": 80, "endPort": 81},
+    {"protocol": "UDP", "port": 79, "endPort": 80},
+    {"port": "serve-80-tcp"},
+    {"protocol": "TCP", "port": "web"},
+    {"protocol": "UDP", "port": "web"},
+    {"protocol": "UDP", "port": "serve-81-udp"},
+    {"protocol": "TCP", "port": "serve-81-udp"},
+    {"protocol": "SCTP"},
+    {"protocol": "SCTP", "port": 80},
+    {},
+    {"protocol": "TCP", "port": 81, "endPort": 90},
+)
+
+
+class World:
+    """What exists at the current point of the scenario, for drawing valid references."""
+
+    def __init__(self, namespaces: dict[str, dict[str, str]], pods: list[dict[str, Any]]) -> None:
+        self.namespaces = dict(namespaces)
+        self.pods = {f"{p['namespace']}/{p['name']}": p for p in pods}
+        self.policies: dict[str, dict[str, Any]] = {}
+        self.protected: set[str] = set()  # pods named by an address placeholder: never deleted
+        self.policy_count = 0
+
+    def alive(self) -> list[str]:
+        return sorted(self.pods)
+
+
+def ip_block(c: Chooser, world: World) -> dict[str, Any]:
+    """A valid ipBlock: except ranges always strictly inside the cidr."""
+    alive = world.alive()
+    kind = c.choice(("pod32", "net24", "all-pods", "everything", "fixed24", "fixed29"))
+    if kind in ("pod32", "net24") and not alive:
+        kind = "everything"
+    block: dict[str, Any]
+    if kind == "pod32":
+        key = c.choice(alive)
+        world.protected.add(key)
+        return {"ipBlock": {"cidr": f"${{ip {key}}}/32"}}
+    if kind == "net24":
+        key = c.choice(alive)
+        world.protected.add(key)
+        block = {"cidr": f"${{net {key} 24}}"}
+        if flag(c):
+            block["except"] = [f"${{ip {key}}}/{c.choice((28, 32))}"]
+        return {"ipBlock": block}
+    cidr = {
+        "all-pods": "10.0.0.0/8",
+        "everything": "0.0.0.0/0",
+        "fixed24": FIXED_NET + "0/24",
+        "fixed29": FIXED_NET + "8/29",
+    }[kind]
+    block = {"cidr": cidr}
+    if kind != "fixed29" and flag(c):
+        options = [FIXED_NET + "8/29"]
+        if kind != "fixed24":
+            options.append(FIXED_NET + "0/24")
+            options += [f"${{ip {k}}}/32" for k in alive]
+        if kind == "everything":
+            options.append("10.244.0.0/16")
+        picked = c.choice(options)
+        if picked.startswith("${"):
+            world.protected.add(picked[len("${ip ") :].split("}")[0])
+        block["except"] = [picked]
+    return {"ipBlock": block}
+
+
+def peer(c: Chooser, world: World) -> dict[str, Any]:
+    kind = c.choice(("pods", "namespaces", "both", "ipblock"))
+    if kind == "ipblock":
+        return ip_block(c, world)
+    out: dict[str, Any] = {}
+    if kind in ("pods", "both"):
+        out["podSelector"] = dict(c.choice(POD_SELECTORS))
+    if kind in ("namespaces", "both"):
+        out["namespaceSelector"] = dict(c.choice(NAMESPACE_SELECTORS))
+    return out
+
+
+def rule(c: Chooser, world: World, peer_field: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    shape = c.choice(("missing", "some", "empty"))
+    if shape == "some":
+        out[peer_field] = [peer(c, world) for _ in range(c.integer(1, 2))]
+    elif shape == "empty":
+        out[peer_field] = []
+    shape = c.choice(("missing", "some", "empty"))
+    if shape == "some":
+        out["ports"] = [dict(c.choice(POLICY_PORTS)) for _ in range(c.integer(1, 2))]
+    elif shape == "empty":
+        out["ports"] = []
+    return out
+
+
+def policy(c: Chooser, world: World, name: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    """A valid NetworkPolicy manifest in one of the namespaces that exist."""
+    if namespace is None:
+        namespace = c.choice(sorted(world.namespaces))
+    if name is None:
+        world.policy_count += 1
+        name = f"p{world.policy_count}"
+    spec: dict[str, Any] = {"podSelector": dict(c.choice(POD_SELECTORS))}
+    types = c.choice(((), ("Ingress",), ("Egress",), ("Ingress", "Egress")))
+    if types:
+        spec["policyTypes"] = list(types)
+    for field, peer_field in (("ingress", "from"), ("egress", "to")):
+        shape = c.choice(("missing", "rules", "empty") if field == "ingress" else ("missing", "empty", "rules"))
+        if shape == "rules":
+            spec[field] = [rule(c, world, peer_field) for _ in range(c.integer(1, 2))]
+        elif shape == "empty":
+            spec[field] = []
+    return {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+# -- cluster ------------------------------------------------------------------------------
+def namespace_labels(c: Chooser, name: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    ns = c.choice((name, None, *NAMESPACES))
+    if ns is not None:
+        labels["ns"] = ns
+    env = c.choice((None, "prod", "dev"))
+    if env is not None:
+        labels["env"] = env
+    return labels
+
+
+def pod_labels(c: Chooser, name: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    value = c.choice((name, None, *POD_NAMES))
+    if value is not None:
+        labels["pod"] = value
+    role = c.choice((None, "web", "db"))
+    if role is not None:
+        labels["role"] = role
+    return labels
+
+
+def pod(c: Chooser, namespace: str, name: str) -> dict[str, Any]:
+    """A pod on a fixed node (so its netns shape is stable across cases) with random labels, ports, IP."""
+    ordinal = NAMESPACES.index(namespace) * len(POD_NAMES) + POD_NAMES.index(name)
+    ports = []
+    web_used = False
+    for number, proto in DECLARABLE:
+        naming = c.choice(("undeclared", "serve", "unnamed", "web"))
+        if naming == "undeclared":
+            continue
+        entry: dict[str, Any] = {"port": number, "protocol": proto}
+        if naming == "serve":
+            entry["name"] = f"serve-{number}-{proto.lower()}"
+        elif naming == "web" and not web_used:
+            entry["name"] = "web"
+            web_used = True
+        ports.append(entry)
+    out: dict[str, Any] = {
+        "namespace": namespace,
+        "name": name,
+        "labels": pod_labels(c, name),
+        "node": f"node-{ordinal % NODES + 1}",
+        "ports": ports,
+    }
+    if flag(c):
+        out["ip"] = f"{FIXED_NET}{10 + ordinal}"
+    return out
+
+
+def cluster(c: Chooser, *, model: bool = False) -> tuple[dict[str, dict[str, str]], list[dict[str, Any]]]:
+    """Namespaces and pods; with ``model`` the upstream model's (drawn nothing)."""
+    if model:
+        return {ns: {"ns": ns} for ns in NAMESPACES}, []
+    namespaces = {ns: namespace_labels(c, ns) for ns in NAMESPACES[: c.integer(1, 3)]}
+    pods = [pod(c, ns, name) for ns in namespaces for name in POD_NAMES[: c.integer(1, 3)]]
+    return namespaces, pods
+
+
+def _model_pods() -> list[dict[str, Any]]:
+    return [{"namespace": ns, "name": n, "labels": {"pod": n}} for ns in NAMESPACES for n in POD_NAMES]
+
+
+# -- actions ------------------------------------------------------------------------------
+def action(c: Chooser, world: World) -> dict[str, Any]:
+    """One valid action on ``world`` (which it updates)."""
+    kinds = ["label-pod", "apply-new", "label-namespace"]
+    if world.policies:
+        kinds += ["update-policy", "delete-policy"]
+    free = [f"{ns}/{n}" for ns in NAMESPACES for n in POD_NAMES if f"{ns}/{n}" not in world.pods]
+    if free:
+        kinds.append("add-pod")
+    deletable = [k for k in world.alive() if k not in world.protected]
+    if len(deletable) > 1:
+        kinds.append("delete-pod")
+    protected_ns = {k.split("/")[0] for k in world.protected}
+    doomed = [ns for ns in sorted(world.namespaces) if ns not in protected_ns]
+    if len(world.namespaces) > 1 and doomed:
+        kinds.append("delete-namespace")
+    kind = c.choice(kinds)
+    if kind == "label-pod" and world.pods:
+        key = c.choice(world.alive())
+        labels = pod_labels(c, key.split("/")[1])
+        remove = [k for k in ("pod", "role") if k not in labels and k in world.pods[key]["labels"]]
+        world.pods[key] = {**world.pods[key], "labels": labels}
+        body: dict[str, Any] = {"pod": key}
+        if labels:
+            body["set"] = labels
+        if remove or not labels:
+            body["remove"] = remove or ["pod"]
+        return {"label": body}
+    if kind == "label-namespace":
+        ns = c.choice(sorted(world.namespaces))
+        labels = namespace_labels(c, ns)
+        remove = [k for k in ("ns", "env") if k not in labels]
+        world.namespaces[ns] = labels
+        body = {"namespace": ns}
+        if labels:
+            body["set"] = labels
+        if remove:
+            body["remove"] = remove
+        return {"label": body}
+    if kind == "update-policy":
+        key = c.choice(sorted(world.policies))
+        ns, name = key.split("/")
+        manifest = policy(c, world, name=name, namespace=ns)
+        world.policies[key] = manifest
+        return {"apply": manifest}
+    if kind == "delete-policy":
+        key = c.choice(sorted(world.policies))
+        del world.policies[key]
+        return {"delete": {"policy": key}}
+    if kind == "add-pod":
+        key = c.choice(free)
+        ns, name = key.split("/")
+        new = pod(c, ns, name)
+        world.pods[key] = new
+        world.namespaces.setdefault(ns, {})
+        return {"add": {"pod": new}}
+    if kind == "delete-pod":
+        key = c.choice(deletable)
+        del world.pods[key]
+        return {"delete": {"pod": key}}
+    if kind == "delete-namespace":
+        ns = c.choice(doomed)
+        del world.namespaces[ns]
+        world.pods = {k: v for k, v in world.pods.items() if not k.startswith(ns + "/")}
+        world.policies = {k: v for k, v in world.policies.items() if not k.startswith(ns + "/")}
+        return {"delete": {"namespace": ns}}
+    manifest = policy(c, world)
+    world.policies[f"{manifest['metadata']['namespace']}/{manifest['metadata']['name']}"] = manifest
+    return {"apply": manifest}
+
+
+def scenario(c: Chooser, *, name: str = "fuzz", model: bool = False, max_steps: int = 3) -> dict[str, Any]:
+    """A random scenario document (no expectations: the simulator predicts).
+
+    ``model``: the upstream model's cluster instead of a random one (the policies and
+    actions stay random); used by ``npm-conformance generate --random``.
+    """
+    namespaces, pods = cluster(c, model=model)
+    world = World(namespaces, pods if not model else _model_pods())
+    policies = []
+    for _ in range(c.integer(1, 3)):
+        manifest = policy(c, world)
+        world.policies[f"{manifest['metadata']['namespace']}/{manifest['metadata']['name']}"] = manifest
+        policies.append(manifest)
+    steps: list[dict[str, Any]] = [{}]
+    for _ in range(c.integer(0, max_steps - 1)):
+        steps.append({"actions": [action(c, world)]})
+    if not model:
+        for entry in steps:
+            entry["probe"] = {"ports": list(PROBE_PORTS)}  # a fresh list each: no YAML anchors
+    doc: dict[str, Any] = {"name": name}
+    if model:
+        doc["model"] = "upstream"
+    else:
+        doc["nodes"] = NODES
+        doc["namespaces"] = namespaces
+        doc["pods"] = pods
+    doc["policies"] = policies
+    doc["steps"] = steps
+    return doc
+
+
+def strategy(model: bool = False, max_steps: int = 3) -> Any:
+    """A hypothesis strategy of random scenario documents (shrinks towards simpler ones)."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def scenarios(draw: Callable[[Any], Any]) -> dict[str, Any]:
+        return scenario(DrawChooser(draw), model=model, max_steps=max_steps)
+
+    return scenarios()

@@ -1,0 +1,448 @@
+"""Scenarios: load, validate (JSON schema, then the object model's own rules) and replay.
+
+A scenario file is YAML or JSON (format: docs/scenarios.md, schema:
+``conformance/schema/scenario.schema.json``). A plain manifest file of Namespaces, Pods and
+NetworkPolicies (no scenario keys) is a one-step scenario named after the file; pods'
+``status.podIP`` and ``spec.nodeName`` are honoured.
+
+Every problem is an :class:`npm.errors.ObjectError` naming the file, the scenario and the
+field path (``steps[1].actions[0].apply.spec.podSelector``); one bad scenario never stops
+the others from loading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from conformance.expect import Expect, ExpectError, parse_expect
+from conformance.state import Action, State, StateError, materialize, placeholders
+from npm.errors import ObjectError
+from npm.load import MANIFEST_SUFFIXES, ObjectSet, add_documents, read_documents
+from npm.model import PROTOCOLS, ContainerPort, Labels, Pod, PortSpec, Source
+from npm.parse import ParseFailure, parse_network_policy, parse_pod
+
+SCHEMA_PATH = Path(__file__).with_name("schema") / "scenario.schema.json"
+DEFAULT_NODES = 2
+UPSTREAM_NAMESPACES = ("x", "y", "z")
+UPSTREAM_PODS = ("a", "b", "c")
+UPSTREAM_PORTS = (80, 81)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Actions, then probes on ``ports`` (empty: each destination's declared ports)."""
+
+    index: int
+    name: str = ""
+    actions: tuple[Action, ...] = ()
+    ports: tuple[PortSpec, ...] = ()
+    expect: Expect | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario: the starting state and its steps."""
+
+    name: str
+    source: str
+    nodes: tuple[str, ...]
+    initial: State = field(compare=False)
+    steps: tuple[Step, ...]
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    reference: str = ""
+
+    def states(self) -> list[State]:
+        """The state after each step's actions (validated at load time, so never raises)."""
+        out = []
+        state = self.initial.copy()
+        for step in self.steps:
+            for action in step.actions:
+                state.apply(action)
+            out.append(state.copy())
+        return out
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The scenario JSON schema."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _path(parts: Sequence[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _join(base: str, more: str) -> str:
+    if not more:
+        return base
+    if not base:
+        return more
+    return f"{base}{more}" if more.startswith("[") else f"{base}.{more}"
+
+
+class _Errors:
+    """Collects ObjectErrors for one scenario document."""
+
+    def __init__(self, source: Source, obj: str) -> None:
+        self.source = source
+        self.obj = obj
+        self.items: list[ObjectError] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(ObjectError(self.source, self.obj, path, message))
+
+
+def load_scenarios(
+    paths: Sequence[str], *, default_nodes: int = DEFAULT_NODES
+) -> tuple[list[Scenario], list[ObjectError]]:
+    """Load every scenario under ``paths`` (files or directories, recursively, sorted)."""
+    scenarios: list[Scenario] = []
+    errors: list[ObjectError] = []
+    for path in paths:
+        for file in _files(path):
+            found, errs = load_file(file, default_nodes=default_nodes)
+            scenarios.extend(found)
+            errors.extend(errs)
+    if not scenarios and not errors:
+        errors.append(ObjectError(Source(", ".join(paths)), "", "", "no scenario files found (.yaml, .yml, .json)"))
+    seen: dict[str, str] = {}
+    for sc in scenarios:
+        if sc.name in seen:
+            errors.append(
+                ObjectError(Source(sc.source), f"scenario {sc.name}", "name", f"also used by {seen[sc.name]}")
+            )
+        seen.setdefault(sc.name, sc.source)
+    return scenarios, errors
+
+
+def _files(path: str) -> list[str]:
+    if os.path.isdir(path):
+        found = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            found.extend(os.path.join(root, f) for f in sorted(files) if f.endswith(MANIFEST_SUFFIXES))
+        return found
+    return [path]
+
+
+def load_file(path: str, *, default_nodes: int = DEFAULT_NODES) -> tuple[list[Scenario], list[ObjectError]]:
+    """Load one file: a scenario document, or a manifest file (a one-step scenario)."""
+    documents = list(read_documents(path))
+    errors = [d for d in documents if isinstance(d, ObjectError)]
+    docs = [d for d in documents if not isinstance(d, ObjectError)]
+    if errors:
+        return [], errors
+    if any(isinstance(raw, Mapping) and "kind" in raw for _src, raw in docs):
+        return _manifest_scenario(path, docs, default_nodes)
+    if len(docs) != 1:
+        return [], [ObjectError(Source(path), "", "", f"holds {len(docs)} documents: one scenario per file")]
+    _source, raw = docs[0]
+    scenario, errs = parse_scenario(raw, Source(path), default_nodes=default_nodes)
+    return ([scenario] if scenario else []), errs
+
+
+def parse_scenario(
+    raw: Any, source: Source, *, default_nodes: int = DEFAULT_NODES
+) -> tuple[Scenario | None, list[ObjectError]]:
+    """Validate one scenario document; returns the scenario or the errors (never both)."""
+    name = raw.get("name") if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) else ""
+    errs = _Errors(source, f"scenario {name}" if name else "scenario")
+    validator = jsonschema.Draft202012Validator(schema())
+    schema_errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
+    for err in schema_errors:
+        errs.add(_path(list(err.absolute_path)), _schema_message(err))
+    if errs.items:
+        return None, errs.items
+
+    nodes = _nodes(raw.get("nodes"), default_nodes)
+    state = State(nodes)
+    if raw.get("model") == "upstream":
+        _upstream_model(state)
+    for ns, labels in (raw.get("namespaces") or {}).items():
+        state.add_namespace(ns, labels)
+    for i, entry in enumerate(raw.get("pods") or []):
+        pod = _pod(entry, f"pods[{i}]", errs)
+        if pod is not None:
+            try:
+                state.add_pod(pod, f"pods[{i}]")
+            except StateError as exc:
+                errs.add(exc.path, exc.message)
+    for i, manifest in enumerate(raw.get("policies") or []):
+        policy = _policy(manifest, f"policies[{i}]", errs)
+        if policy is not None:
+            state.set_policy(policy)
+    if errs.items:
+        return None, errs.items
+
+    raw_steps = raw.get("steps") or [{}]
+    steps = [_step(i, step, errs) for i, step in enumerate(raw_steps)]
+    if errs.items:
+        return None, errs.items
+    _replay(state, steps, source, errs)  # references and policies are checked against each step's state
+    if errs.items:
+        return None, errs.items
+    scenario = Scenario(
+        name=name,
+        source=source.file,
+        nodes=nodes,
+        initial=state,
+        steps=tuple(s for s in steps if s is not None),
+        description=raw.get("description", ""),
+        tags=tuple(raw.get("tags") or ()),
+        reference=raw.get("reference", ""),
+    )
+    return scenario, []
+
+
+def _schema_message(err: jsonschema.ValidationError) -> str:
+    if err.validator == "additionalProperties":
+        return f"unknown field ({err.message.split('(')[-1].rstrip(')')})"
+    if err.validator == "oneOf" and err.context:
+        best = min(err.context, key=lambda e: len(list(e.absolute_path)))
+        return best.message
+    return err.message
+
+
+def _nodes(raw: Any, default: int) -> tuple[str, ...]:
+    if isinstance(raw, list):
+        return tuple(raw)
+    count = raw if isinstance(raw, int) else default
+    return tuple(f"node-{i + 1}" for i in range(count))
+
+
+def _upstream_model(state: State) -> None:
+    """Upstream's model: namespaces x, y, z (ns=x); pods a, b, c (pod=a); 80/81 on each protocol."""
+    ports = tuple(
+        ContainerPort(port, proto, f"serve-{port}-{proto.lower()}") for port in UPSTREAM_PORTS for proto in PROTOCOLS
+    )
+    for ns in UPSTREAM_NAMESPACES:
+        state.add_namespace(ns, {"ns": ns})
+    for ns in UPSTREAM_NAMESPACES:
+        for name in UPSTREAM_PODS:
+            state.add_pod(Pod(ns, name, Labels({"pod": name}), ports=ports))
+
+
+_POD_FIELD_MAP = (
+    ("metadata.labels", "labels"),
+    ("metadata.name", "name"),
+    ("metadata.namespace", "namespace"),
+    ("status.podIP", "ip"),
+    ("spec.hostNetwork", "hostNetwork"),
+    ("spec.nodeName", "node"),
+    ("spec.containers[0].ports", "ports"),
+)
+
+
+def _pod(entry: Mapping[str, Any], path: str, errs: _Errors) -> Pod | None:
+    """A scenario pod entry, validated by the object model's Pod parser."""
+    ports = []
+    for p in entry.get("ports") or []:
+        if isinstance(p, Mapping):
+            ports.append(
+                {
+                    "containerPort": p["port"],
+                    "protocol": p.get("protocol", "TCP"),
+                    **({"name": p["name"]} if "name" in p else {}),
+                }
+            )
+        else:
+            spec = PortSpec.parse(str(p))
+            ports.append({"containerPort": spec.port, "protocol": spec.protocol})
+    manifest = {
+        "kind": "Pod",
+        "metadata": {"name": entry["name"], "namespace": entry["namespace"], "labels": entry.get("labels") or {}},
+        "spec": {
+            "nodeName": entry.get("node", ""),
+            "hostNetwork": entry.get("hostNetwork", False),
+            "containers": [{"name": "c", "ports": ports}],
+        },
+        "status": {"podIP": entry.get("ip", "")},
+    }
+    try:
+        return parse_pod(manifest, Source(errs.source.file))
+    except ParseFailure as failure:
+        for err in failure.errors:
+            sub = err.path
+            for theirs, ours in _POD_FIELD_MAP:
+                if sub.startswith(theirs):
+                    sub = ours + sub[len(theirs) :]
+                    break
+            errs.add(_join(path, sub), err.message)
+        return None
+
+
+def _policy(manifest: Mapping[str, Any], path: str, errs: _Errors) -> dict[str, Any] | None:
+    """Default kind/apiVersion and check the manifest with the object model (placeholders aside)."""
+    out = dict(manifest)
+    kind = out.setdefault("kind", "NetworkPolicy")
+    out.setdefault("apiVersion", "networking.k8s.io/v1")
+    if kind != "NetworkPolicy":
+        errs.add(_join(path, "kind"), f'"{kind}" is not supported here: only NetworkPolicy manifests')
+        return None
+    if out["apiVersion"] != "networking.k8s.io/v1":
+        errs.add(_join(path, "apiVersion"), f'"{out["apiVersion"]}" is not supported (networking.k8s.io/v1)')
+        return None
+    meta = out.get("metadata")
+    if isinstance(meta, Mapping) and not meta.get("namespace"):
+        out["metadata"] = {**meta, "namespace": "default"}
+    # Placeholders are checked when the step is replayed; here they stand in as a valid address.
+    probe = _fill_dummy(out)
+    try:
+        parse_network_policy(probe, errs.source)
+    except ParseFailure as failure:
+        for err in failure.errors:
+            errs.add(_join(path, err.path), err.message)
+        return None
+    return out
+
+
+def _fill_dummy(manifest: Mapping[str, Any]) -> Any:
+    from conformance.state import PLACEHOLDER
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return PLACEHOLDER.sub(lambda m: "10.0.0.1" if m.group(1) == "ip" else "10.0.0.0/8", value)
+        if isinstance(value, Mapping):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    return fill(manifest)
+
+
+def _step(index: int, raw: Mapping[str, Any], errs: _Errors) -> Step:
+    path = f"steps[{index}]"
+    actions: list[Action] = []
+    for i, entry in enumerate(raw.get("actions") or []):
+        apath = f"{path}.actions[{i}]"
+        action = _action(entry, apath, errs)
+        if action is not None:
+            actions.append(action)
+    probe = raw.get("probe") or {}
+    ports = tuple(PortSpec.parse(p) for p in probe.get("ports") or ())
+    expect = None
+    if "expect" in probe:
+        try:
+            expect = parse_expect(probe["expect"])
+        except ExpectError as exc:
+            errs.add(_join(f"{path}.probe.expect", exc.path), exc.message)
+    return Step(index, raw.get("name", ""), tuple(actions), ports, expect)
+
+
+def _action(entry: Mapping[str, Any], path: str, errs: _Errors) -> Action | None:
+    verb, body = next(iter(entry.items()))
+    bpath = f"{path}.{verb}"
+    if verb == "apply":
+        items = body if isinstance(body, list) else [body]
+        policies = []
+        for i, manifest in enumerate(items):
+            policy = _policy(manifest, f"{bpath}[{i}]" if isinstance(body, list) else bpath, errs)
+            if policy is not None:
+                policies.append(policy)
+        return Action("apply", policies=tuple(policies), path=bpath)
+    if verb == "delete":
+        what, target = next(iter(body.items()))
+        return Action(f"delete-{what}", target, path=f"{bpath}.{what}")
+    if verb == "label":
+        what = "pod" if "pod" in body else "namespace"
+        labels = body.get("set") or {}
+        checked = _labels(labels, f"{bpath}.set", errs)
+        return Action(f"label-{what}", body[what], labels=checked, remove=tuple(body.get("remove") or ()), path=bpath)
+    if verb == "add":
+        if "pod" in body:
+            pod = _pod(body["pod"], f"{bpath}.pod", errs)
+            return Action("add-pod", pod.key, pod=pod, path=f"{bpath}.pod") if pod else None
+        ns = body["namespace"]
+        return Action(
+            "add-namespace",
+            ns["name"],
+            labels=_labels(ns.get("labels") or {}, f"{bpath}.namespace.labels", errs),
+            path=bpath,
+        )
+    return None  # pragma: no cover - the schema admits no other verb
+
+
+def _labels(raw: Mapping[str, str], path: str, errs: _Errors) -> Labels:
+    from npm.parse import Problems, parse_labels
+
+    problems = Problems()
+    labels = parse_labels(raw, path, problems)
+    for err in problems.errors:
+        errs.add(err.path, err.message)
+    return labels
+
+
+def _replay(state: State, steps: Sequence[Step], source: Source, errs: _Errors) -> None:
+    """Apply every step to a copy of the state, checking references and rendered policies."""
+    current = state.copy()
+    for step in steps:
+        for action in step.actions:
+            try:
+                current.apply(action)
+            except StateError as exc:
+                errs.add(exc.path or action.path, exc.message)
+                return
+        workloads = current.workloads()
+        for key, manifest in current.policies.items():
+            missing = [k for k in placeholders(manifest) if k not in workloads.pod_by_key]
+            if missing:
+                errs.add(
+                    f"steps[{step.index}]", f"NetworkPolicy {key} names pod {missing[0]!r}, which does not exist here"
+                )
+                return
+        try:
+            materialize(current, workloads, source.file)
+        except StateError as exc:
+            errs.add(f"steps[{step.index}]", str(exc))
+            return
+
+
+def _manifest_scenario(
+    path: str, docs: list[tuple[Source, Any]], default_nodes: int
+) -> tuple[list[Scenario], list[ObjectError]]:
+    """A file of Namespaces, Pods and NetworkPolicies as a one-step scenario."""
+    objects = ObjectSet()
+    add_documents(objects, docs)
+    if objects.errors:
+        return [], objects.errors
+    named_nodes = sorted({p.node for p in objects.pods.values() if p.node})
+    nodes = tuple(named_nodes) if named_nodes else _nodes(None, default_nodes)
+    if named_nodes and len(named_nodes) < default_nodes:
+        nodes = (
+            tuple(named_nodes)
+            + tuple(n for n in _nodes(None, default_nodes) if n not in named_nodes)[: default_nodes - len(named_nodes)]
+        )
+    state = State(nodes)
+    for ns in objects.namespaces.values():
+        state.add_namespace(ns.name, {k: v for k, v in ns.labels.items() if k != "kubernetes.io/metadata.name"})
+    for pod in sorted(objects.pods.values(), key=lambda p: p.key):
+        if pod.phase in ("Succeeded", "Failed"):
+            continue
+        state.add_pod(pod)
+    name = os.path.splitext(os.path.basename(path))[0]
+    errs = _Errors(Source(path), f"scenario {name}")
+    for source, raw in docs:
+        if isinstance(raw, Mapping) and raw.get("kind") == "NetworkPolicy":
+            policy = _policy(raw, "", _Errors(source, errs.obj))
+            if policy is not None:
+                state.set_policy(policy)
+    step = Step(0)
+    _replay(state, [step], Source(path), errs)
+    if errs.items:
+        return [], errs.items
+    skipped = ", ".join(f"{k} x{n}" for k, n in sorted(objects.skipped.items()))
+    description = f"manifest file ({skipped} ignored)" if skipped else "manifest file"
+    return [Scenario(name, path, nodes, state, (step,), description=description)], []

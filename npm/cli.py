@@ -1,0 +1,301 @@
+"""The ``azure-npm`` command: apply, cleanup, debug tools, and ``start`` (the daemon).
+
+Exit codes (all subcommands but ``start``, which documents its own):
+  0  success
+  1  the kernel refused a change or a kernel tool failed (details on stderr / in JSON)
+  2  bad command line or bad input (located errors); the kernel is left as it was
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+
+from npm import cli_start
+
+EXIT_OK = 0
+EXIT_KERNEL = 1
+EXIT_INPUT = 2
+
+EPILOG = """exit codes:
+  0  success
+  1  the kernel refused a change or a kernel tool failed
+  2  bad command line or bad input; the kernel is left as it was
+"""
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=("auto", "nft", "legacy"),
+        default="auto",
+        help="iptables backend; auto detects it as kube-proxy does (default: auto)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="azure-npm",
+        description="Kubernetes NetworkPolicy enforcer: NetworkPolicies as ipsets and iptables rules on this node.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    ap = sub.add_parser(
+        "apply",
+        help="make this network namespace's kernel enforce exactly the given objects, then exit",
+        description=(
+            "One-shot declarative reconcile: load Namespaces, Pods, Nodes and NetworkPolicies from\n"
+            "files, directories or - (stdin), and converge this network namespace's ipsets and\n"
+            "iptables rules to exactly them (policies not in the input are removed). Existing rules\n"
+            "stay in force until the new ones replace them; nothing is flushed first."
+        ),
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    ap.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="manifest file, directory or - (repeatable)",
+    )
+    ap.add_argument("--node-name", required=True, help="the node this kernel belongs to")
+    _add_backend(ap)
+    ap.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+    ap.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="apply the valid objects and report the invalid ones, instead of refusing all",
+    )
+    ap.set_defaults(func=cmd_apply)
+
+    cp = sub.add_parser(
+        "cleanup",
+        help="remove every chain, rule and set azure-npm created (and nothing else)",
+        description="Remove our FORWARD jump, every AZURE-NPM* chain (both iptables backends) and every\n"
+        "azure-npm-* ipset from this network namespace. Other rules and sets are untouched.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    _add_backend(cp)
+    cp.set_defaults(func=cmd_cleanup)
+
+    dp = sub.add_parser("debug", help="inspect what is in the kernel", description="Debug tools.")
+    dsub = dp.add_subparsers(dest="debug_command", metavar="TOOL")
+    dsub.required = True
+    conv = dsub.add_parser(
+        "convertiptable",
+        help="our rules and sets as readable JSON",
+        description="Print our chains, rules and sets as JSON, set names resolved to what they mean\n"
+        "(read from the AZURE-NPM-SETS index chain) with their members. Reads the live kernel,\n"
+        "or saved files given with -i (iptables-save output) and -c (ipset save output).",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    _add_saved(conv)
+    conv.set_defaults(func=cmd_convert)
+    tup = dsub.add_parser(
+        "gettuples",
+        help="which rules a flow hits and the verdict",
+        description="Evaluate one NEW connection from SRC to DST through FORWARD over the live rules\n"
+        "and sets (or saved files) and print every rule it hits and the verdict. SRC and DST are\n"
+        "IPs or pods (namespace/name, resolved through the manifests given with -f).",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    tup.add_argument("-s", "--src", required=True, help="source IP or namespace/name")
+    tup.add_argument("-d", "--dst", required=True, help="destination IP or namespace/name")
+    tup.add_argument("--port", default="80/TCP", help="destination port and protocol (default: 80/TCP)")
+    tup.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="manifests to resolve pod names",
+    )
+    _add_saved(tup)
+    tup.set_defaults(func=cmd_gettuples)
+
+    cli_start.register(sub)
+    return parser
+
+
+def _add_saved(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--iptables-file", help="iptables-save output to read instead of the kernel")
+    p.add_argument("-c", "--ipset-file", help="ipset save output to read instead of the kernel")
+    _add_backend(p)
+    p.add_argument("-o", "--output", choices=("text", "json"), default="json", help="output format (default json)")
+
+
+def _err(msg: str) -> None:
+    print(f"azure-npm: {msg}", file=sys.stderr)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from npm.enforcer import DataplaneConfig, Enforcer
+    from npm.load import load_paths
+
+    loaded = load_paths(args.paths)
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if loaded.errors:
+        for e in loaded.errors:
+            print(f"{'skipped' if args.skip_invalid else 'error'}: {e}", file=sys.stderr)
+        if not args.skip_invalid:
+            _err(
+                f"{len(loaded.errors)} invalid object(s); kernel left unchanged (use --skip-invalid to apply the rest)"
+            )
+            return EXIT_INPUT
+    enforcer = Enforcer(args.node_name, config=DataplaneConfig(backend=args.backend))
+    try:
+        result = enforcer.apply(loaded.cluster)
+    except Exception as exc:  # a name collision or an unexpected kernel state: say it, no traceback
+        _err(f"apply failed: {exc}")
+        return EXIT_KERNEL
+    if args.output == "json":
+        out = result.to_json()
+        out["input_errors"] = [e.to_json() for e in loaded.errors]
+        print(json.dumps(out, indent=2))
+    else:
+        print(result.text())
+    return EXIT_OK if result.ok else EXIT_KERNEL
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from npm.enforcer import ApplyError, DataplaneConfig, Enforcer
+
+    try:
+        Enforcer("", config=DataplaneConfig(backend=args.backend)).cleanup()
+    except ApplyError as exc:
+        _err(f"cleanup failed: {exc}")
+        return EXIT_KERNEL
+    print("removed azure-npm chains, rules and sets")
+    return EXIT_OK
+
+
+def _read_saved(args: argparse.Namespace) -> tuple[object, dict] | None:
+    from npm import backend as backends
+    from npm.ipset_restore import parse_save as parse_ipsets
+    from npm.iptables_restore import parse_save
+    from npm.kernel import Runner
+
+    runner = Runner()
+    try:
+        if args.iptables_file:
+            with open(args.iptables_file) as fh:
+                ipt = fh.read()
+        else:
+            be, _ = backends.detect(runner, args.backend)
+            res = runner.run([backends.Tools(be).save, "-t", "filter"])
+            if not res.ok:
+                _err(f"iptables-{be}-save failed: {res.stderr.strip()}")
+                return None
+            ipt = res.stdout
+        if args.ipset_file:
+            with open(args.ipset_file) as fh:
+                ips = fh.read()
+        else:
+            res = runner.run(["ipset", "save"])
+            if not res.ok:
+                _err(f"ipset save failed: {res.stderr.strip()}")
+                return None
+            ips = res.stdout
+    except OSError as exc:
+        _err(f"cannot read {exc.filename}: {exc.strerror}")
+        return None
+    return parse_save(ipt).get("filter"), parse_ipsets(ips)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from npm.debug import convert
+
+    saved = _read_saved(args)
+    if saved is None:
+        return EXIT_INPUT if (args.iptables_file or args.ipset_file) else EXIT_KERNEL
+    table, sets = saved
+    doc = convert(table, sets)  # type: ignore[arg-type]
+    if args.output == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        for name, rules in doc["chains"].items():  # type: ignore[union-attr]
+            print(f"{name}:")
+            for r in rules:
+                sets_text = " ".join(
+                    f"{'!' if s['negated'] else ''}[{s['meaning']}]:{s['direction']}" for s in r["sets"]
+                )
+                print(f"  {r['comment']}: {sets_text} {r['options']} -> {r['target']}")
+    return EXIT_OK
+
+
+def _resolve(text: str, pods: dict[str, str]) -> str | None:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return pods.get(text)
+
+
+def cmd_gettuples(args: argparse.Namespace) -> int:
+    from npm.debug import Packet, evaluate
+    from npm.load import load_paths
+    from npm.model import PortSpec
+
+    try:
+        port = PortSpec.parse(args.port)
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_INPUT
+    pods: dict[str, str] = {}
+    if args.paths:
+        loaded = load_paths(args.paths)
+        for e in loaded.errors:
+            print(f"error: {e}", file=sys.stderr)
+        pods = {p.key: p.ip for p in loaded.cluster.pods}
+    src, dst = _resolve(args.src, pods), _resolve(args.dst, pods)
+    for given, ip in ((args.src, src), (args.dst, dst)):
+        if ip is None:
+            _err(f"{given!r} is neither an IP nor a pod in the given manifests (-f)")
+            return EXIT_INPUT
+    saved = _read_saved(args)
+    if saved is None:
+        return EXIT_INPUT if (args.iptables_file or args.ipset_file) else EXIT_KERNEL
+    table, sets = saved
+    if table is None:
+        _err("no filter table in the iptables input")
+        return EXIT_INPUT
+    trace = evaluate(table, sets, Packet(src, dst, port.protocol.lower(), port.port))  # type: ignore[arg-type]
+    doc = {"src": src, "dst": dst, "port": str(port), **trace.to_json()}
+    if args.output == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"{src} -> {dst} {port}: {trace.verdict}")
+        for h in trace.hits:
+            print(f"  {h.chain}#{h.index} -> {h.target}  {h.comment}")
+        for u in trace.undecided:
+            print(f"  undecided (treated as no match): {u}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``azure-npm``."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

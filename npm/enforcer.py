@@ -1,0 +1,529 @@
+"""The Linux dataplane: converge the kernel's ipsets and iptables to a Cluster, safely.
+
+Each change runs at most three restores, in an order where nothing opens that must stay
+closed:
+
+1. ``ipset restore``: create and fill new sets, add/delete members of changed sets
+   (hash sets before the list sets that contain them);
+2. ``iptables-restore --noflush -w``: one ``*filter`` transaction that declares the new
+   rule generation (new, content-named chains for new or changed policies), rewrites the
+   base chains whose content changed (switching the jumps), fixes the FORWARD jump, and
+   flushes and deletes the chains no longer used. The kernel commits it atomically;
+3. ``ipset restore``: destroy sets no rule references any more.
+
+The Enforcer remembers what it applied; a new Enforcer (a restart) reads the kernel first,
+so it converges from whatever is there without flushing. ``reconcile`` always re-reads
+the kernel (``iptables-save``, ``ipset save``) and repairs drift.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from difflib import SequenceMatcher
+from functools import lru_cache
+
+from npm import backend as backends
+from npm import names
+from npm.ipset_restore import IpsetPayload
+from npm.ipset_restore import parse_save as parse_ipset_save
+from npm.iptables_restore import Fingerprint, Payload, SavedRule, SavedTable, parse_save, spec_fingerprint
+from npm.iptables_restore import quote as _q
+from npm.kernel import Completed, Runner
+from npm.model import Cluster
+from npm.translate import (
+    DEFAULT_EGRESS_MARK,
+    DEFAULT_INGRESS_MARK,
+    LIST_SET,
+    ChainSpec,
+    ClusterIndex,
+    DesiredState,
+    Marks,
+    RuleSpec,
+    SetSpec,
+    translate,
+)
+
+
+@dataclass(frozen=True)
+class DataplaneConfig:
+    """How the dataplane talks to the kernel.
+
+    ``backend``: ``auto`` (detect as kube-proxy does), ``nft`` or ``legacy``.
+    Marks: single bits, defaulting to 0x2000/0x1000 (clear of kube-proxy's 0x4000 masquerade
+    and 0x8000 drop bits). A failed restore is retried ``retry_attempts`` times with
+    exponential backoff from ``retry_initial_delay`` up to ``retry_max_delay`` seconds.
+    """
+
+    backend: str = "auto"
+    ingress_mark: int = DEFAULT_INGRESS_MARK
+    egress_mark: int = DEFAULT_EGRESS_MARK
+    retry_attempts: int = 5
+    retry_initial_delay: float = 0.05
+    retry_max_delay: float = 2.0
+    lock_wait_seconds: int = 5
+    forward_position: int = 1
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("auto", *backends.BACKENDS):
+            raise ValueError(f"backend must be auto, nft or legacy, not {self.backend!r}")
+        self.marks  # noqa: B018 (validates the mark bits: raises ValueError)
+        if self.retry_attempts < 1 or self.forward_position < 1 or self.lock_wait_seconds < 0:
+            raise ValueError("retry_attempts and forward_position must be >= 1, lock_wait_seconds >= 0")
+
+    @property
+    def marks(self) -> Marks:
+        return Marks(self.ingress_mark, self.egress_mark)
+
+
+@dataclass
+class ApplyResult:
+    """What one apply/reconcile did."""
+
+    changed: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+    latencies: list[tuple[str, float]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    unenforceable: list[tuple[str, str]] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    backend: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def restore_latencies(self) -> list[tuple[str, float]]:
+        """(restore, seconds) per restore run; the same as ``latencies``."""
+        return self.latencies
+
+    def text(self) -> str:
+        """A human report: what changed, counts, failures."""
+        lines = list(self.summary) or ["no change"]
+        c = self.counts
+        lines.append(
+            f"in kernel ({self.backend}): {c.get('policies', 0)} policies, "
+            f"{c.get('iptables_rules', 0)} iptables rules, "
+            f"{c.get('ipsets', 0)} ipsets, {c.get('ipset_entries', 0)} set entries"
+        )
+        lines += [f"unenforceable (fails closed): {k}: {why}" for k, why in self.unenforceable]
+        lines += [f"FAILED: {f}" for f in self.failures]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "changed": self.changed,
+            "backend": self.backend,
+            "counts": self.counts,
+            "latencies": [{"restore": k, "seconds": round(s, 6)} for k, s in self.latencies],
+            "failures": self.failures,
+            "unenforceable": [{"policy": k, "reason": r} for k, r in self.unenforceable],
+            "summary": self.summary,
+        }
+
+
+class ApplyError(Exception):
+    """A restore failed after all retries."""
+
+
+@dataclass
+class _Kernel:
+    """Our objects as they are (or as we last left them) in the kernel."""
+
+    sets: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    chains: dict[str, tuple[Fingerprint, ...]] = field(default_factory=dict)
+    forward: list[SavedRule] = field(default_factory=list)  # our jumps in FORWARD
+    forward_ok: bool = False  # exactly one jump, at the configured position
+    policies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=1 << 16)
+def _rule_fingerprint(rule: RuleSpec) -> Fingerprint:
+    return spec_fingerprint(rule)
+
+
+def _fingerprints(chain: ChainSpec) -> tuple[Fingerprint, ...]:
+    return tuple(_rule_fingerprint(r) for r in chain.rules)
+
+
+class Enforcer:
+    """Keeps one node's kernel in line with the NetworkPolicies of a Cluster."""
+
+    def __init__(self, node_name: str, *, config: DataplaneConfig | None = None, runner: Runner | None = None) -> None:
+        self.node_name = node_name
+        self.config = config or DataplaneConfig()
+        self.runner = runner or Runner()
+        self._backend: str | None = None
+        self._backend_why = ""
+        self._kernel: _Kernel | None = None  # None: unknown, read the kernel before changing it
+        self._desired: DesiredState | None = None
+        self._other_checked = False
+        self._index: ClusterIndex | None = None  # reused while pods and namespaces are unchanged
+
+    # ---- public API ---------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """The iptables backend in use (detected on first use)."""
+        if self._backend is None:
+            self._backend, self._backend_why = backends.detect(self.runner, self.config.backend)
+        return self._backend
+
+    def apply(self, cluster: Cluster) -> ApplyResult:
+        """Make the kernel hold exactly what ``cluster`` asks for (incremental)."""
+        if self._index is None or not self._index.fits(cluster):
+            self._index = ClusterIndex(cluster)
+        desired = translate(cluster, self.node_name, self.config.marks, self._index)
+        self._desired = desired
+        return self._converge(desired, reread=self._kernel is None)
+
+    def reconcile(self) -> ApplyResult:
+        """Re-read the kernel and repair any drift from the last applied Cluster."""
+        if self._desired is None:
+            return ApplyResult(summary=["nothing applied yet"], backend=self.backend)
+        return self._converge(self._desired, reread=True)
+
+    def cleanup(self) -> None:
+        """Remove every chain, rule and set we created (in both backends) and nothing else."""
+        for be in backends.BACKENDS:
+            self._remove_rules(be)
+        sets = self._read_sets()
+        payload = IpsetPayload()
+        ordered = sorted(sets.items(), key=lambda kv: kv[1][0] != LIST_SET)  # lists first
+        for name, _ in ordered:
+            payload.flush(name, name)
+        for name, _ in ordered:
+            payload.destroy(name, name)
+        if payload.lines:
+            self._restore_ipset(payload, "ipset-cleanup", ApplyResult())
+        self._kernel = None
+
+    # ---- kernel reading -----------------------------------------------------------------
+    def _save(self, be: str) -> str:
+        res = self._retry([backends.Tools(be).save, "-t", "filter"], None, f"iptables-{be}-save")
+        return res.stdout
+
+    def _read_sets(self) -> dict[str, tuple[str, frozenset[str]]]:
+        res = self._retry(["ipset", "save"], None, "ipset save")
+        return {
+            n: (s.kind, frozenset(s.members)) for n, s in parse_ipset_save(res.stdout).items() if names.is_ours_set(n)
+        }
+
+    def _read_kernel(self) -> _Kernel:
+        table = parse_save(self._save(self.backend)).get("filter")
+        k = _Kernel(sets=self._read_sets())
+        if table is not None:
+            for name, rules in table.chains.items():
+                if names.is_ours_chain(name):
+                    k.chains[name] = tuple(r.fingerprint() for r in rules)
+            forward = table.chains.get("FORWARD", [])
+            k.forward = [r for r in forward if r.target == names.CHAIN_MAIN]
+            pos = self.config.forward_position - 1
+            k.forward_ok = len(k.forward) == 1 and len(forward) > pos and forward[pos] is k.forward[0]
+            k.policies = _policies_in(table)
+        return k
+
+    def _remove_rules(self, be: str) -> bool:
+        """Delete our FORWARD jumps and chains from backend ``be``; True if any existed."""
+        tools = backends.Tools(be)
+        if not backends.has_table(self.runner, be, "filter"):
+            return False
+        res = self.runner.run([tools.save, "-t", "filter"])
+        if not res.ok:
+            return False
+        table = parse_save(res.stdout).get("filter")
+        if table is None:
+            return False
+        ours = [c for c in table.chains if names.is_ours_chain(c)]
+        jumps = [
+            r for rules in table.chains.values() for r in rules if r.target in ours and not names.is_ours_chain(r.chain)
+        ]
+        if not ours and not jumps:
+            return False
+        payload = Payload()
+        for r in jumps:
+            payload.add(" ".join(["-D", r.chain, *(_q(t) for t in r.tokens)]))
+        for c in ours:
+            payload.add(f"-F {c}")
+        for c in ours:
+            payload.add(f"-X {c}")
+        self._restore_iptables(payload, ApplyResult(), be, f"iptables-{be}-cleanup")
+        return True
+
+    # ---- converge -----------------------------------------------------------------------
+    def _converge(self, desired: DesiredState, *, reread: bool) -> ApplyResult:
+        result = ApplyResult()
+        for attempt in range(2):
+            result = ApplyResult(backend=self.backend, unenforceable=list(desired.unenforceable))
+            try:
+                if reread or self._kernel is None:
+                    self._kernel = self._read_kernel()
+                current = self._kernel
+                self._describe_policies(desired, current, result)
+                self._phase_sets(desired, current, result)
+                applied = self._phase_rules(desired, current, result)
+                # Only now that our rules are in force here, drop any copy in the other backend
+                # (switching backends must not leave a gap); its references to our sets go too.
+                self._remove_other_backend(result)
+                self._phase_destroy(applied, current, result)
+            except ApplyError as exc:
+                self._kernel = None  # unknown now: read the kernel before the next change
+                if attempt == 0 and not reread:
+                    reread = True  # our memory may be stale (someone changed the kernel): read and retry
+                    continue
+                result.failures.append(str(exc))
+            else:
+                self._kernel = _Kernel(
+                    sets={n: (s.kind, s.members) for n, s in applied.sets.items()},
+                    chains={c.name: _fingerprints(c) for c in applied.chains.values()},
+                    forward_ok=True,
+                    policies=dict(applied.chains_of_policy),
+                )
+            break
+        result.counts = {
+            "policies": desired.policies,
+            "iptables_rules": desired.rule_count(),
+            "ipsets": len(desired.sets),
+            "ipset_entries": desired.entry_count(),
+        }
+        return result
+
+    def _remove_other_backend(self, result: ApplyResult) -> None:
+        if self._other_checked:
+            return
+        other = backends.other(self.backend)
+        if self._remove_rules(other):
+            result.summary.append(f"removed our rules from iptables-{other}")
+            result.changed = True
+        self._other_checked = True
+
+    def _describe_policies(self, desired: DesiredState, current: _Kernel, result: ApplyResult) -> None:
+        old, new = current.policies, desired.chains_of_policy
+        added = sorted(set(new) - set(old))
+        removed = sorted(set(old) - set(new))
+        updated = sorted(k for k in set(new) & set(old) if new[k] != old[k])
+        for word, keys in (("added", added), ("updated", updated), ("removed", removed)):
+            if keys:
+                shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
+                result.summary.append(f"policies {word}: {shown}")
+
+    def _phase_sets(self, desired: DesiredState, current: _Kernel, result: ApplyResult) -> None:
+        payload = IpsetPayload()
+        created = updated = plus = minus = 0
+        # Hash sets first: list:set members must exist before they are added.
+        for spec in sorted(desired.sets.values(), key=lambda s: s.kind == LIST_SET):
+            have = current.sets.get(spec.name)
+            want = spec.members  # translate already emits members as ipset save prints them
+            if have is None or have[0] != spec.kind:
+                payload.create(spec)
+                payload.members(spec, "add", want)
+                created += 1
+                plus += len(want)
+                continue
+            if have[1] == want:
+                continue
+            add, delete = want - have[1], have[1] - want
+            if add or delete:
+                updated += 1
+                plus += len(add)
+                minus += len(delete)
+                payload.members(spec, "add", add)
+                payload.members(spec, "del", delete)
+        if payload.lines:
+            self._restore_ipset(payload, "ipset", result)
+            result.changed = True
+            result.summary.append(f"ipsets: {created} created, {updated} updated (+{plus}/-{minus} entries)")
+
+    def _phase_rules(self, desired: DesiredState, current: _Kernel, result: ApplyResult) -> DesiredState:
+        """Write the new generation and switch to it; drop a policy's allows if the kernel refuses them."""
+        excluded: set[str] = set()
+        for _ in range(max(1, len(desired.chains_of_policy) + 1)):
+            payload, stats = self._rules_payload(desired, current)
+            if payload is None:
+                return desired
+            try:
+                self._restore_iptables(payload, result, self.backend, f"iptables-{self.backend}")
+            except _LineRejected as exc:
+                policy = exc.policy
+                if policy is None or policy in excluded:
+                    raise ApplyError(str(exc)) from None
+                excluded.add(policy)
+                result.failures.append(f"{exc} -> policy {policy} applied without its allow rules (fails closed)")
+                desired = _without_allows(desired, policy)
+                continue
+            result.changed = True
+            result.summary.append(stats)
+            return desired
+        raise ApplyError("iptables-restore kept rejecting rules")
+
+    def _rules_payload(self, desired: DesiredState, current: _Kernel) -> tuple[Payload | None, str]:
+        chains = desired.chains
+        wanted = {c.name: _fingerprints(c) for c in chains.values()}
+        changed = [c for c in chains.values() if current.chains.get(c.name) != wanted[c.name]]
+        stale = sorted(n for n in current.chains if n not in chains)
+        fix_forward = not current.forward_ok
+        if not changed and not stale and not fix_forward:
+            return None, ""
+        payload = Payload()
+        # Policy chains are named after their content: a new name is a new generation, written
+        # whole. Base and namespace chains exist already: edit them in place (fewer lines,
+        # same atomicity) unless most of a chain changed.
+        whole: list[ChainSpec] = []
+        edits: list[tuple[ChainSpec, list[tuple[str, int, int, int, int]]]] = []
+        for c in changed:
+            have = current.chains.get(c.name)
+            if have is None or c.policy is not None:
+                whole.append(c)
+                continue
+            ops = [
+                op for op in SequenceMatcher(a=have, b=wanted[c.name], autojunk=False).get_opcodes() if op[0] != "equal"
+            ]
+            touched = sum(max(i2 - i1, j2 - j1) for _, i1, i2, j1, j2 in ops)
+            if touched * 2 > len(c.rules) + len(have):
+                whole.append(c)
+            else:
+                edits.append((c, ops))
+        for c in whole:
+            payload.declare(c.name)
+        for c in sorted(whole, key=lambda c: c.policy is None):  # new generation before the jumps to it
+            for rule in c.rules:
+                payload.rule(rule)
+        for c, ops in edits:
+            for _, i1, i2, j1, j2 in reversed(ops):  # from the end, so earlier positions stay valid
+                for _ in range(i2 - i1):
+                    payload.add(f"-D {c.name} {i1 + 1}", f"chain {c.name} (old rule {i1 + 1})")
+                for k, rule in enumerate(c.rules[j1:j2]):
+                    payload.rule(rule, "-I", i1 + 1 + k)
+        if fix_forward:
+            for saved in current.forward:
+                payload.add(" ".join(["-D", "FORWARD", *(_q(t) for t in saved.tokens)]), "FORWARD jump (old)")
+            payload.rule(desired.forward_jump, "-I", self.config.forward_position)
+        for name in stale:
+            payload.add(f"-F {name}", f"chain {name} (stale)")
+        for name in stale:
+            payload.add(f"-X {name}", f"chain {name} (stale)")
+        new_policy = sum(1 for c in whole if c.policy is not None)
+        parts = [f"chains: {new_policy} policy chains written, {len(stale)} removed"]
+        rewritten = sorted(c.name for c in whole if c.policy is None)
+        if rewritten:
+            parts.append(f"written whole: {', '.join(rewritten)}")
+        if edits:
+            parts.append(f"edited in place: {', '.join(sorted(c.name for c, _ in edits))}")
+        if fix_forward:
+            parts.append(
+                f"FORWARD jump {'moved' if current.forward else 'inserted'} at position {self.config.forward_position}"
+            )
+        return payload, "; ".join(parts)
+
+    def _phase_destroy(self, desired: DesiredState, current: _Kernel, result: ApplyResult) -> None:
+        stale = [n for n in current.sets if n not in desired.sets]
+        if not stale:
+            return
+        stale.sort(key=lambda n: current.sets[n][0] != LIST_SET)  # lists before their members
+        payload = IpsetPayload()
+        for name in stale:
+            payload.flush(name, name)
+        for name in stale:
+            payload.destroy(name, name)
+        self._restore_ipset(payload, "ipset-destroy", result)
+        result.changed = True
+        result.summary.append(f"ipsets: {len(stale)} destroyed")
+
+    # ---- running restores ---------------------------------------------------------------
+    def _retry(self, argv: list[str], stdin: str | None, what: str) -> Completed:
+        delay = self.config.retry_initial_delay
+        res: Completed | None = None
+        for attempt in range(self.config.retry_attempts):
+            res = self.runner.run(argv, stdin)
+            if res.ok:
+                return res
+            if attempt + 1 < self.config.retry_attempts:
+                time.sleep(delay)
+                delay = min(delay * 2, self.config.retry_max_delay)
+        assert res is not None
+        raise ApplyError(f"{what} failed (exit {res.rc}): {res.stderr.strip()[:500]}")
+
+    def _restore_ipset(self, payload: IpsetPayload, what: str, result: ApplyResult) -> None:
+        # -exist makes every line idempotent, so a retry after a partial run is safe.
+        try:
+            res = self._retry(["ipset", "restore", "-exist"], payload.text(), what)
+        except ApplyError as exc:
+            line, owner = payload.explain_failure(str(exc))
+            where = f" (line {line}: set {owner})" if line else ""
+            raise ApplyError(f"{exc}{where}") from None
+        result.latencies.append((what, res.seconds))
+
+    def _restore_iptables(self, payload: Payload, result: ApplyResult, be: str, what: str) -> None:
+        argv = [backends.Tools(be).restore, "--noflush", "-w", str(self.config.lock_wait_seconds)]
+        delay = self.config.retry_initial_delay
+        res: Completed | None = None
+        for attempt in range(self.config.retry_attempts):
+            res = self.runner.run(argv, payload.text())
+            if res.ok:
+                result.latencies.append((what, res.seconds))
+                return
+            line, owner = payload.explain_failure(res.stderr)
+            if line is not None and "lock" not in res.stderr.lower():
+                text = payload.lines[line - 1] if 0 < line <= len(payload.lines) else ""
+                policy = owner.rsplit("(policy ", 1)[1].rstrip(")") if "(policy " in owner else None
+                if policy is not None or attempt + 1 == self.config.retry_attempts:
+                    raise _LineRejected(
+                        f"{what} rejected line {line} [{owner}]: {res.stderr.strip()[:300]} ({text[:200]})", policy
+                    )
+            if attempt + 1 < self.config.retry_attempts:
+                time.sleep(delay)
+                delay = min(delay * 2, self.config.retry_max_delay)
+        assert res is not None
+        raise ApplyError(f"{what} failed (exit {res.rc}): {res.stderr.strip()[:500]}")
+
+
+class _LineRejected(ApplyError):
+    def __init__(self, message: str, policy: str | None) -> None:
+        super().__init__(message)
+        self.policy = policy
+
+
+def _without_allows(desired: DesiredState, policy: str) -> DesiredState:
+    """``desired`` with ``policy``'s allow chains removed but its isolation (drops) kept."""
+    gone = set(desired.chains_of_policy.get(policy, ()))
+    base = tuple(
+        replace(c, rules=tuple(r for r in c.rules if not (r.policy == policy and _target(r) in gone)))
+        for c in desired.base_chains
+    )
+    chains: Mapping[str, ChainSpec] = {n: c for n, c in desired.policy_chains.items() if n not in gone}
+    of = dict(desired.chains_of_policy)
+    of[policy] = ()
+    return replace(desired, base_chains=base, policy_chains=chains, chains_of_policy=of)
+
+
+def _policies_in(table: SavedTable) -> dict[str, tuple[str, ...]]:
+    """Policy key -> its chains, read back from the AZURE-NPM-POLICIES markers and the
+    comments of the namespace chains' jumps."""
+    out: dict[str, tuple[str, ...]] = {}
+    for rule in table.chains.get(names.CHAIN_POLICIES, []):
+        if rule.comment.startswith("policy "):
+            out.setdefault(rule.comment.split(" ")[1], ())
+    for chain, rules in table.chains.items():
+        if not chain.startswith((names.INGRESS_NS_PREFIX, names.EGRESS_NS_PREFIX)):
+            continue
+        for rule in rules:
+            for direction in ("ingress", "egress"):
+                suffix = f" {direction} rules"
+                if rule.comment.endswith(suffix):
+                    key = rule.comment[: -len(suffix)]
+                    out[key] = (*out.get(key, ()), rule.target)
+    return out
+
+
+def _target(rule: RuleSpec) -> str:
+    args = rule.args
+    return args[args.index("-j") + 1] if "-j" in args else ""
+
+
+def result_json(result: ApplyResult) -> str:
+    """``ApplyResult`` as indented JSON."""
+    return json.dumps(result.to_json(), indent=2)
+
+
+__all__ = ["ApplyError", "ApplyResult", "DataplaneConfig", "Enforcer", "SetSpec"]

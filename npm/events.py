@@ -1,0 +1,139 @@
+"""Kubernetes Events for policies that failed closed, posted off the controller's thread.
+
+One Event per (node, policy, reason): the first report creates it, a repeat patches its
+count and lastTimestamp (the way kubelet aggregates events). Posting never blocks or
+breaks enforcement: reports go through a bounded queue to a worker thread, and API errors
+are logged and dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from npm.model import NetworkPolicy
+
+log = logging.getLogger("npm.events")
+
+REASON_FAILED_CLOSED = "PolicyFailedClosed"
+COMPONENT = "azure-npm"
+QUEUE_SIZE = 1000
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event_name(policy_name: str, node: str, reason: str) -> str:
+    """A stable, valid Event name for one (policy, node, reason)."""
+    digest = hashlib.sha256(f"{node}\0{reason}".encode()).hexdigest()[:10]
+    return f"{policy_name[:200]}.{digest}"
+
+
+def event_body(policy: NetworkPolicy | None, key: str, reason: str, node: str, name: str) -> dict[str, Any]:
+    """A core/v1 Event about the policy ``key`` that failed closed on ``node``."""
+    namespace, _, policy_name = key.partition("/")
+    stamp = _now()
+    involved: dict[str, Any] = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "namespace": namespace,
+        "name": policy_name,
+    }
+    if policy is not None and policy.uid:
+        involved["uid"] = policy.uid
+    if policy is not None and policy.resource_version:
+        involved["resourceVersion"] = policy.resource_version
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": namespace},
+        "involvedObject": involved,
+        "reason": REASON_FAILED_CLOSED,
+        "type": "Warning",
+        "message": f"azure-npm on node {node} cannot express this policy and denies all traffic it covers "
+        f"for the selected pods: {reason}"[:1024],
+        "source": {"component": COMPONENT, "host": node},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": node,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+class LogEvents:
+    """Reports failed-closed policies in the log only (no API server: the manifest source)."""
+
+    def policy_failed_closed(self, policy: NetworkPolicy | None, key: str, reason: str) -> None:
+        log.warning("event %s on NetworkPolicy %s: %s", REASON_FAILED_CLOSED, key, reason)
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+
+class ApiEvents:
+    """Posts Events through the ``kubernetes`` client on a worker thread."""
+
+    def __init__(self, api: Any, node: str) -> None:
+        from kubernetes import client  # imported here: only the API-server source needs it
+
+        self.core = client.CoreV1Api(api)
+        self.node = node
+        self.counts: dict[str, int] = {}
+        self.posted = 0
+        self._queue: queue.Queue[tuple[NetworkPolicy | None, str, str] | None] = queue.Queue(QUEUE_SIZE)
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+
+    def policy_failed_closed(self, policy: NetworkPolicy | None, key: str, reason: str) -> None:
+        try:
+            self._queue.put_nowait((policy, key, reason))
+        except queue.Full:
+            log.warning("event queue full; not posting event for %s", key)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Post what is queued (up to ``timeout``), then stop the worker."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._post(*item)
+            except Exception as exc:  # an Event is best effort; enforcement goes on
+                log.warning("cannot post event for NetworkPolicy %s: %s", item[1], _reason(exc))
+
+    def _post(self, policy: NetworkPolicy | None, key: str, reason: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        namespace, _, policy_name = key.partition("/")
+        name = event_name(policy_name, self.node, reason)
+        body = event_body(policy, key, reason, self.node, name)
+        try:
+            self.core.create_namespaced_event(namespace, body)
+            self.counts[name] = 1
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # Already reported (by us before a restart, or earlier): bump it.
+            count = self.counts.get(name, 1) + 1
+            self.counts[name] = count
+            patch = {"count": count, "lastTimestamp": _now(), "message": body["message"]}
+            self.core.patch_namespaced_event(name, namespace, patch)
+        self.posted += 1
+        log.info("posted event %s on NetworkPolicy %s", REASON_FAILED_CLOSED, key)
+
+
+def _reason(exc: BaseException) -> str:
+    status = getattr(exc, "status", None)
+    if status:
+        return f"HTTP {status} {getattr(exc, 'reason', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"

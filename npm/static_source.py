@@ -1,0 +1,154 @@
+"""Objects from a directory of manifests instead of an API server (``start --manifests DIR``).
+
+The directory tree is scanned every ``poll_interval`` seconds (modification time, size and
+inode of every .yaml/.yml/.json file; no inotify needed). A changed file is read with
+``npm.load.read_documents``; a file that does not parse (half written, broken YAML) keeps
+its last good version in force and is logged. Within a file that parses, an object that
+fails validation is skipped, or keeps its last valid version if it had one. The merged
+objects of all files (later files, in sorted path order, win over earlier ones) replace the
+cache's content at once, so a deleted file deletes its objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from npm.controller import KINDS, Obj, ObjectCache
+from npm.errors import ObjectError
+from npm.load import MANIFEST_SUFFIXES, ObjectSet, add_documents, read_documents
+
+log = logging.getLogger("npm.static")
+
+Stamp = tuple[int, int, int]  # mtime_ns, size, inode
+
+
+@dataclass
+class FileState:
+    """What one manifest file last contributed: its good objects and its invalid ones."""
+
+    stamp: Stamp
+    objects: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    invalid: dict[tuple[str, str], list[ObjectError]] = field(default_factory=dict)
+    broken: str = ""  # the last read error, while the last good version is kept
+
+
+def scan(directory: str) -> dict[str, Stamp]:
+    """Every manifest file under ``directory`` with its change stamp."""
+    out: dict[str, Stamp] = {}
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            # Editors' and atomic writers' temporary files start with a dot: not manifests yet.
+            if name.startswith(".") or not name.endswith(MANIFEST_SUFFIXES):
+                continue
+            path = os.path.join(root, name)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue  # removed between listing and stat
+            out[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return out
+
+
+def _identity_of(name: str) -> tuple[str, str] | None:
+    """(kind, key) from an error's object name such as ``NetworkPolicy ns/x``."""
+    kind, _, key = name.partition(" ")
+    return (kind, key) if kind in KINDS and key else None
+
+
+def read_file(path: str, previous: FileState | None, stamp: Stamp) -> FileState:
+    """Parse one manifest file into its objects, keeping ``previous`` where this version fails."""
+    parsed = ObjectSet()
+    add_documents(parsed, read_documents(path))
+    broken = [e for e in parsed.errors if not e.obj]
+    if broken:
+        # The file as a whole is unreadable (half written, bad YAML): keep its last good version.
+        kept = "keeping its last good version" if previous and previous.objects else "nothing to keep"
+        log.error("manifest %s; %s", broken[0], kept)
+        base = previous or FileState(stamp)
+        return FileState(stamp, base.objects, base.invalid, broken=str(broken[0]))
+    objects: dict[tuple[str, str], Obj] = {}
+    for kind, table in (
+        ("Namespace", parsed.namespaces),
+        ("Pod", parsed.pods),
+        ("NetworkPolicy", parsed.policies),
+        ("Node", parsed.nodes),
+    ):
+        for key, obj in table.items():
+            objects[(kind, key)] = obj
+    invalid: dict[tuple[str, str], list[ObjectError]] = {}
+    for error in parsed.errors:
+        ident = _identity_of(error.obj)
+        old = previous.objects.get(ident) if previous and ident else None
+        log.error("invalid object: %s; %s", error, "keeping its last valid version" if old else "skipped")
+        if ident:
+            invalid.setdefault(ident, []).append(error)
+            if old is not None and ident not in objects:
+                objects[ident] = old
+    return FileState(stamp, objects, invalid)
+
+
+class StaticSource(threading.Thread):
+    """Polls a manifest directory and keeps the cache equal to its content."""
+
+    def __init__(
+        self,
+        directory: str,
+        cache: ObjectCache,
+        stop: threading.Event,
+        *,
+        poll_interval: float = 0.25,
+        metrics: object = None,
+    ) -> None:
+        super().__init__(name="manifests", daemon=True)
+        self.directory = directory
+        self.cache = cache
+        self.stop_event = stop
+        self.poll_interval = poll_interval
+        self.metrics = metrics
+        self.files: dict[str, FileState] = {}
+        self.scans = 0
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.poll()
+            except Exception as exc:  # a failed scan is retried at the next tick
+                log.error("scanning %s failed: %s: %s", self.directory, type(exc).__name__, exc)
+            self.stop_event.wait(self.poll_interval)
+
+    def poll(self) -> bool:
+        """Scan once; returns whether anything changed (the first scan always publishes)."""
+        seen = time.monotonic()
+        stamps = scan(self.directory) if os.path.isdir(self.directory) else {}
+        changed = self.scans == 0 or stamps.keys() != self.files.keys()
+        new_files: dict[str, FileState] = {}
+        for path in sorted(stamps):
+            previous = self.files.get(path)
+            if previous is not None and previous.stamp == stamps[path]:
+                new_files[path] = previous
+                continue
+            state = read_file(path, previous, stamps[path])
+            if state.broken and self.metrics is not None:
+                self.metrics.source_errors.inc()  # type: ignore[attr-defined]
+            new_files[path] = state
+            changed = True
+        self.files = new_files
+        self.scans += 1
+        if changed:
+            self._publish(seen)
+        return changed
+
+    def _publish(self, seen: float) -> None:
+        tables: dict[str, dict[str, Obj]] = {kind: {} for kind in KINDS}
+        invalid: dict[tuple[str, str], list[ObjectError]] = {}
+        for path in sorted(self.files):
+            state = self.files[path]
+            for (kind, key), obj in state.objects.items():
+                tables[kind][key] = obj
+            invalid.update({i: e for i, e in state.invalid.items() if i not in state.objects})
+        self.cache.replace_all(tables, seen, invalid=invalid)

@@ -1,0 +1,134 @@
+"""What the kind and cluster backends need without a cluster: manifests, argv, agnhost output."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conformance.backends.cluster import (
+    agnhost_containers,
+    connect_argv,
+    connect_reason,
+    enforcer_manifests,
+    parse_connect,
+    pod_manifest,
+)
+from conformance.backends.kind import (
+    DEFAULT_CONFIG,
+    image_build_argv,
+    kind_create_argv,
+    kind_load_argv,
+    kindnet_without_policy,
+)
+from npm.model import ContainerPort, Labels, Pod, PortSpec
+
+
+def test_agnhost_container_per_port_and_protocol_as_upstream():
+    pod = Pod(
+        "x", "a", Labels({"pod": "a"}), ports=(ContainerPort(80, "TCP", "serve-80-tcp"), ContainerPort(81, "UDP"))
+    )
+    cs = agnhost_containers(pod, serve=[PortSpec(80, "SCTP")])
+    assert [c["name"] for c in cs] == ["cont-80-tcp", "cont-81-udp", "cont-80-sctp"]
+    assert cs[0]["command"] == ["/agnhost", "serve-hostname", "--tcp", "--http=false", "--port", "80"]
+    assert cs[1]["command"] == ["/agnhost", "serve-hostname", "--udp", "--http=false", "--port", "81"]
+    assert cs[2]["command"] == ["/agnhost", "porter"]
+    assert cs[2]["env"] == [{"name": "SERVE_SCTP_PORT_80", "value": "foo"}]
+    assert cs[0]["ports"] == [{"containerPort": 80, "protocol": "TCP", "name": "serve-80-tcp"}]
+    assert "ports" not in cs[2]  # served for probes, not declared: named ports stay the pod's own
+
+
+def test_pod_without_ports_gets_an_idle_container():
+    (c,) = agnhost_containers(Pod("x", "idle"))
+    assert c["args"] == ["pause"]
+
+
+def test_pod_manifest_pins_node_and_hashes_shape():
+    pod = Pod("x", "a", Labels({"pod": "a"}), ports=(ContainerPort(80),))
+    m1 = pod_manifest(pod, "kind-worker")
+    m2 = pod_manifest(pod, "kind-worker2")
+    assert m1["spec"]["nodeName"] == "kind-worker" and m1["metadata"]["labels"] == {"pod": "a"}
+    shape = "npm-conformance/shape"
+    assert m1["metadata"]["annotations"][shape] != m2["metadata"]["annotations"][shape]
+    relabelled = pod_manifest(Pod("x", "a", Labels({"pod": "z"}), ports=(ContainerPort(80),)), "kind-worker")
+    assert relabelled["metadata"]["annotations"][shape] == m1["metadata"]["annotations"][shape]
+
+
+def test_connect_argv_as_upstream():
+    assert connect_argv("10.244.1.5", PortSpec(81, "UDP"), 1.0) == [
+        "/agnhost",
+        "connect",
+        "10.244.1.5:81",
+        "--timeout=1s",
+        "--protocol=udp",
+    ]
+    assert connect_argv("fd00::5", PortSpec(80), 1.0)[2] == "[fd00::5]:80"
+
+
+@pytest.mark.parametrize(
+    ("code", "stderr", "want", "reason"),
+    [
+        (0, "", True, ""),
+        (1, "TIMEOUT\n", False, "TIMEOUT"),
+        (1, "REFUSED\n", False, "REFUSED"),
+        (1, "OTHER: dial tcp 10.0.0.1:80: connect: no route to host\n", False, "OTHER"),
+        (1, "UNKNOWN: read udp: i/o timeout\n", False, "UNKNOWN"),
+        (1, "OTHER: socket: protocol not supported\n", None, "OTHER"),
+        (None, "", False, ""),
+    ],
+)
+def test_parse_recorded_agnhost_connect_outputs(code, stderr, want, reason):
+    assert parse_connect(code, "", stderr) is want
+    assert connect_reason(stderr) == reason
+
+
+def test_kind_command_lines():
+    assert kind_create_argv("c1", "cfg.yaml") == [
+        "kind",
+        "create",
+        "cluster",
+        "--name",
+        "c1",
+        "--config",
+        "cfg.yaml",
+        "--wait",
+        "180s",
+    ]
+    assert kind_load_argv("azure-npm:dev", "c1") == ["kind", "load", "docker-image", "azure-npm:dev", "--name", "c1"]
+    assert image_build_argv("azure-npm:conformance") == [
+        "make",
+        "azure-npm-image",
+        "IMAGE=azure-npm",
+        "VERSION=conformance",
+    ]
+    assert image_build_argv("localhost:5000/npm") == [
+        "make",
+        "azure-npm-image",
+        "IMAGE=localhost:5000/npm",
+        "VERSION=latest",
+    ]
+
+
+def test_kind_config_has_one_control_plane_two_workers_and_no_default_cni():
+    cfg = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    assert [n["role"] for n in cfg["nodes"]] == ["control-plane", "worker", "worker"]
+    assert cfg["networking"]["disableDefaultCNI"] is True
+
+
+def test_kindnet_manifest_patched_to_stop_enforcing():
+    manifest = (
+        "      - name: kindnet-cni\n        command:\n        - /bin/kindnetd\n"
+        "        - --network-policy=true\n        - --v=2\n"
+    )
+    assert "--network-policy=false" in kindnet_without_policy(manifest)
+    assert "--network-policy=true" not in kindnet_without_policy(manifest)
+    older = "        command:\n        - /bin/kindnetd\n        - --v=2\n"
+    assert "- --network-policy=false\n" in kindnet_without_policy(older)
+    with pytest.raises(ValueError):
+        kindnet_without_policy("kind: ConfigMap\n")
+
+
+def test_enforcer_manifest_gets_the_image_under_test():
+    docs = enforcer_manifests("azure-npm:conformance")
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    images = {c["image"] for c in ds["spec"]["template"]["spec"]["containers"]}
+    assert images == {"azure-npm:conformance"}

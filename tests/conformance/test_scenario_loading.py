@@ -1,0 +1,229 @@
+"""Scenario files: valid ones load, bad ones get located errors (file, scenario, field path)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conformance.scenario import load_file, load_scenarios
+from conformance.state import StateError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str, name: str = "s.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def errors_of(tmp_path: Path, text: str) -> list[str]:
+    scenarios, errors = load_file(write(tmp_path, text))
+    assert not scenarios
+    return [str(e) for e in errors]
+
+
+def test_every_shipped_scenario_loads():
+    scenarios, errors = load_scenarios([str(ROOT / "scenarios")])
+    assert errors == []
+    upstream = [s for s in scenarios if "upstream" in s.tags]
+    assert len(upstream) >= 45
+    assert {s.name for s in scenarios if "example" in s.tags} >= {
+        "example: deny all inbound traffic to a pod",
+        "example: allow inbound traffic based on a pod label",
+        "example: allow traffic only from within a defined namespace",
+    }
+
+
+def test_upstream_model_builds_nine_pods_with_named_ports(tmp_path):
+    (sc,), errors = load_file(write(tmp_path, "name: m\nmodel: upstream\n"))
+    assert not errors
+    pods = sc.initial.pods
+    assert sorted(pods) == [f"{ns}/{p}" for ns in "xyz" for p in "abc"]
+    assert pods["x/a"].named_port("serve-81-udp", "UDP") == 81
+    assert sc.initial.namespaces["y"] == {"ns": "y"}
+    assert {p.node for p in pods.values()} == {"node-1", "node-2"}  # round-robin over the default 2 nodes
+
+
+def test_unknown_field_is_located(tmp_path):
+    errs = errors_of(tmp_path, "name: s\nsteps:\n  - probe: {portz: [80/TCP]}\n")
+    assert len(errs) == 1
+    assert "s.yaml: scenario s: steps[0].probe: unknown field" in errs[0]
+    assert "portz" in errs[0]
+
+
+def test_bad_port_spec_is_located(tmp_path):
+    errs = errors_of(tmp_path, "name: s\nsteps:\n  - probe: {ports: [80/ICMP]}\n")
+    assert errs and "steps[0].probe.ports[0]" in errs[0]
+
+
+def test_invalid_policy_reuses_object_model_messages(tmp_path):
+    errs = errors_of(
+        tmp_path,
+        """\
+        name: s
+        model: upstream
+        steps:
+          - actions:
+              - apply:
+                  metadata: {name: p, namespace: x}
+                  spec:
+                    podSelector: {}
+                    ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/33}}]}]
+        """,
+    )
+    assert errs == [
+        f"{tmp_path}/s.yaml: scenario s: steps[0].actions[0].apply.spec.ingress[0].from[0].ipBlock.cidr: "
+        '"10.0.0.0/33" is not a valid CIDR'
+    ]
+
+
+def test_reference_to_missing_pod_is_located_at_its_step(tmp_path):
+    errs = errors_of(
+        tmp_path,
+        """\
+        name: s
+        model: upstream
+        steps:
+          - probe: {ports: [80/TCP]}
+          - actions:
+              - delete: {pod: x/a}
+              - label: {pod: x/a, set: {k: v}}
+        """,
+    )
+    assert len(errs) == 1
+    assert "steps[1].actions[1].label" in errs[0] and "no pod 'x/a'" in errs[0]
+
+
+def test_placeholder_naming_missing_pod(tmp_path):
+    errs = errors_of(
+        tmp_path,
+        """\
+        name: s
+        model: upstream
+        policies:
+          - metadata: {name: p, namespace: x}
+            spec:
+              podSelector: {}
+              egress: [{to: [{ipBlock: {cidr: "${ip q/zz}/32"}}]}]
+        """,
+    )
+    assert errs and "names pod 'q/zz'" in errs[0]
+
+
+def test_bad_expectation_is_located(tmp_path):
+    errs = errors_of(
+        tmp_path,
+        """\
+        name: s
+        model: upstream
+        steps:
+          - probe:
+              ports: [80/TCP]
+              expect: [{from: x/a, to: y/b, allowed: maybe}]
+        """,
+    )
+    assert errs and "steps[0].probe.expect[0].allowed" in errs[0]
+
+
+def test_bad_truth_table_row(tmp_path):
+    errs = errors_of(
+        tmp_path,
+        """\
+        name: s
+        model: upstream
+        steps:
+          - probe:
+              ports: [80/TCP]
+              expect: |
+                -    x/a  x/b
+                x/a  .
+        """,
+    )
+    assert errs and "has 1 marks for 2 destinations" in errs[0]
+
+
+def test_one_bad_file_does_not_hide_the_others(tmp_path):
+    write(tmp_path, "name: good\nmodel: upstream\n", "a.yaml")
+    write(tmp_path, "name: bad\nnodes: 0\n", "b.yaml")
+    scenarios, errors = load_scenarios([str(tmp_path)])
+    assert [s.name for s in scenarios] == ["good"]
+    assert len(errors) == 1 and "b.yaml: scenario bad: nodes" in str(errors[0])
+
+
+def test_duplicate_names_are_refused(tmp_path):
+    write(tmp_path, "name: same\nmodel: upstream\n", "a.yaml")
+    write(tmp_path, "name: same\nmodel: upstream\n", "b.yaml")
+    _scenarios, errors = load_scenarios([str(tmp_path)])
+    assert len(errors) == 1 and "also used by" in str(errors[0])
+
+
+def test_manifest_file_is_a_one_step_scenario_honouring_ip_and_node(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: web, namespace: shop, labels: {app: web}}
+        spec: {nodeName: n7, containers: [{name: c, ports: [{containerPort: 80}]}]}
+        status: {podIP: 10.9.8.7}
+        ---
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: deny, namespace: shop}
+        spec: {podSelector: {}}
+        """,
+        "shop.yaml",
+    )
+    (sc,), errors = load_file(path)
+    assert not errors
+    assert sc.name == "shop" and len(sc.steps) == 1
+    pod = sc.initial.pods["shop/web"]
+    assert (pod.ip, pod.node) == ("10.9.8.7", "n7")
+    assert "n7" in sc.nodes
+    assert list(sc.initial.policies) == ["shop/deny"]
+
+
+def test_manifest_file_with_a_bad_object_reports_it(tmp_path):
+    path = write(tmp_path, "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {policyTypes: [Sideways]}\n")
+    scenarios, errors = load_file(path)
+    assert not scenarios
+    assert "spec.policyTypes[0]" in str(errors[0])
+
+
+def test_actions_replay_labels_and_deletions(tmp_path):
+    (sc,), errors = load_file(
+        write(
+            tmp_path,
+            """\
+            name: s
+            model: upstream
+            steps:
+              - actions:
+                  - label: {namespace: y, set: {team: blue}, remove: [ns]}
+                  - label: {pod: x/a, set: {role: db}}
+              - actions:
+                  - delete: {namespace: z}
+                  - add: {namespace: {name: w, labels: {a: b}}}
+                  - add: {pod: {namespace: w, name: p, ports: [80/TCP]}}
+            """,
+        )
+    )
+    assert not errors
+    first, second = sc.states()
+    assert first.namespaces["y"] == {"team": "blue"}
+    assert first.pods["x/a"].labels == {"pod": "a", "role": "db"}
+    assert not any(k.startswith("z/") for k in second.pods)
+    assert "w/p" in second.pods and second.namespaces["w"] == {"a": "b"}
+
+
+def test_state_rejects_duplicate_pod():
+    from conformance.state import State
+    from npm.model import Pod
+
+    state = State(("n1",))
+    state.add_pod(Pod("x", "a"))
+    with pytest.raises(StateError, match="already exists"):
+        state.add_pod(Pod("x", "a"))

@@ -1,0 +1,82 @@
+"""An in-memory dataplane that records what the controller asks of it.
+
+It implements the two methods the controller calls (``apply``, ``reconcile``) and nothing
+of the kernel side: it is for testing the controller's own logic (sync, coalescing,
+deletes, failed-closed reporting). Enforcement itself is tested against the real
+``npm.enforcer.Enforcer`` in network namespaces.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from npm.model import Cluster
+
+
+@dataclass
+class RecordedResult:
+    """Shaped like ``npm.enforcer.ApplyResult`` where the controller reads it."""
+
+    changed: bool = True
+    counts: dict[str, int] = field(default_factory=dict)
+    restore_latencies: list[tuple[str, float]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    unenforceable: list[tuple[str, str]] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+
+
+class RecordingDataplane:
+    """Keeps every desired state it is given; can be told to fail or to fail policies closed."""
+
+    def __init__(self) -> None:
+        self.applied: list[Cluster] = []
+        self.apply_times: list[float] = []
+        self.reconciles = 0
+        self.cleaned = False
+        self.fail_next = 0  # raise on the next N applies
+        self.unenforceable: dict[str, str] = {}  # policy key -> reason, reported when present
+        self.threads: set[str] = set()
+        self.changed = threading.Condition()
+
+    def apply(self, cluster: Cluster) -> RecordedResult:
+        self.threads.add(threading.current_thread().name)
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("injected apply failure")
+        with self.changed:
+            self.applied.append(cluster)
+            self.apply_times.append(time.monotonic())
+            self.changed.notify_all()
+        keys = {p.key for p in cluster.policies}
+        return RecordedResult(
+            counts={"policies": len(cluster.policies), "iptables_rules": 3 * len(cluster.policies),
+                    "ipsets": len(cluster.namespaces), "ipset_entries": len(cluster.pods)},
+            restore_latencies=[("iptables-nft", 0.01), ("ipset", 0.002)],
+            unenforceable=[(k, r) for k, r in self.unenforceable.items() if k in keys],
+        )
+
+    def reconcile(self) -> RecordedResult:
+        self.threads.add(threading.current_thread().name)
+        self.reconciles += 1
+        return RecordedResult(changed=False)
+
+    def cleanup(self) -> None:
+        self.cleaned = True
+
+    @property
+    def last(self) -> Cluster:
+        return self.applied[-1]
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> Cluster:  # type: ignore[no-untyped-def]
+        """Wait until the last applied state satisfies ``predicate``; returns it."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not (self.applied and predicate(self.applied[-1])):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    state = self.applied[-1] if self.applied else None
+                    raise AssertionError(f"condition not met within {timeout}s; last applied: {state}")
+                self.changed.wait(remaining)
+            return self.applied[-1]

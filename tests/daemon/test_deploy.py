@@ -1,0 +1,147 @@
+"""The DaemonSet manifest, scrape config and dashboard are valid and match the daemon."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from npm.config import DaemonConfig
+from npm.http_server import MAIN_ROUTES
+from npm.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / "npm" / "azure-npm.yaml"
+
+
+def documents() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
+
+
+def by_kind(kind: str) -> dict[str, Any]:
+    return next(d for d in documents() if d["kind"] == kind)
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """Strict schema validation: kubernetes-validate's bundled schemas (offline), else the
+    kubernetes client's own models (pydantic, extra fields forbidden)."""
+    try:
+        import kubernetes_validate
+    except ImportError:
+        from kubernetes import client
+
+        group_version = doc["apiVersion"].split("/")[-1].capitalize()
+        model = getattr(client, f"{group_version}{doc['kind']}")
+        model.model_validate(doc)
+        return
+    kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+@pytest.mark.parametrize("doc", documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_every_manifest_is_valid_against_the_kubernetes_schema(doc):
+    validate(doc)
+
+
+def test_the_validator_rejects_an_unknown_field():
+    ds = by_kind("DaemonSet")
+    ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilites"] = {}
+    with pytest.raises(Exception, match="capabilites"):
+        validate(ds)
+
+
+def test_daemonset_runs_on_every_node_with_only_the_capabilities_it_needs():
+    ds = by_kind("DaemonSet")
+    assert ds["metadata"]["namespace"] == "kube-system"
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert {"operator": "Exists"} in pod["tolerations"]
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["privileged"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sorted(sc["capabilities"]["add"]) == ["NET_ADMIN", "NET_RAW"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["xtables-lock"] == "/run/xtables.lock"
+    assert volumes["xtables-lock"]["hostPath"]["path"] == "/run/xtables.lock"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_probes_and_ports_point_at_the_daemons_endpoints():
+    port = int(DaemonConfig().listen.rsplit(":", 1)[1])
+    container = by_kind("DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+    assert {"/healthz", "/readyz"} <= set(MAIN_ROUTES)
+    assert by_kind("Service")["spec"]["ports"][0]["targetPort"] == port
+
+
+def test_configmap_holds_a_valid_config_file(tmp_path):
+    from npm.config import load
+
+    cm = by_kind("ConfigMap")
+    assert cm["metadata"]["name"] == "azure-npm-config"
+    (name, text) = next(iter(cm["data"].items()))
+    container = by_kind("DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["NPM_CONFIG"].endswith("/" + name)
+    cfg_file = tmp_path / name
+    cfg_file.write_text(text)
+    cfg = load({}, path=str(cfg_file), environ={})  # raises on an unknown key or bad value
+    assert cfg.listen == DaemonConfig().listen
+
+
+def test_clusterrole_grants_watching_and_events_only():
+    rules = by_kind("ClusterRole")["rules"]
+    grants = {(g, r): set(rule["verbs"]) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
+    for resource in ("pods", "namespaces", "nodes"):
+        assert grants[("", resource)] == {"get", "list", "watch"}
+    assert grants[("networking.k8s.io", "networkpolicies")] == {"get", "list", "watch"}
+    assert grants[("", "events")] == {"create", "patch"}
+
+
+METRIC = re.compile(r"\bnpm_[a-z0-9_]+")
+
+
+def test_dashboard_references_only_metrics_that_exist():
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {m for e in exprs for m in METRIC.findall(e)}
+    assert used, "the dashboard queries no metric"
+    assert used <= Metrics().names(), sorted(used - Metrics().names())
+
+
+def test_scrape_config_targets_the_metrics_endpoint():
+    jobs = yaml.safe_load((ROOT / "deploy" / "prometheus-scrape.yaml").read_text())
+    text = (ROOT / "deploy" / "prometheus-scrape.yaml").read_text()
+    assert set(METRIC.findall(text)) <= Metrics().names()
+    for job in jobs:
+        assert job["metrics_path"] in MAIN_ROUTES
+    port = DaemonConfig().listen.rsplit(":", 1)[1]
+    assert any(c.get("replacement") == f"$1:{port}" for c in jobs[0]["relabel_configs"])
+
+
+def test_metrics_carry_the_original_names():
+    names = Metrics().names()
+    for name in (
+        "npm_num_policies",
+        "npm_num_iptables_rules",
+        "npm_num_ipsets",
+        "npm_num_ipset_entries",
+        "npm_pods_watched",
+        "npm_add_policy_exec_time",
+        "npm_controller_policy_exec_time",
+        "npm_controller_pod_exec_time",
+        "npm_controller_namespace_exec_time",
+        "npm_linux_iptables_restore_latency_seconds",
+        "npm_linux_iptables_restore_failure_total",
+        "npm_policy_enforcement_latency_seconds",
+        "npm_policy_failed_closed_total",
+    ):
+        assert name in names

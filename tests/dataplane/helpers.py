@@ -1,0 +1,113 @@
+"""Builders for small clusters and a virtual node running the enforcer (kernel tests)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from npm.model import (
+    NAMESPACE_NAME_LABEL,
+    Cluster,
+    ContainerPort,
+    Labels,
+    Namespace,
+    NetworkPolicy,
+    Node,
+    Pod,
+    PortSpec,
+)
+from npm.parse import parse_network_policy
+
+
+def policy(ns: str, name: str, spec: Mapping[str, Any]) -> NetworkPolicy:
+    """A validated NetworkPolicy from a spec dict (as in YAML)."""
+    raw = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": dict(spec),
+    }
+    return parse_network_policy(raw)
+
+
+def pod(
+    key: str,
+    ip: str,
+    labels: Mapping[str, str] | None = None,
+    *,
+    node: str = "n1",
+    ports: Sequence[ContainerPort] = (),
+    host_network: bool = False,
+) -> Pod:
+    ns, name = key.split("/")
+    return Pod(
+        ns, name, Labels(labels or {}), ip=ip, ips=(ip,), node=node, ports=tuple(ports), host_network=host_network
+    )
+
+
+def cluster(
+    pods: Sequence[Pod],
+    policies: Sequence[NetworkPolicy] = (),
+    ns_labels: Mapping[str, Mapping[str, str]] | None = None,
+    nodes: Sequence[Node] = (),
+) -> Cluster:
+    """A Cluster whose namespaces are those named by pods/policies/ns_labels."""
+    ns_labels = dict(ns_labels or {})
+    names = sorted({p.namespace for p in pods} | {p.namespace for p in policies} | set(ns_labels))
+    namespaces = tuple(Namespace(n, Labels({**ns_labels.get(n, {}), NAMESPACE_NAME_LABEL: n})) for n in names)
+    return Cluster(namespaces=namespaces, pods=tuple(pods), policies=tuple(policies), nodes=tuple(nodes))
+
+
+TCP80 = PortSpec(80, "TCP")
+
+
+@dataclass
+class World:
+    """A topology with pods mirroring a Cluster, an Enforcer per node, and probe helpers."""
+
+    topo: Any
+    pods: list[Pod]
+    enforcers: dict[str, Any] = field(default_factory=dict)
+
+    def ip(self, key: str) -> str:
+        return next(p.ip for p in self.pods if p.key == key)
+
+    def reach(self, src: str, dst: str, port: PortSpec = TCP80, timeout: float = 0.6) -> bool | None:
+        return self.topo.probe(src, self.ip(dst) if "/" in dst else dst, port, timeout)
+
+    def matrix(self, pairs: Sequence[tuple[str, str, PortSpec]], timeout: float = 0.6) -> list[bool | None]:
+        reqs = [(s, self.ip(d) if "/" in d else d, p) for s, d, p in pairs]
+        return self.topo.probe_many(reqs, timeout)
+
+    def apply(self, c: Cluster) -> list[Any]:
+        out = []
+        for e in self.enforcers.values():
+            res = e.apply(c)
+            assert not res.failures, res.failures
+            out.append(res)
+        return out
+
+
+@contextlib.contextmanager
+def world(pods: Sequence[Pod], *, backend: str = "nft", nodes: Sequence[str] = ("n1",)) -> Iterator[World]:
+    """Build nodes and pods (agents serving their container ports) and an Enforcer per node."""
+    from conformance.netns.topology import Topology
+    from npm.enforcer import DataplaneConfig, Enforcer
+    from npm.kernel import Runner
+
+    with Topology() as topo:
+        for n in nodes:
+            topo.add_node(n)
+        for p in pods:
+            topo.add_pod(p.node, p.key, p.ip, p.ports, wait=False)
+        topo.wait_ready([p.key for p in pods])
+        w = World(topo, list(pods))
+        for n in nodes:
+            w.enforcers[n] = Enforcer(n, config=DataplaneConfig(backend=backend), runner=Runner(topo.node_runner(n)))
+        yield w
+
+
+def web_ports() -> tuple[ContainerPort, ...]:
+    return (ContainerPort(80, "TCP", "http"), ContainerPort(8080, "TCP", "alt"), ContainerPort(53, "UDP", "dns"))
