@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from npm.model import Cluster, ContainerPort, IPBlock, LabelSelector, Pod
+from npm.model import Cluster, ContainerPort, IPBlock, LabelSelector, NetworkPolicy, Pod
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -80,11 +80,14 @@ def ip_blocks(cluster: Cluster) -> list[IPBlock]:
     """Every distinct ipBlock of every policy, in policy order."""
     seen: dict[IPBlock, None] = {}
     for policy in cluster.policies:
-        for rule in (*policy.ingress, *policy.egress):
-            for peer in rule.peers:
-                if peer.ip_block is not None:
-                    seen.setdefault(peer.ip_block, None)
+        seen.update(dict.fromkeys(policy_ip_blocks(policy)))
     return list(seen)
+
+
+def policy_ip_blocks(policy: NetworkPolicy) -> list[IPBlock]:
+    """The ipBlocks of one policy's peers, ingress then egress, in rule order (repeats kept)."""
+    return [peer.ip_block for rule in (*policy.ingress, *policy.egress) for peer in rule.peers
+            if peer.ip_block is not None]
 
 
 def range_membership(ips: Sequence[str], ranges: Sequence[IPNet]) -> np.ndarray:

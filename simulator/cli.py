@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 import time
@@ -12,16 +11,25 @@ from typing import TextIO
 
 import numpy as np
 
-from npm.load import DEFAULT_POD_CIDR, LoadResult, load_live, load_paths
 from npm.model import Cluster, PortSpec
-from simulator import render
-from simulator.engine import Simulator, all_declared_ports, declared_ports
+from simulator import html_report, render
+from simulator.cli_common import (
+    DEFAULT_PORT,
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    add_command,
+    add_port_option,
+    choose_ports,
+    input_options,
+    load,
+    port_type,
+)
+from simulator.cli_whatif import add_whatif_commands
+from simulator.engine import Simulator, declared_ports
 from simulator.explain import explain
-
-EXIT_OK = 0
-EXIT_DENIED = 1
-EXIT_USAGE = 2
-DEFAULT_PORT = PortSpec(80, "TCP")
 
 EPILOG = """\
 input:
@@ -39,84 +47,33 @@ exit codes:
 """
 
 
-class UsageError(Exception):
-    """Bad input the user can fix; printed without a traceback, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        raise UsageError(message)
-
-
-def _port(text: str) -> PortSpec:
-    try:
-        return PortSpec.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _cidr(text: str) -> str:
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a CIDR such as 10.244.0.0/16") from None
-    return text
-
-
-def _input_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("input")
-    group.add_argument(
-        "-f",
-        "--filename",
-        dest="files",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="manifest file, directory or - for stdin (repeatable)",
-    )
-    group.add_argument("--kubeconfig", help="read a live cluster with this kubeconfig")
-    group.add_argument("--context", help="kubeconfig context of the live cluster")
-    group.add_argument(
-        "--pod-cidr",
-        type=_cidr,
-        default=DEFAULT_POD_CIDR,
-        help=f"range for pods that have no IP (default {DEFAULT_POD_CIDR})",
-    )
-    group.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="analyse the valid objects even if some are invalid (errors are still listed)",
-    )
-    return common
-
-
 def build_parser() -> argparse.ArgumentParser:
-    common = _input_options()
-    parser = _Parser(
+    """The ``npm-sim`` parser; each subcommand's ``args.handler`` runs it."""
+    common = input_options()
+    parser = Parser(
         prog="npm-sim",
         description="Reachability simulator: which pods may connect to which, on which ports, "
         "according to Kubernetes NetworkPolicy semantics (no cluster or dataplane needed).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
-    reach = sub.add_parser(
+    def command(name: str, *, help: str, description: str) -> argparse.ArgumentParser:
+        return add_command(sub, name, parents=[common], epilog=EPILOG, help=help, description=description)
+
+    reach = command(
         "reach",
-        parents=[common],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
         help="truth tables of allowed connections between every pair of pods",
         description="Print, per port, whether each pod (row) may connect to each pod (column). "
         "Without --port each destination is checked on the ports its containers declare: the "
         "table has one block per port any pod declares and shows '-' where the destination "
-        "does not declare that port; json/csv/dot leave those cells out. If no pod declares a "
-        "port, 80/TCP is used. Builds the pod x pod matrix: use `summary` for large clusters.",
+        "does not declare that port; json/csv/dot/html leave those cells out. If no pod declares a "
+        "port, 80/TCP is used. Builds the pod x pod matrix: use `summary` for large clusters. "
+        "-o html writes one self-contained page (heatmap, graph for small clusters).",
     )
-    reach.add_argument("--port", type=_port, action="append", metavar="PORT[/PROTO]", help="e.g. 80/TCP (repeatable)")
+    add_port_option(reach)
     reach.add_argument(
         "--ip",
         action="append",
@@ -125,26 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="also include this external address as a source and destination (repeatable); "
         "it is checked on every listed port",
     )
-    reach.add_argument("-o", "--output", choices=["table", "json", "csv", "dot"], default="table")
+    reach.add_argument("-o", "--output", choices=["table", "json", "csv", "dot", "html"], default="table")
+    reach.set_defaults(handler=cmd_reach)
 
-    summary = sub.add_parser(
+    summary = command(
         "summary",
-        parents=[common],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
         help="count allowed and denied pod pairs per port (scales to large clusters)",
         description="Count allowed and denied (source, destination) pod pairs per port over the "
         "whole cluster, self pairs included, without building the pod x pod matrix. Ports: "
         "--port, else every declared container port, else 80/TCP.",
     )
-    summary.add_argument("--port", type=_port, action="append", metavar="PORT[/PROTO]", help="e.g. 80/TCP (repeatable)")
+    add_port_option(summary)
     summary.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    summary.set_defaults(handler=cmd_summary)
 
-    exp = sub.add_parser(
+    exp = command(
         "explain",
-        parents=[common],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
         help="why one connection is allowed or denied",
         description="Explain the verdict for SRC -> DST: the policies that isolate the source "
         "for egress and the destination for ingress, and the rule (policy, direction, rule, "
@@ -152,54 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("src", metavar="SRC", help="source: namespace/name or an IP address")
     exp.add_argument("dst", metavar="DST", help="destination: namespace/name or an IP address")
-    exp.add_argument("--port", type=_port, default=DEFAULT_PORT, metavar="PORT[/PROTO]", help="default 80/TCP")
+    exp.add_argument("--port", type=port_type, default=DEFAULT_PORT, metavar="PORT[/PROTO]", help="default 80/TCP")
     exp.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    __import__("simulator.cli_whatif", fromlist=["register"]).register(sub)  # diff, what-if, lint, exposure
+    exp.set_defaults(handler=cmd_explain)
+
+    add_whatif_commands(sub, common)
     return parser
-
-
-def load(args: argparse.Namespace, stdin: TextIO | None = None) -> Cluster:
-    """Load the cluster the options describe; print errors and notes; raise UsageError."""
-    if args.files and (args.kubeconfig or args.context):
-        raise UsageError("give either -f PATH or --kubeconfig/--context, not both")
-    if args.files:
-        result = load_paths(args.files, pod_cidr=args.pod_cidr, stdin=stdin)
-    elif args.kubeconfig or args.context:
-        try:
-            result = load_live(args.kubeconfig, args.context, pod_cidr=args.pod_cidr)
-        except Exception as exc:  # the client raises many types; all mean "cannot read the cluster"
-            raise UsageError(f"cannot read the live cluster: {exc}") from None
-    else:
-        raise UsageError("no input: give -f PATH (file, directory or -) or --kubeconfig/--context")
-    return _report(result, args.skip_invalid)
-
-
-def _report(result: LoadResult, skip_invalid: bool) -> Cluster:
-    for error in result.errors:
-        print(f"error: {error}", file=sys.stderr)
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
-    if result.skipped:
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items()))
-        print(f"note: skipped objects of other kinds: {kinds}", file=sys.stderr)
-    if result.errors and not skip_invalid:
-        raise UsageError(f"{len(result.errors)} invalid input(s); fix them or use --skip-invalid")
-    if result.errors:
-        print(f"note: analysing without the {len(result.errors)} invalid input(s)", file=sys.stderr)
-    return result.cluster
-
-
-def _ports_or_declared(cluster: Cluster, ports: list[PortSpec] | None) -> tuple[list[PortSpec], bool]:
-    """The ports to check and whether they came from --port (else from declarations)."""
-    if ports:
-        return list(dict.fromkeys(ports)), True
-    declared = all_declared_ports(cluster)
-    return (declared, False) if declared else ([DEFAULT_PORT], True)
 
 
 def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     sim = Simulator(cluster)
-    ports, explicit = _ports_or_declared(cluster, args.port)
+    ports, declared_only = choose_ports([cluster], args.port)
     pods = list(cluster.pods)
     externals: list[str] = []
     for ip in args.ip:
@@ -224,7 +140,7 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
             for m, other in enumerate(externals, start=n):
                 grid[k, m] = sim.allowed(ip, other, spec)
         mask = np.ones((size, size), dtype=bool)
-        if not explicit:
+        if declared_only:
             declares = np.array([spec in declared_ports(p) for p in pods] + [True] * len(externals), dtype=bool)
             mask[:, ~declares] = False
         allowed[spec], checked[spec] = grid, mask
@@ -235,6 +151,8 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
         out.write(render.to_csv(result))
     elif args.output == "dot":
         out.write(render.to_dot(result, externals))
+    elif args.output == "html":
+        out.write(html_report.reach_page(result.names, result.ports, result.allowed, result.checked))
     else:
         if not names:
             out.write("no pods\n")
@@ -246,7 +164,7 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
 def cmd_summary(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     started = time.perf_counter()
     sim = Simulator(cluster)
-    ports, _explicit = _ports_or_declared(cluster, args.port)
+    ports, _declared_only = choose_ports([cluster], args.port)
     print(
         f"evaluating {len(cluster.pods)} pods ({sim.classes.count} classes) on {len(ports)} port(s)...",
         file=sys.stderr,
@@ -267,10 +185,7 @@ def cmd_explain(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
         out.write(json.dumps(result.to_json(), indent=2) + "\n")
     else:
         out.write(result.render() + "\n")
-    return EXIT_OK if result.allowed else EXIT_DENIED
-
-
-COMMANDS = {"reach": cmd_reach, "summary": cmd_summary, "explain": cmd_explain}
+    return EXIT_OK if result.allowed else EXIT_FAIL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         cluster = load(args)
-        return COMMANDS[args.command](args, cluster, sys.stdout)
+        return args.handler(args, cluster, sys.stdout)
     except UsageError as exc:
         print(f"npm-sim: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

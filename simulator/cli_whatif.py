@@ -1,33 +1,39 @@
-"""``npm-sim`` subcommands for what-if analysis: diff, what-if, lint, exposure (and reach -o html).
+"""``npm-sim`` subcommands for what-if analysis: diff, what-if, lint, exposure.
 
-``simulator.cli`` calls :func:`register` once while building its parser; this module adds
-its subparsers and its handlers to ``simulator.cli.COMMANDS``, so the CLI core needs a
-single line to host them. Handlers take ``(args, cluster, out)`` like the core's and
-return the exit code: 0 success, 1 a ``--fail-on`` condition was met, 2 bad input or usage.
+``simulator.cli`` calls :func:`add_whatif_commands` while building its parser; each
+subparser carries its handler (``args.handler``). Handlers take ``(args, cluster, out)`` like
+the core's and return the exit code: 0 success, 1 a ``--fail-on`` condition was met, 2 bad
+input or usage. Shared options and loading come from ``simulator.cli_common``.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
 from typing import Any, TextIO
 
 import networkx as nx
-import numpy as np
 
 from npm.load import load_paths
-from npm.model import Cluster, PortSpec
-from simulator import cli, diff_render, exposure, html_report, lint
-from simulator.engine import Simulator, all_declared_ports
+from npm.model import Cluster
+from simulator import diff_render, exposure, html_report, lint
+from simulator.cli_common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    UsageError,
+    accept,
+    add_command,
+    add_pod_cidr_option,
+    add_port_option,
+    add_skip_invalid_option,
+    choose_ports,
+)
+from simulator.engine import Simulator
 from simulator.incremental import evaluate_change
-from simulator.semantics import resolve
 from simulator.whatif import Diff, diff_states
 from simulator.whatif_load import Deletion, overlay_cluster
-
-EXIT_FAIL = 1
 
 DIFF_EPILOG = """\
 output (-o):
@@ -52,18 +58,13 @@ exit codes:
 """
 
 
-def _port_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=cli._port, action="append", metavar="PORT[/PROTO]",
-                        help="compare on this port for every pair (repeatable); default: declared ports")
+PORT_HELP = "compare on this port for every pair (repeatable); default: declared ports"
 
 
-def register(sub: Any) -> None:
-    """Add diff, what-if, lint and exposure to ``npm-sim`` and ``-o html`` to reach."""
-    common = cli._input_options()
-    fmt = argparse.RawDescriptionHelpFormatter
-
-    diff = sub.add_parser(
-        "diff", formatter_class=fmt, epilog=DIFF_EPILOG,
+def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add diff, what-if, lint and exposure to ``npm-sim`` (``common``: the input options)."""
+    diff = add_command(
+        sub, "diff", epilog=DIFF_EPILOG,
         help="connections gained and lost between two states (before/after snapshots)",
         description="Compare two cluster states and list the connections gained and lost, each "
         "attributed to the policies and rules (or object changes) that caused it.",
@@ -72,14 +73,13 @@ def register(sub: Any) -> None:
                       required=True, help="files/directories of the state before")
     diff.add_argument("--after", nargs="+", action="extend", default=[], metavar="PATH", required=True,
                       help="files/directories of the state after")
-    diff.add_argument("--pod-cidr", type=cli._cidr, default=cli.DEFAULT_POD_CIDR,
-                      help="range for pods that have no IP")
-    diff.add_argument("--skip-invalid", action="store_true", help="analyse the valid objects even if some are invalid")
-    diff.set_defaults(kubeconfig=None, context=None)
+    add_pod_cidr_option(diff)
+    add_skip_invalid_option(diff)
+    diff.set_defaults(kubeconfig=None, context=None, handler=cmd_diff)
     _diff_options(diff)
 
-    whatif = sub.add_parser(
-        "what-if", parents=[common], formatter_class=fmt, epilog=DIFF_EPILOG,
+    whatif = add_command(
+        sub, "what-if", parents=[common], epilog=DIFF_EPILOG,
         help="the diff an overlay (apply/delete) would make on a snapshot, without writing it",
         description="Apply manifests and delete objects on top of a snapshot in memory and "
         "list the connections gained and lost. Policy-only changes are re-evaluated "
@@ -89,10 +89,11 @@ def register(sub: Any) -> None:
                         help="manifests to apply on top of the snapshot (replace same-named objects)")
     whatif.add_argument("--delete", action="extend", nargs="+", default=[], type=_deletion, metavar="KIND/NS/NAME",
                         help="objects to delete: NetworkPolicy/ns/name, Pod/ns/name, Namespace/name, Node/name")
+    whatif.set_defaults(handler=cmd_whatif)
     _diff_options(whatif)
 
-    lint_p = sub.add_parser(
-        "lint", parents=[common], formatter_class=fmt, epilog=lint.__doc__.split("\n\n", 1)[1]
+    lint_p = add_command(
+        sub, "lint", parents=[common], epilog=lint.__doc__.split("\n\n", 1)[1]
         + "\nexit codes:\n  0  done (and --fail-on not triggered)\n  1  --fail-on: a finding of that severity"
         " or worse\n  2  bad input or usage\n",
         help="findings about policies: dead selectors, shadowed rules, DNS lock-outs, ...",
@@ -100,9 +101,10 @@ def register(sub: Any) -> None:
     )
     lint_p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     lint_p.add_argument("--fail-on", choices=["warning", "error"], help="exit 1 on findings of this severity or worse")
+    lint_p.set_defaults(handler=cmd_lint)
 
-    exp = sub.add_parser(
-        "exposure", parents=[common], formatter_class=fmt,
+    exp = add_command(
+        sub, "exposure", parents=[common],
         help="what a compromised pod can reach; the most exposed pods and largest blast radius",
         description="With --from: the pods and ports POD reaches in one hop and transitively (any "
         "allowed port is an edge), with a shortest path to each and a per-workload summary. "
@@ -114,15 +116,13 @@ def register(sub: Any) -> None:
     exp.add_argument("--from", dest="source", metavar="POD", help="the compromised pod, namespace/name")
     exp.add_argument("--hops", type=int, metavar="N", help="limit the transitive search to N hops")
     exp.add_argument("--top", type=int, default=10, metavar="N", help="length of the rankings (default 10)")
-    _port_arg(exp)
+    add_port_option(exp, PORT_HELP)
     exp.add_argument("-o", "--output", choices=["text", "json", "html", "dot"], default="text")
-
-    cli.COMMANDS.update({"diff": cmd_diff, "what-if": cmd_whatif, "lint": cmd_lint, "exposure": cmd_exposure})
-    _hook_reach(sub)
+    exp.set_defaults(handler=cmd_exposure)
 
 
 def _diff_options(parser: argparse.ArgumentParser) -> None:
-    _port_arg(parser)
+    add_port_option(parser, PORT_HELP)
     parser.add_argument("-o", "--output", choices=["text", "json", "markdown", "html", "dot"], default="text")
     parser.add_argument("--fail-on", choices=["gained", "lost", "any"], help="exit 1 when there are such changes")
 
@@ -132,14 +132,6 @@ def _deletion(text: str) -> Deletion:
         return Deletion.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _ports(clusters: list[Cluster], given: list[PortSpec] | None) -> tuple[list[PortSpec], bool]:
-    """(ports, declared_only): --port on every pair, else declared ports per destination."""
-    if given:
-        return list(dict.fromkeys(given)), False
-    declared = sorted({s for c in clusters for s in all_declared_ports(c)}, key=lambda s: (s.protocol, s.port))
-    return (declared, True) if declared else ([cli.DEFAULT_PORT], False)
 
 
 def _write_diff(diff: Diff, args: argparse.Namespace, out: TextIO) -> int:
@@ -153,7 +145,7 @@ def _write_diff(diff: Diff, args: argparse.Namespace, out: TextIO) -> int:
         out.write(_diff_dot(diff))
     else:
         out.write(diff_render.to_text(diff))
-    return EXIT_FAIL if diff.failed(args.fail_on) else cli.EXIT_OK
+    return EXIT_FAIL if diff.failed(args.fail_on) else EXIT_OK
 
 
 def _diff_dot(diff: Diff) -> str:
@@ -172,8 +164,8 @@ def _diff_dot(diff: Diff) -> str:
 
 def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     result = load_paths(args.after, pod_cidr=args.pod_cidr)
-    after = cli._report(result, args.skip_invalid)
-    ports, declared_only = _ports([before, after], args.port)
+    after = accept(result, args.skip_invalid)
+    ports, declared_only = choose_ports([before, after], args.port)
     started = time.perf_counter()
     print(f"comparing {len(before.pods)} -> {len(after.pods)} pods on {len(ports)} port(s)...", file=sys.stderr)
     state_b, state_a, update = evaluate_change(before, after, ports)
@@ -184,10 +176,10 @@ def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
 
 def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     if not args.apply and not args.delete:
-        raise cli.UsageError("nothing to change: give --apply FILE and/or --delete KIND/NS/NAME")
+        raise UsageError("nothing to change: give --apply FILE and/or --delete KIND/NS/NAME")
     result = overlay_cluster(before, apply=args.apply, deletions=args.delete, pod_cidr=args.pod_cidr)
-    after = cli._report(result, args.skip_invalid)
-    ports, declared_only = _ports([before, after], args.port)
+    after = accept(result, args.skip_invalid)
+    ports, declared_only = choose_ports([before, after], args.port)
     started = time.perf_counter()
     state_b, state_a, update = evaluate_change(before, after, ports)
     diff = diff_states(state_b, state_a, ports, declared_only=declared_only)
@@ -202,19 +194,19 @@ def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     findings = lint.lint(cluster)
     print(f"linted {len(cluster.policies)} policies in {time.perf_counter() - started:.3f} s", file=sys.stderr)
     out.write(lint.to_json(findings) if args.output == "json" else lint.to_text(findings))
-    return EXIT_FAIL if lint.failed(findings, args.fail_on) else cli.EXIT_OK
+    return EXIT_FAIL if lint.failed(findings, args.fail_on) else EXIT_OK
 
 
 def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     if args.hops is not None and args.hops < 1:
-        raise cli.UsageError("--hops must be at least 1")
+        raise UsageError("--hops must be at least 1")
     source = None
     if args.source:
         source = cluster.pod_by_key.get(args.source)
         if source is None:
-            raise cli.UsageError(f"--from {args.source}: no such pod (give namespace/name)")
+            raise UsageError(f"--from {args.source}: no such pod (give namespace/name)")
     sim = Simulator(cluster)
-    ports = list(dict.fromkeys(args.port)) if args.port else (all_declared_ports(cluster) or [cli.DEFAULT_PORT])
+    ports, _declared_only = choose_ports([cluster], args.port)  # any allowed port is an edge
     print(f"exposure over {len(cluster.pods)} pods ({sim.classes.count} classes) on {len(ports)} port(s)...",
           file=sys.stderr)
     cg = exposure.build(sim, ports)
@@ -229,7 +221,7 @@ def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int
             out.write(html_report.exposure_page(result, graph))
     else:
         out.write(exposure.text_from(result) if source else exposure.text_ranking(result))
-    return cli.EXIT_OK
+    return EXIT_OK
 
 
 def _pod_graph(cg: exposure.ClassGraph, cluster: Cluster, result: dict | None) -> nx.DiGraph:
@@ -261,48 +253,4 @@ def _graph_dot(graph: nx.DiGraph) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ----- reach -o html ------------------------------------------------------------------------
-def _hook_reach(sub: Any) -> None:
-    """Add ``html`` to ``reach -o`` and render it from the core's own JSON result."""
-    reach = sub.choices.get("reach")
-    original = cli.COMMANDS.get("reach")
-    if reach is None or original is None:
-        return
-    for action in reach._actions:
-        if action.dest == "output" and action.choices is not None and "html" not in action.choices:
-            action.choices = [*action.choices, "html"]
-    if getattr(original, "_whatif_html", False):
-        return  # the parser is built once per main(); the handler is wrapped once per process
-
-    def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
-        if args.output != "html":
-            return original(args, cluster, out)
-        buf = io.StringIO()
-        code = original(argparse.Namespace(**{**vars(args), "output": "json"}), cluster, buf)
-        out.write(reach_html(cluster, args.ip or [], json.loads(buf.getvalue())))
-        return code
-
-    cmd_reach._whatif_html = True  # type: ignore[attr-defined]
-    cli.COMMANDS["reach"] = cmd_reach
-
-
-def reach_html(cluster: Cluster, ips: list[str], data: dict[str, Any]) -> str:
-    """The reach page from ``npm-sim reach -o json`` output (so both always agree)."""
-    names = [p.key for p in cluster.pods]
-    for ip in ips:
-        key = resolve(cluster, ip).key
-        if key not in names:
-            names.append(key)
-    index = {n: i for i, n in enumerate(names)}
-    ports = list(dict.fromkeys(PortSpec(c["port"], c["protocol"]) for c in data["connections"]))
-    n = len(names)
-    allowed = {s: np.zeros((n, n), dtype=bool) for s in ports}
-    checked = {s: np.zeros((n, n), dtype=bool) for s in ports}
-    for c in data["connections"]:
-        spec, i, j = PortSpec(c["port"], c["protocol"]), index[c["src"]], index[c["dst"]]
-        checked[spec][i, j] = True
-        allowed[spec][i, j] = c["allowed"]
-    return html_report.reach_page(names, ports, allowed, checked)
-
-
-__all__ = ["reach_html", "register"]
+__all__ = ["add_whatif_commands", "cmd_diff", "cmd_exposure", "cmd_lint", "cmd_whatif"]

@@ -12,15 +12,16 @@ both agree on random clusters.
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from npm.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Peer, Pod, PolicyPort, PortSpec, Rule
 from simulator import semantics
-from simulator.classes import ClassTable, build_classes
+from simulator.classes import ClassTable, build_classes, policy_ip_blocks
 from simulator.semantics import Endpoint, External
 
 # A rule's port match: a constant (True: all ports, False: none) or a per-class vector
@@ -67,6 +68,13 @@ class Summary:
     setup_seconds: float = 0.0
 
 
+class NeedsRebuild(Exception):
+    """A policy change that could split equivalence classes (reason in the message).
+
+    Raised by :meth:`Simulator.with_policies`; build a fresh ``Simulator`` instead.
+    """
+
+
 @dataclass
 class _PolicyRules:
     """One policy's rules, prepared for vector evaluation."""
@@ -78,6 +86,16 @@ class _PolicyRules:
     ingress_peers: list[np.ndarray | None] = field(default_factory=list)  # None: no peers (all)
     egress_peers: list[np.ndarray | None] = field(default_factory=list)
 
+    def rules(self, direction: str) -> Iterator[tuple[Rule, np.ndarray | None]]:
+        """(rule, classes its peers match) for the policy's ingress or egress rules."""
+        if direction == INGRESS:
+            return zip(self.policy.ingress, self.ingress_peers, strict=True)
+        return zip(self.policy.egress, self.egress_peers, strict=True)
+
+
+_NO_CLASSES = np.zeros(0, dtype=np.int64)
+_NO_CLASSES.flags.writeable = False
+
 
 class Simulator:
     """Predicts from policies alone whether a connection is allowed (see the module docstring)."""
@@ -88,35 +106,73 @@ class Simulator:
         self.classes: ClassTable = build_classes(cluster)
         self._peer_cache: dict[tuple[object, int], np.ndarray] = {}
         self._block_cache: dict[object, np.ndarray] = {}
-        self._policies = [self._prepare(p) for p in cluster.policies]
         self._by_ns: dict[int, list[_PolicyRules]] = {}
-        for pr in self._policies:
+        for policy in cluster.policies:
+            pr = self._prepare(policy)
             self._by_ns.setdefault(pr.ns, []).append(pr)
         self._class_cache: dict[PortSpec, np.ndarray] = {}
         self._external_cache: dict[tuple[str, PortSpec], tuple[np.ndarray, np.ndarray]] = {}
         self.setup_seconds = time.perf_counter() - started
 
+    def with_policies(self, changes: Mapping[str, NetworkPolicy | None]) -> Simulator:
+        """A new Simulator for this cluster with policies set (``key -> policy``) or deleted
+        (``key -> None``); the new cluster's policies are sorted by key.
+
+        The result shares this one's class table and selector caches and re-prepares only
+        the policies of the namespaces named in ``changes``, so it costs milliseconds; its
+        verdicts are those of ``Simulator(new cluster)``. Raises :class:`NeedsRebuild` when
+        a policy uses an ipBlock range no policy of this cluster has (it could split classes).
+        """
+        known = set(self.classes.ranges)
+        for policy in changes.values():
+            for block in policy_ip_blocks(policy) if policy is not None else ():
+                if block.network not in known or not set(block.except_networks) <= known:
+                    raise NeedsRebuild(f"{policy.key} adds ipBlock {block.cidr}, which could split pod classes")
+        policies = dict(self.cluster.policy_by_key)
+        for key, policy in changes.items():
+            if policy is None:
+                policies.pop(key, None)
+            else:
+                policies[key] = policy
+        derived = copy.copy(self)  # shares the class table and the selector caches (keyed by value)
+        derived.cluster = replace(self.cluster, policies=tuple(policies[k] for k in sorted(policies)))
+        derived._by_ns = dict(self._by_ns)
+        derived._class_cache, derived._external_cache = {}, {}
+        for name in sorted({key.split("/", 1)[0] for key in changes}):
+            ns = self.classes.ns_index.get(name, -1)
+            kept = {pr.policy.key: pr for pr in self._by_ns.get(ns, []) if pr.policy.namespace == name}
+            keys = sorted(k for k in {*kept, *changes} if k in policies and k.split("/", 1)[0] == name)
+            # the same list Simulator(new cluster) prepares; unchanged policies are reused
+            prepared = [kept[k] if k in kept and k not in changes else self._prepare(policies[k]) for k in keys]
+            if prepared:
+                derived._by_ns[ns] = prepared
+            else:
+                derived._by_ns.pop(ns, None)
+        return derived
+
     # ----- preparation -------------------------------------------------------------------
     def _prepare(self, policy: NetworkPolicy) -> _PolicyRules:
         t = self.classes
         ns = t.ns_index.get(policy.namespace, -1)
-        cols = t.ns_cols.get(ns, np.zeros(0, dtype=np.int64))
+        cols = t.ns_cols.get(ns, _NO_CLASSES)
         target = t.labels.match(policy.pod_selector)[cols] if len(cols) else np.zeros(0, dtype=bool)
         pr = _PolicyRules(policy, ns, cols, target)
-        pr.ingress_peers = [self._rule_peers(policy, r) for r in policy.ingress]
-        pr.egress_peers = [self._rule_peers(policy, r) for r in policy.egress]
+        pr.ingress_peers = [self.rule_peer_classes(policy, r) for r in policy.ingress]
+        pr.egress_peers = [self.rule_peer_classes(policy, r) for r in policy.egress]
         return pr
 
-    def _rule_peers(self, policy: NetworkPolicy, rule: Rule) -> np.ndarray | None:
-        """bool [C]: classes any peer of ``rule`` matches; None for a rule without peers."""
+    def rule_peer_classes(self, policy: NetworkPolicy, rule: Rule) -> np.ndarray | None:
+        """bool [C]: classes any peer of ``rule`` (of ``policy``) matches; None for a rule
+        without peers (it matches everything, addresses outside the cluster included)."""
         if not rule.peers:
             return None
         out = np.zeros(self.classes.count, dtype=bool)
         for peer in rule.peers:
-            out |= self._peer(policy, peer)
+            out |= self.peer_classes(policy, peer)
         return out
 
-    def _peer(self, policy: NetworkPolicy, peer: Peer) -> np.ndarray:
+    def peer_classes(self, policy: NetworkPolicy, peer: Peer) -> np.ndarray:
+        """bool [C]: classes one ``from``/``to`` entry of ``policy`` matches (cached: do not modify)."""
         t = self.classes
         if peer.ip_block is not None:
             got = self._block_cache.get(peer.ip_block)
@@ -137,6 +193,16 @@ class Simulator:
                 got &= t.labels.match(peer.pod_selector)
             self._peer_cache[key] = got
         return got
+
+    def selected_classes(self, policy: NetworkPolicy) -> np.ndarray:
+        """int64 class ids that ``policy``'s podSelector selects (its namespace only)."""
+        pr = next((p for p in self._namespace_rules(policy.namespace) if p.policy == policy), None)
+        if pr is None:  # a policy this cluster does not have
+            pr = self._prepare(policy)
+        return pr.cols[pr.target].astype(np.int64) if len(pr.cols) else _NO_CLASSES
+
+    def _namespace_rules(self, namespace: str) -> list[_PolicyRules]:
+        return self._by_ns.get(self.classes.ns_index.get(namespace, -1), [])
 
     def _port_match(self, rule: Rule, spec: PortSpec) -> PortMatch:
         """Whether ``rule.ports`` admits ``spec``: a constant, or bool [C] for named ports."""
@@ -165,126 +231,180 @@ class Simulator:
 
     # ----- class evaluation --------------------------------------------------------------
     def class_matrix(self, spec: PortSpec) -> np.ndarray:
-        """bool [C, C]: egress_ok & ingress_ok between classes for ``spec`` (cached).
+        """bool [C, C]: egress_ok & ingress_ok between classes for ``spec`` (cached; read only).
 
         Per-pod exceptions (self, own node) are not included; see ``allowed``/``matrix``.
         """
         got = self._class_cache.get(spec)
         if got is None:
-            got = self._ingress(spec)
-            got &= self._egress(spec)
+            got = self.ingress(spec)
+            got &= self.egress(spec)
             got.flags.writeable = False
             self._class_cache[spec] = got
         return got
 
-    def _ingress(self, spec: PortSpec) -> np.ndarray:
-        count = self.classes.count
-        out = np.ones((count, count), dtype=bool)
-        for pols in self._by_ns.values():
-            cols = pols[0].cols
-            if not len(cols):
-                continue
-            isolated = np.zeros(len(cols), dtype=bool)
-            everyone = np.zeros(len(cols), dtype=bool)  # destinations a peer-less rule opens
-            grouped: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-            for pr in pols:
-                if INGRESS not in pr.policy.policy_types or not pr.target.any():
-                    continue
-                isolated |= pr.target
-                for rule, peers in zip(pr.policy.ingress, pr.ingress_peers, strict=True):
-                    pm = self._port_match(rule, spec)
-                    if pm is False:
-                        continue
-                    dst = pr.target if pm is True else pr.target & pm[cols]
-                    if not dst.any():
-                        continue
-                    if peers is None:
-                        everyone |= dst
-                        continue
-                    _group(grouped, dst, peers)
-            if not isolated.any():
-                continue
-            block = _bool_product(grouped, transpose=True, rows=count, cols=len(cols))
-            block |= everyone
-            block |= ~isolated
-            out[:, cols] = block
-        return out
+    def namespace_classes(self, namespaces: Iterable[str]) -> np.ndarray:
+        """int64 class ids of the pods of ``namespaces``, namespace by namespace in the order
+        given: the columns of ``ingress(spec, namespaces)`` and rows of ``egress(...)``."""
+        t = self.classes
+        parts = [t.ns_cols.get(t.ns_index.get(name, -1), _NO_CLASSES) for name in namespaces]
+        return np.concatenate(parts).astype(np.int64) if parts else _NO_CLASSES
 
-    def _egress(self, spec: PortSpec) -> np.ndarray:
+    def ingress(self, spec: PortSpec, namespaces: Iterable[str] | None = None) -> np.ndarray:
+        """bool [C, C]: whether ingress at the destination class (column) admits the source
+        class (row) on ``spec``; a new, writable array.
+
+        With ``namespaces``, only the destination classes of those namespaces are evaluated:
+        bool [C, k], columns in ``namespace_classes(namespaces)`` order. Ingress into a class
+        depends only on the policies of its namespace, so this is the contribution of those
+        policies.
+        """
+        return self._direction(spec, INGRESS, namespaces)
+
+    def egress(self, spec: PortSpec, namespaces: Iterable[str] | None = None) -> np.ndarray:
+        """bool [C, C]: whether egress at the source class (row) admits the destination class
+        (column) on ``spec``; with ``namespaces`` bool [k, C], rows in
+        ``namespace_classes(namespaces)`` order (the contribution of those namespaces' policies)."""
+        return self._direction(spec, EGRESS, namespaces)
+
+    def _direction(self, spec: PortSpec, direction: str, namespaces: Iterable[str] | None) -> np.ndarray:
         count = self.classes.count
-        out = np.ones((count, count), dtype=bool)
-        for pols in self._by_ns.values():
-            cols = pols[0].cols
-            if not len(cols):
-                continue
-            isolated = np.zeros(len(cols), dtype=bool)
-            grouped: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-            for pr in pols:
-                if EGRESS not in pr.policy.policy_types or not pr.target.any():
+        if namespaces is None:
+            out = np.ones((count, count), dtype=bool)
+            for pols in self._by_ns.values():
+                block = self._block(spec, direction, pols)
+                if block is None:
                     continue
-                isolated |= pr.target
-                for rule, peers in zip(pr.policy.egress, pr.egress_peers, strict=True):
-                    pm = self._port_match(rule, spec)
-                    if pm is False:
-                        continue
-                    if peers is None:
-                        dst = np.ones(count, dtype=bool) if pm is True else pm
-                    else:
-                        dst = peers if pm is True else peers & pm
-                    _group(grouped, pr.target, dst)
-            if not isolated.any():
+                if direction == INGRESS:
+                    out[:, pols[0].cols] = block
+                else:
+                    out[pols[0].cols, :] = block
+            return out
+        parts = []
+        for name in namespaces:
+            pols = self._namespace_rules(name)
+            block = self._block(spec, direction, pols) if pols else None
+            if block is None:  # no policy isolates a class of the namespace
+                k = len(self.namespace_classes([name]))
+                block = np.ones((count, k) if direction == INGRESS else (k, count), dtype=bool)
+            parts.append(block)
+        axis = 1 if direction == INGRESS else 0
+        if not parts:
+            return np.ones((count, 0) if direction == INGRESS else (0, count), dtype=bool)
+        return np.concatenate(parts, axis=axis)
+
+    def _block(self, spec: PortSpec, direction: str, pols: list[_PolicyRules]) -> np.ndarray | None:
+        """Ingress into (bool [C, k]) or egress out of (bool [k, C]) the k classes of one
+        namespace, from the namespace's policies ``pols``; None if none isolates a class."""
+        count = self.classes.count
+        cols = pols[0].cols
+        if not len(cols):
+            return None
+        isolated = np.zeros(len(cols), dtype=bool)
+        everyone = np.zeros(len(cols), dtype=bool)  # ingress: destinations a peer-less rule opens
+        grouped: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        for pr in pols:
+            if direction not in pr.policy.policy_types or not pr.target.any():
                 continue
+            isolated |= pr.target
+            for rule, peers in pr.rules(direction):
+                pm = self._port_match(rule, spec)
+                if pm is False:
+                    continue
+                if direction == EGRESS:  # the targets reach the peers (everyone) that serve the port
+                    dst = np.ones(count, dtype=bool) if peers is None else peers
+                    _group(grouped, pr.target, dst if pm is True else dst & pm)
+                    continue
+                dst = pr.target if pm is True else pr.target & pm[cols]  # named ports resolve here
+                if not dst.any():
+                    continue
+                if peers is None:
+                    everyone |= dst
+                else:
+                    _group(grouped, dst, peers)
+        if not isolated.any():
+            return None
+        if direction == EGRESS:
             block = _bool_product(grouped, transpose=False, rows=len(cols), cols=count)
             block |= ~isolated[:, None]
-            out[cols, :] = block
-        return out
+            return block
+        block = _bool_product(grouped, transpose=True, rows=count, cols=len(cols))
+        block |= everyone
+        block |= ~isolated
+        return block
 
     # ----- external endpoints --------------------------------------------------------------
-    def _external(self, ip: str, spec: PortSpec) -> tuple[np.ndarray, np.ndarray]:
-        """(ingress from ``ip`` into each class, egress from each class to ``ip``) for ``spec``."""
+    def external(
+        self, ip: str, spec: PortSpec, namespaces: Iterable[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ingress from ``ip`` into each class, egress from each class to ``ip``) on ``spec``:
+        bool [C] each, cached and read only. ``ip`` is taken as an external address (only
+        ipBlocks and peer-less rules match it); the per-pod exceptions are not applied.
+
+        With ``namespaces``: bool [k] each for ``namespace_classes(namespaces)``, not cached.
+        """
+        ext = External(ip)
+        if namespaces is not None:
+            parts = []
+            for name in namespaces:
+                k = len(self.namespace_classes([name]))
+                pols = self._namespace_rules(name)
+                got = self._external_block(ext, spec, pols) if pols else None
+                if got is None:  # no policy isolates a class of the namespace
+                    got = (np.ones(k, dtype=bool), np.ones(k, dtype=bool))
+                parts.append(got)
+            if not parts:
+                return np.ones(0, dtype=bool), np.ones(0, dtype=bool)
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         key = (ip, spec)
-        got = self._external_cache.get(key)
-        if got is not None:
-            return got
+        cached = self._external_cache.get(key)
+        if cached is not None:
+            return cached
         count = self.classes.count
         ing = np.ones(count, dtype=bool)
         eg = np.ones(count, dtype=bool)
-        ext = External(ip)
         for pols in self._by_ns.values():
-            cols = pols[0].cols
-            if not len(cols):
+            got = self._external_block(ext, spec, pols)
+            if got is not None:
+                ing[pols[0].cols], eg[pols[0].cols] = got
+        ing.flags.writeable = eg.flags.writeable = False
+        self._external_cache[key] = (ing, eg)
+        return ing, eg
+
+    def _external_block(
+        self, ext: External, spec: PortSpec, pols: list[_PolicyRules]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ingress from, egress to) ``ext`` for the classes of one namespace; None if none."""
+        cols = pols[0].cols
+        if not len(cols):
+            return None
+        iso_in = np.zeros(len(cols), dtype=bool)
+        ok_in = np.zeros(len(cols), dtype=bool)
+        iso_eg = np.zeros(len(cols), dtype=bool)
+        ok_eg = np.zeros(len(cols), dtype=bool)
+        for pr in pols:
+            if not pr.target.any():
                 continue
-            iso_in = np.zeros(len(cols), dtype=bool)
-            ok_in = np.zeros(len(cols), dtype=bool)
-            iso_eg = np.zeros(len(cols), dtype=bool)
-            ok_eg = np.zeros(len(cols), dtype=bool)
-            for pr in pols:
-                if not pr.target.any():
-                    continue
-                policy = pr.policy
-                if INGRESS in policy.policy_types:
-                    iso_in |= pr.target
-                    for rule in policy.ingress:
-                        if not _peers_match_external(policy, rule, ext):
-                            continue
-                        pm = self._port_match(rule, spec)
-                        if pm is True:
-                            ok_in |= pr.target
-                        elif pm is not False:
-                            ok_in |= pr.target & pm[cols]
-                if EGRESS in policy.policy_types:
-                    iso_eg |= pr.target
-                    for rule in policy.egress:
-                        if not _peers_match_external(policy, rule, ext):
-                            continue
-                        # Named ports resolve on the destination, and an address serves none.
-                        if not rule.ports or any(semantics.port_matches(e, spec, ext) for e in rule.ports):
-                            ok_eg |= pr.target
-            ing[cols] = ok_in | ~iso_in
-            eg[cols] = ok_eg | ~iso_eg
-        got = (ing, eg)
-        self._external_cache[key] = got
-        return got
+            policy = pr.policy
+            if INGRESS in policy.policy_types:
+                iso_in |= pr.target
+                for rule in policy.ingress:
+                    if not _peers_match_external(rule, ext):
+                        continue
+                    pm = self._port_match(rule, spec)
+                    if pm is True:
+                        ok_in |= pr.target
+                    elif pm is not False:
+                        ok_in |= pr.target & pm[cols]
+            if EGRESS in policy.policy_types:
+                iso_eg |= pr.target
+                for rule in policy.egress:
+                    if not _peers_match_external(rule, ext):
+                        continue
+                    # Named ports resolve on the destination, and an address serves none.
+                    if not rule.ports or any(semantics.port_matches(e, spec, ext) for e in rule.ports):
+                        ok_eg |= pr.target
+        return ok_in | ~iso_in, ok_eg | ~iso_eg
 
     # ----- public API ----------------------------------------------------------------------
     def endpoint(self, ref: Pod | str) -> Endpoint:
@@ -304,9 +424,9 @@ class Simulator:
             cs, cd = self._class_of(s), self._class_of(d)
             return bool(self.class_matrix(port)[cs, cd])
         if isinstance(s, Pod):  # pod -> external: only the source's egress applies
-            return bool(self._external(d.ip, port)[1][self._class_of(s)])
+            return bool(self.external(d.ip, port)[1][self._class_of(s)])
         if isinstance(d, Pod):  # external -> pod: only the destination's ingress applies
-            return bool(self._external(s.ip, port)[0][self._class_of(d)])
+            return bool(self.external(s.ip, port)[0][self._class_of(d)])
         return True  # between two external addresses no NetworkPolicy applies
 
     def _class_of(self, pod: Pod) -> int:
@@ -379,7 +499,7 @@ def all_declared_ports(cluster: Cluster) -> list[PortSpec]:
     return sorted(specs, key=lambda s: (s.protocol, s.port))
 
 
-def _peers_match_external(policy: NetworkPolicy, rule: Rule, ext: External) -> bool:
+def _peers_match_external(rule: Rule, ext: External) -> bool:
     if not rule.peers:
         return True
     return any(p.ip_block is not None and p.ip_block.contains(ext.ip) for p in rule.peers)
@@ -414,6 +534,7 @@ def _bool_product(
 
 __all__ = [
     "Matrix",
+    "NeedsRebuild",
     "PortSummary",
     "Simulator",
     "Summary",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from npm.model import EGRESS, INGRESS, Cluster, Pod, PortSpec
@@ -69,15 +69,7 @@ def _part_json(part: DirectionVerdict) -> dict[str, Any]:
         "isolated": part.isolated,
         "allowed": part.allowed,
         "policies": list(part.policies),
-        "rule": None
-        if rule is None
-        else {
-            "policy": rule.policy,
-            "direction": rule.direction,
-            "rule": rule.rule,
-            "peer": rule.peer,
-            "port": rule.port,
-        },
+        "rule": None if rule is None else asdict(rule),  # {policy, direction, rule, peer, port}
     }
 
 

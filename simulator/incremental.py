@@ -5,31 +5,28 @@ So after adding, editing or deleting policies of namespace N, the class x class 
 matrix changes at most in N's columns (ingress) and N's rows (egress). The
 :class:`IncrementalSimulator` keeps the ingress and egress matrices of a base
 :class:`simulator.engine.Simulator` per port and recomputes only those slices, reusing the
-engine's own per-namespace evaluation (so the two cannot drift apart; the tests compare
-them with a fresh Simulator).
+engine's own per-namespace evaluation (``Simulator.with_policies`` derives the changed
+engine, ``Simulator.ingress``/``egress`` with ``namespaces`` evaluate only the touched
+namespaces), so the two cannot drift apart; the tests compare them with a fresh Simulator.
 
 Limits: the class table (equivalence classes of pods) is kept, so changes to pods, nodes or
 namespace labels, and policies that add an ipBlock range no existing policy uses (it could
-split classes), need a full rebuild: :func:`with_policies` raises :class:`NeedsRebuild`
-and :func:`evaluate_change` falls back to a fresh Simulator.
+split classes), need a full rebuild: :func:`with_policies` raises
+:class:`simulator.engine.NeedsRebuild` and :func:`evaluate_change` falls back to a fresh
+Simulator.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from npm.model import Cluster, NetworkPolicy, PortSpec
 from simulator.classes import ClassTable
-from simulator.engine import Simulator
-
-
-class NeedsRebuild(Exception):
-    """The change cannot be applied incrementally (reason in the message)."""
+from simulator.engine import NeedsRebuild, Simulator
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class IncrementalSimulator:
             ing[:, cols], eg[cols, :] = over[0], over[1]
             both[:, cols], both[cols, :] = over[2], over[3]
         else:
-            ing, eg = self.sim._ingress(spec), self.sim._egress(spec)
+            ing, eg = self.sim.ingress(spec), self.sim.egress(spec)
             both = ing & eg
         for a in (ing, eg, both):
             a.flags.writeable = False
@@ -115,53 +112,16 @@ class IncrementalSimulator:
         when classes could split.
         """
         started = time.perf_counter()
-        t = self.classes
-        known = set(t.ranges)
-        for policy in changes.values():
-            if policy is None:
-                continue
-            for rule in (*policy.ingress, *policy.egress):
-                for peer in rule.peers:
-                    b = peer.ip_block
-                    if b is not None and (b.network not in known or not set(b.except_networks) <= known):
-                        raise NeedsRebuild(f"{policy.key} adds ipBlock {b.cidr}, which could split pod classes")
-        policies = dict(self.cluster.policy_by_key)
-        for key, policy in changes.items():
-            if policy is None:
-                policies.pop(key, None)
-            else:
-                policies[key] = policy
-        cluster = replace(self.cluster, policies=tuple(policies[k] for k in sorted(policies)))
+        sim = self.sim.with_policies(changes)
         touched = sorted({k.split("/", 1)[0] for k in changes})
-
-        # A shallow copy of the engine shares the class table and selector caches (keyed by
-        # value, so still valid) and gets its own per-namespace policy lists and result caches.
-        sim = copy.copy(self.sim)
-        sim.cluster = cluster
-        sim._by_ns = dict(self.sim._by_ns)
-        sim._class_cache, sim._external_cache = {}, {}
-        ns_ids = []
-        for name in touched:
-            ns = t.ns_index.get(name, -1)
-            ns_ids.append(ns)
-            prepared = [sim._prepare(p) for p in cluster.policies if p.namespace == name]
-            if prepared:
-                sim._by_ns[ns] = prepared
-            else:
-                sim._by_ns.pop(ns, None)
-        sim._policies = [pr for prs in sim._by_ns.values() for pr in prs]
-        cols = np.concatenate(
-            [t.ns_cols.get(ns, np.zeros(0, dtype=np.int64)) for ns in ns_ids] or [np.zeros(0, dtype=np.int64)]
-        ).astype(np.int64)
-
-        # The engine evaluates the touched namespaces alone; only their slices are kept.
-        only = copy.copy(sim)
-        only._by_ns = {ns: sim._by_ns[ns] for ns in ns_ids if ns in sim._by_ns}
+        cols = sim.namespace_classes(touched)
         overrides: dict[PortSpec, tuple[np.ndarray, ...]] = {}
         if ports is None:
             ports = list(self._parts) + [s for s in self._overrides if s not in self._parts]
         for spec in ports:
-            ing_c, eg_r = only._ingress(spec)[:, cols], only._egress(spec)[cols, :]
+            # Only the touched namespaces' policies are evaluated: ingress into their classes
+            # (columns) and egress out of them (rows); the rest comes from this state.
+            ing_c, eg_r = sim.ingress(spec, touched), sim.egress(spec, touched)
             ing, eg, _ = self._get(spec)
             eg_c = eg[:, cols]
             eg_c[cols, :] = eg_r[:, cols]
@@ -201,4 +161,4 @@ def evaluate_change(
     return start, end, Update(namespaces, end.classes.count, time.perf_counter() - started, "full")
 
 
-__all__ = ["IncrementalSimulator", "NeedsRebuild", "Update", "evaluate_change", "policy_delta"]
+__all__ = ["IncrementalSimulator", "Update", "evaluate_change", "policy_delta"]

@@ -34,6 +34,7 @@ from npm.model import (
     PROTOCOLS,
     Cluster,
     ContainerPort,
+    IPBlock,
     Labels,
     NetworkPolicy,
     Peer,
@@ -43,9 +44,9 @@ from npm.model import (
 )
 from simulator import semantics
 from simulator.classes import ip_blocks
-from simulator.engine import Simulator
+from simulator.engine import NeedsRebuild, Simulator
 from simulator.graph import representative_ip
-from simulator.incremental import IncrementalSimulator, NeedsRebuild
+from simulator.incremental import IncrementalSimulator
 from simulator.whatif import NamespaceScoped
 
 SEVERITIES = ("info", "warning", "error")
@@ -95,20 +96,11 @@ class Linter:
         self.cluster = cluster
         self.sim = sim or Simulator(cluster)
         self.t = self.sim.classes
-        self.prepared = {pr.policy.key: pr for pr in self.sim._policies}
         self.pods_by_ns: dict[str, list[Pod]] = {}
         for pod in cluster.pods:
             self.pods_by_ns.setdefault(pod.namespace, []).append(pod)
 
     # ----- helpers ---------------------------------------------------------------------------
-    def selected_classes(self, policy: NetworkPolicy) -> np.ndarray:
-        """Class ids the policy's podSelector selects."""
-        pr = self.prepared[policy.key]
-        return pr.cols[pr.target] if len(pr.cols) else np.zeros(0, dtype=np.int64)
-
-    def selected_pods(self, policy: NetworkPolicy) -> list[Pod]:
-        return [p for p in self.pods_by_ns.get(policy.namespace, []) if semantics.policy_selects(policy, p)]
-
     def run(self) -> list[Finding]:
         out: list[Finding] = []
         out += self.selects_no_pod()
@@ -124,7 +116,7 @@ class Linter:
     def selects_no_pod(self) -> list[Finding]:
         out = []
         for policy in self.cluster.policies:
-            if not len(self.selected_classes(policy)):
+            if not len(self.sim.selected_classes(policy)):
                 out.append(Finding("selects-no-pod", "warning", policy.key, None,
                                    f"podSelector {policy.pod_selector.describe()} selects no pod in namespace "
                                    f"{policy.namespace}", policy.namespace))
@@ -143,7 +135,7 @@ class Linter:
                                 out.append(Finding("peer-matches-nothing", "warning", policy.key, where,
                                                    f"ipBlock {peer.ip_block.cidr}: its excepts remove every address",
                                                    policy.namespace))
-                        elif not self.sim._peer(policy, peer).any():
+                        elif not self.sim.peer_classes(policy, peer).any():
                             out.append(Finding("peer-matches-nothing", "warning", policy.key, where,
                                                f"{_describe_peer(peer)} matches no pod", policy.namespace))
         return out
@@ -151,7 +143,7 @@ class Linter:
     def named_ports(self) -> list[Finding]:
         out = []
         for policy in self.cluster.policies:
-            selected = self.selected_classes(policy)
+            selected = self.sim.selected_classes(policy)
             for direction in _directions(policy):
                 for ri, rule in enumerate(_rules(policy, direction)):
                     named = [(i, e) for i, e in enumerate(rule.ports) if e.is_named]
@@ -160,7 +152,7 @@ class Linter:
                     if direction == INGRESS:
                         classes, who = selected, "no selected pod"
                     else:
-                        peers = self.sim._rule_peers(policy, rule)
+                        peers = self.sim.rule_peer_classes(policy, rule)
                         classes = np.arange(self.t.count) if peers is None else np.flatnonzero(peers)
                         who = "no destination pod"
                     for i, entry in named:
@@ -187,10 +179,15 @@ class Linter:
             only: dict[tuple[str, ...], list[str]] = {}
             for ns, pods in sorted(self.pods_by_ns.items()):
                 scoped = [p for p in self.cluster.policies if p.namespace == ns and direction in p.policy_types]
+                by_class: dict[int, tuple[str, ...]] = {}  # pods of one class are selected alike
                 for pod in pods:
-                    selecting = [p for p in scoped if semantics.policy_selects(p, pod)]
-                    if selecting and all(_allows_all(p, direction) for p in selecting):
-                        only.setdefault(tuple(p.key for p in selecting), []).append(pod.key)
+                    c = int(self.t.pod_class[self.t.pod_index[pod.key]])
+                    if c not in by_class:
+                        selecting = [p for p in scoped if semantics.policy_selects(p, pod)]
+                        allow_all = bool(selecting) and all(_allows_all(p, direction) for p in selecting)
+                        by_class[c] = tuple(p.key for p in selecting) if allow_all else ()
+                    if by_class[c]:
+                        only.setdefault(by_class[c], []).append(pod.key)
             for keys, pods in only.items():
                 out.append(Finding("allow-all-only", "info", keys[0], None,
                                    f"{len(pods)} pod(s) (e.g. {pods[0]}) are isolated for {_field(direction)} only by "
@@ -272,20 +269,22 @@ class Linter:
         for e in rule.ports:
             if e.port is None:
                 out.update(PortSpec(n, e.protocol) for n in critical[e.protocol])
-            elif isinstance(e.port, str):
-                out.update(PortSpec(p.port, e.protocol) for ports in self.t.ports for p in ports
-                           if p.name == e.port and p.protocol == e.protocol)
+            elif isinstance(e.port, str):  # the numbers the classes serve the name on
+                numbers = np.unique(self.t.named_port_numbers(e.port, e.protocol))
+                out.update(PortSpec(int(n), e.protocol) for n in numbers if n)
             else:
                 end = e.end_port if e.end_port is not None else e.port
                 out.add(PortSpec(e.port, e.protocol))
                 out.update(PortSpec(n, e.protocol) for n in critical[e.protocol] if e.port < n <= end)
         return sorted(out, key=lambda s: (s.protocol, s.port))
 
-    def _probes(self, rule: Rule, everything: list[str]) -> list[str]:
+    @staticmethod
+    def _probes(rule: Rule, everything: list[str], inside: dict[IPBlock, set[str]]) -> list[str]:
+        """The probe addresses ``rule`` admits (``inside``: the probes in each ipBlock)."""
         if not rule.peers:
             return everything
-        blocks = [p.ip_block for p in rule.peers if p.ip_block is not None]
-        return [ip for ip in everything if any(b.contains(ip) for b in blocks)]
+        hit = set().union(*(inside[p.ip_block] for p in rule.peers if p.ip_block is not None))
+        return [ip for ip in everything if ip in hit]
 
     def redundant_rules(self) -> list[Finding]:
         """A safe set of removable rules, built greedily and verified (see the module docstring)."""
@@ -299,11 +298,12 @@ class Linter:
                 ip = str(net.network_address)
                 if ip not in everything:
                     everything.append(ip)
+        inside = {block: {ip for ip in everything if block.contains(ip)} for block in ip_blocks(self.cluster)}
         base = IncrementalSimulator(self.sim)
         removed: dict[str, set[tuple[str, int]]] = {}
         out = []
         for policy in self.cluster.policies:
-            if not len(self.selected_classes(policy)):
+            if not len(self.sim.selected_classes(policy)):
                 continue  # its rules do nothing; reported as selects-no-pod
             for direction in _directions(policy):
                 for ri, rule in enumerate(_rules(policy, direction)):
@@ -311,7 +311,7 @@ class Linter:
                     changes = {k: _without(self.cluster.policy_by_key[k], r) for k, r in trial.items()
                                if k.split("/", 1)[0] == policy.namespace}
                     ports = self._rule_ports(rule, critical)
-                    probes = self._probes(rule, everything) if (not rule.peers or any(
+                    probes = self._probes(rule, everything, inside) if (not rule.peers or any(
                         p.ip_block for p in rule.peers)) else []
                     if self._unchanged(base, changes, ports, probes):
                         removed = trial
@@ -327,7 +327,7 @@ class Linter:
         if not ports:
             return True  # the rule admits no port at all (e.g. a named port nobody serves)
         try:
-            new, _ = base.with_policies(changes, ports)
+            new, update = base.with_policies(changes, ports)
         except NeedsRebuild:
             return False
         cols = new.touched
@@ -336,10 +336,10 @@ class Linter:
             n_cols, n_rows = new.blocks(spec, cols)
             if not (np.array_equal(b_cols, n_cols) and np.array_equal(b_rows, n_rows)):
                 return False
-            for ip in probes:
-                bi, be = self.sim._external(ip, spec)
-                ni, ne = new.sim._external(ip, spec)
-                if not (np.array_equal(bi[cols], ni[cols]) and np.array_equal(be[cols], ne[cols])):
+            for ip in probes:  # only the touched namespaces' verdicts towards addresses can change
+                bi, be = self.sim.external(ip, spec, update.namespaces)
+                ni, ne = new.sim.external(ip, spec, update.namespaces)
+                if not (np.array_equal(bi, ni) and np.array_equal(be, ne)):
                     return False
         return True
 

@@ -25,8 +25,8 @@ Attribution (``because``) is a list of strings with this fixed grammar:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -56,13 +56,8 @@ class Change:
     because: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "src": self.src,
-            "dst": self.dst,
-            "port": self.port,
-            "protocol": self.protocol,
-            "because": list(self.because),
-        }
+        """``{"src", "dst", "port", "protocol", "because": [...]}``."""
+        return {**asdict(self), "because": list(self.because)}
 
 
 @dataclass(frozen=True)
@@ -120,12 +115,6 @@ def policy_changes(before: Cluster, after: Cluster) -> PolicyChanges:
 def _same_policy(x: NetworkPolicy, y: NetworkPolicy) -> bool:
     fields = ("pod_selector", "ingress", "egress", "policy_types")
     return all(getattr(x, f) == getattr(y, f) for f in fields)
-
-
-def default_ports(clusters: Iterable[Cluster]) -> list[PortSpec]:
-    """Ports to compare when none are given: every declared container port, else 80/TCP."""
-    specs = {PortSpec(p.port, p.protocol) for c in clusters for pod in c.pods for p in pod.ports}
-    return sorted(specs, key=lambda s: (s.protocol, s.port)) or [PortSpec(80, "TCP")]
 
 
 def _node_local(src: Pod, dst: Pod) -> bool:
@@ -388,4 +377,4 @@ def _allowing_rules(scoped: NamespaceScoped, src: Pod, dst: Pod, spec: PortSpec)
     return tuple(out)
 
 
-__all__ = ["Change", "Diff", "PolicyChanges", "State", "default_ports", "diff_states", "policy_changes"]
+__all__ = ["Change", "Diff", "PolicyChanges", "State", "diff_states", "policy_changes"]

@@ -62,6 +62,16 @@ def egress(target: dict, *rules: dict) -> dict[str, Any]:
     return {"podSelector": target, "policyTypes": ["Egress"], "egress": list(rules)}
 
 
+def one(ns: str, name: str, spec: Spec, expect: dict[str, list[Change]]) -> list[Step]:
+    """A case of one step with one policy."""
+    return [Step([(ns, name, spec)], expect)]
+
+
+def pod_in(ns: str, pod_name: str) -> dict[str, Any]:
+    """A peer: pod ``pod=<pod_name>`` of namespace ``ns``."""
+    return {"namespaceSelector": ns_is(ns), "podSelector": ml(pod=pod_name)}
+
+
 DENY_INGRESS = {"podSelector": {}, "policyTypes": ["Ingress"]}
 DENY_EGRESS = {"podSelector": {}, "policyTypes": ["Egress"]}
 DENY_ALL = {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
@@ -116,16 +126,14 @@ def large_cidr(ip: str) -> str:
 
 
 CASES: dict[str, list[Step]] = {
-    "default-deny-ingress": [Step([("x", "deny-ingress", DENY_INGRESS)], {"80/TCP": [("*", "x", False)]})],
-    "default-deny-all": [
-        Step([("x", "deny-all", DENY_ALL)], {"80/TCP": [("*", "x", False), ("x", "*", False)]}),
-    ],
-    "allow-from-pods-in-server-namespace-by-pod-selector": [
-        Step(
-            [("x", "x-a-allows-x-b", ingress(POD_A, {"from": [{"podSelector": ml(pod="b")}]}))],
-            {"80/TCP": [("*", "x/a", False), ("x/b", "x/a", True)]},
-        )
-    ],
+    "default-deny-ingress": one("x", "deny-ingress", DENY_INGRESS, {"80/TCP": [("*", "x", False)]}),
+    "default-deny-all": one("x", "deny-all", DENY_ALL, {"80/TCP": [("*", "x", False), ("x", "*", False)]}),
+    "allow-from-pods-in-server-namespace-by-pod-selector": one(
+        "x",
+        "x-a-allows-x-b",
+        ingress(POD_A, {"from": [{"podSelector": ml(pod="b")}]}),
+        {"80/TCP": [("*", "x/a", False), ("x/b", "x/a", True)]},
+    ),
     "allow-ingress-for-a-target": [
         Step(
             [
@@ -135,110 +143,76 @@ CASES: dict[str, list[Step]] = {
             {"80/TCP": [("*", "x/b", False), ("*", "x/c", False)]},
         )
     ],
-    "allow-ingress-from-all-namespaces": [
-        Step([("x", "allow-from-another-ns", ingress(POD_A, {"from": [{"namespaceSelector": {}}]}))], {"80/TCP": []})
-    ],
-    "allow-only-from-other-namespace-by-namespace-selector": [
-        Step(
-            [("x", "allow-client-a-via-ns-selector", ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y")}]}))],
-            {"80/TCP": [("x", "x/a", False), ("z", "x/a", False)]},
-        )
-    ],
-    "pod-selector-with-match-expressions": [
-        Step(
-            [("x", "x-a-allows-x-b", ingress(POD_A, {"from": [{"podSelector": expr("pod", "In", "b")}]}))],
-            {"80/TCP": [("*", "x/a", False), ("x/b", "x/a", True)]},
-        )
-    ],
-    "namespace-selector-with-match-expressions": [
-        Step(
-            [("x", "allow-ns-y", ingress(POD_A, {"from": [{"namespaceSelector": expr("ns", "In", "y")}]}))],
-            {"80/TCP": [("x", "x/a", False), ("z", "x/a", False)]},
-        )
-    ],
-    "pod-selector-or-namespace-selector": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-ns-not-x-or-pod-b",
-                    ingress(
-                        POD_A, {"from": [{"namespaceSelector": expr("ns", "NotIn", "x")}, {"podSelector": ml(pod="b")}]}
-                    ),
-                )
-            ],
-            {"80/TCP": [("x/c", "x/a", False)]},
-        )
-    ],
-    "pod-selector-and-namespace-selector": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-ns-not-x-and-pod-b",
-                    ingress(
-                        POD_A, {"from": [{"namespaceSelector": expr("ns", "NotIn", "x"), "podSelector": ml(pod="b")}]}
-                    ),
-                )
-            ],
-            {"80/TCP": [("*", "x/a", False), ("y/b", "x/a", True), ("z/b", "x/a", True)]},
-        )
-    ],
-    "multiple-pod-selectors-and-namespace-selectors": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-ns-y-z-pod-b-c",
-                    ingress(
-                        POD_A,
-                        {
-                            "from": [
-                                {
-                                    "namespaceSelector": expr("ns", "NotIn", "x"),
-                                    "podSelector": expr("pod", "In", "b", "c"),
-                                }
-                            ]
-                        },
-                    ),
-                )
-            ],
-            {"80/TCP": [("x", "x/a", False), ("y/a", "x/a", False), ("z/a", "x/a", False)]},
-        )
-    ],
-    "any-pod-selectors": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-x-b-c",
-                    ingress(POD_A, {"from": [{"podSelector": ml(pod="b")}, {"podSelector": ml(pod="c")}]}),
-                )
-            ],
-            {"80/TCP": [("*", "x/a", False), ("x/b", "x/a", True), ("x/c", "x/a", True)]},
-        )
-    ],
-    "only-from-a-pod-in-another-namespace": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-y-a",
-                    ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y"), "podSelector": ml(pod="a")}]}),
-                )
-            ],
-            {"80/TCP": [("*", "x/a", False), ("y/a", "x/a", True)]},
-        )
-    ],
-    "ports": [
-        Step(
-            [("x", "allow-81", ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y")}], "ports": [{"port": 81}]}))],
+    "allow-ingress-from-all-namespaces": one(
+        "x", "allow-from-another-ns", ingress(POD_A, {"from": [{"namespaceSelector": {}}]}), {"80/TCP": []}
+    ),
+    "allow-only-from-other-namespace-by-namespace-selector": one(
+        "x",
+        "allow-client-a-via-ns-selector",
+        ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y")}]}),
+        {"80/TCP": [("x", "x/a", False), ("z", "x/a", False)]},
+    ),
+    "pod-selector-with-match-expressions": one(
+        "x",
+        "x-a-allows-x-b",
+        ingress(POD_A, {"from": [{"podSelector": expr("pod", "In", "b")}]}),
+        {"80/TCP": [("*", "x/a", False), ("x/b", "x/a", True)]},
+    ),
+    "namespace-selector-with-match-expressions": one(
+        "x",
+        "allow-ns-y",
+        ingress(POD_A, {"from": [{"namespaceSelector": expr("ns", "In", "y")}]}),
+        {"80/TCP": [("x", "x/a", False), ("z", "x/a", False)]},
+    ),
+    "pod-selector-or-namespace-selector": one(
+        "x",
+        "allow-ns-not-x-or-pod-b",
+        ingress(POD_A, {"from": [{"namespaceSelector": expr("ns", "NotIn", "x")}, {"podSelector": ml(pod="b")}]}),
+        {"80/TCP": [("x/c", "x/a", False)]},
+    ),
+    "pod-selector-and-namespace-selector": one(
+        "x",
+        "allow-ns-not-x-and-pod-b",
+        ingress(POD_A, {"from": [{"namespaceSelector": expr("ns", "NotIn", "x"), "podSelector": ml(pod="b")}]}),
+        {"80/TCP": [("*", "x/a", False), ("y/b", "x/a", True), ("z/b", "x/a", True)]},
+    ),
+    "multiple-pod-selectors-and-namespace-selectors": one(
+        "x",
+        "allow-ns-y-z-pod-b-c",
+        ingress(
+            POD_A,
             {
-                "81/TCP": [("x", "x/a", False), ("y", "x/a", True), ("z", "x/a", False)],
-                "80/TCP": [("*", "x/a", False)],
+                "from": [
+                    {
+                        "namespaceSelector": expr("ns", "NotIn", "x"),
+                        "podSelector": expr("pod", "In", "b", "c"),
+                    }
+                ]
             },
-        )
-    ],
+        ),
+        {"80/TCP": [("x", "x/a", False), ("y/a", "x/a", False), ("z/a", "x/a", False)]},
+    ),
+    "any-pod-selectors": one(
+        "x",
+        "allow-x-b-c",
+        ingress(POD_A, {"from": [{"podSelector": ml(pod="b")}, {"podSelector": ml(pod="c")}]}),
+        {"80/TCP": [("*", "x/a", False), ("x/b", "x/a", True), ("x/c", "x/a", True)]},
+    ),
+    "only-from-a-pod-in-another-namespace": one(
+        "x",
+        "allow-y-a",
+        ingress(POD_A, {"from": [pod_in("y", "a")]}),
+        {"80/TCP": [("*", "x/a", False), ("y/a", "x/a", True)]},
+    ),
+    "ports": one(
+        "x",
+        "allow-81",
+        ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y")}], "ports": [{"port": 81}]}),
+        {
+            "81/TCP": [("x", "x/a", False), ("y", "x/a", True), ("z", "x/a", False)],
+            "80/TCP": [("*", "x/a", False)],
+        },
+    ),
     "stacked-policies-with-overlapping-pod-selectors": [
         Step(
             [("x", "allow-81", ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y")}], "ports": [{"port": 81}]}))],
@@ -263,37 +237,31 @@ CASES: dict[str, list[Step]] = {
             },
         ),
     ],
-    "allow-all": [Step([("x", "allow-all", ingress({}, {}))], {"80/TCP": [], "81/TCP": []})],
-    "ingress-on-one-named-port": [
-        Step(
-            [("x", "allow-81-by-name", ingress({}, {"ports": [{"port": "serve-81-tcp"}]}))],
-            {"81/TCP": [], "80/TCP": [("*", "x", False)]},
-        )
-    ],
-    "ingress-from-namespace-on-one-named-port": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-y-on-80-by-name",
-                    ingress(
-                        POD_A,
-                        {
-                            "from": [{"namespaceSelector": ns_is("y")}],
-                            "ports": [{"port": "serve-80-tcp", "protocol": "TCP"}],
-                        },
-                    ),
-                )
-            ],
-            {"80/TCP": [("x", "x/a", False), ("z", "x/a", False)], "81/TCP": [("*", "x/a", False)]},
-        )
-    ],
-    "egress-on-one-named-port": [
-        Step(
-            [("x", "allow-egress-80-by-name", egress({}, {"ports": [{"port": "serve-80-tcp"}]}))],
-            {"80/TCP": [], "81/TCP": [("x", "*", False)]},
-        )
-    ],
+    "allow-all": one("x", "allow-all", ingress({}, {}), {"80/TCP": [], "81/TCP": []}),
+    "ingress-on-one-named-port": one(
+        "x",
+        "allow-81-by-name",
+        ingress({}, {"ports": [{"port": "serve-81-tcp"}]}),
+        {"81/TCP": [], "80/TCP": [("*", "x", False)]},
+    ),
+    "ingress-from-namespace-on-one-named-port": one(
+        "x",
+        "allow-y-on-80-by-name",
+        ingress(
+            POD_A,
+            {
+                "from": [{"namespaceSelector": ns_is("y")}],
+                "ports": [{"port": "serve-80-tcp", "protocol": "TCP"}],
+            },
+        ),
+        {"80/TCP": [("x", "x/a", False), ("z", "x/a", False)], "81/TCP": [("*", "x/a", False)]},
+    ),
+    "egress-on-one-named-port": one(
+        "x",
+        "allow-egress-80-by-name",
+        egress({}, {"ports": [{"port": "serve-80-tcp"}]}),
+        {"80/TCP": [], "81/TCP": [("x", "*", False)]},
+    ),
     "updated-policy": [
         Step([("x", "mutate", ingress({}, {}))], {"81/TCP": []}),
         Step([("x", "mutate", ingress({}))], {"81/TCP": [("*", "x", False)]}),
@@ -320,12 +288,12 @@ CASES: dict[str, list[Step]] = {
             pod_labels={"x/b": {"pod2": "updated"}},
         ),
     ],
-    "deny-ingress-from-pods-in-other-namespaces": [
-        Step(
-            [("x", "deny-empty-policy", ingress({}, {"from": [{"podSelector": {}}]}))],
-            {"80/TCP": [("y", "x", False), ("z", "x", False)]},
-        )
-    ],
+    "deny-ingress-from-pods-in-other-namespaces": one(
+        "x",
+        "deny-empty-policy",
+        ingress({}, {"from": [{"podSelector": {}}]}),
+        {"80/TCP": [("y", "x", False), ("z", "x", False)]},
+    ),
     "deny-ingress-to-updated-pod": [
         Step(
             [("x", "deny-isolated", {"podSelector": ml(target="isolated"), "policyTypes": ["Ingress"]})], {"80/TCP": []}
@@ -336,49 +304,41 @@ CASES: dict[str, list[Step]] = {
             pod_labels={"x/a": {"target": "isolated"}},
         ),
     ],
-    "deny-egress-by-pod-selector": [
-        Step([("x", "deny-egress-pod-a", egress(POD_A))], {"80/TCP": [("x/a", "*", False)]}),
-    ],
-    "deny-egress-from-all-pods-in-namespace": [
-        Step([("x", "deny-egress-ns-x", DENY_EGRESS)], {"80/TCP": [("x", "*", False)]}),
-    ],
-    "ingress-and-egress-together": [
-        Step(
-            [
-                (
-                    "x",
-                    "a-from-b-and-out-on-80",
-                    {
-                        "podSelector": POD_A,
-                        "policyTypes": ["Egress", "Ingress"],
-                        "ingress": [{"from": [{"podSelector": ml(pod="b")}]}],
-                        "egress": [{"ports": [{"port": 80}]}],
-                    },
-                )
-            ],
-            {
-                "80/TCP": [("*", "x/a", False), ("x/b", "x/a", True)],
-                "81/TCP": [("*", "x/a", False), ("x/a", "*", False), ("x/b", "x/a", True)],
-            },
-        )
-    ],
+    "deny-egress-by-pod-selector": one("x", "deny-egress-pod-a", egress(POD_A), {"80/TCP": [("x/a", "*", False)]}),
+    "deny-egress-from-all-pods-in-namespace": one(
+        "x", "deny-egress-ns-x", DENY_EGRESS, {"80/TCP": [("x", "*", False)]}
+    ),
+    "ingress-and-egress-together": one(
+        "x",
+        "a-from-b-and-out-on-80",
+        {
+            "podSelector": POD_A,
+            "policyTypes": ["Egress", "Ingress"],
+            "ingress": [{"from": [{"podSelector": ml(pod="b")}]}],
+            "egress": [{"ports": [{"port": 80}]}],
+        },
+        {
+            "80/TCP": [("*", "x/a", False), ("x/b", "x/a", True)],
+            "81/TCP": [("*", "x/a", False), ("x/a", "*", False), ("x/b", "x/a", True)],
+        },
+    ),
     "egress-denied-on-client-even-if-server-allows": [
         Step(
             [
                 (
                     "x",
                     "allow-to-y-a",
-                    egress(POD_A, {"to": [{"namespaceSelector": ns_is("y"), "podSelector": ml(pod="a")}]}),
+                    egress(POD_A, {"to": [pod_in("y", "a")]}),
                 ),
                 (
                     "y",
                     "allow-from-x-a-on-a",
-                    ingress(POD_A, {"from": [{"namespaceSelector": ns_is("x"), "podSelector": ml(pod="a")}]}),
+                    ingress(POD_A, {"from": [pod_in("x", "a")]}),
                 ),
                 (
                     "y",
                     "allow-from-x-a-on-b",
-                    ingress(ml(pod="b"), {"from": [{"namespaceSelector": ns_is("x"), "podSelector": ml(pod="a")}]}),
+                    ingress(ml(pod="b"), {"from": [pod_in("x", "a")]}),
                 ),
             ],
             {
@@ -391,24 +351,18 @@ CASES: dict[str, list[Step]] = {
             },
         )
     ],
-    "egress-to-server-in-other-namespace-by-pod-and-namespace-selector": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-to-y-a",
-                    egress(POD_A, {"to": [{"namespaceSelector": ns_is("y"), "podSelector": ml(pod="a")}]}),
-                )
-            ],
-            {"80/TCP": [("x/a", "*", False), ("x/a", "y/a", True)]},
-        )
-    ],
-    "ingress-any-port-on-a-specific-protocol": [
-        Step(
-            [("x", "allow-tcp", ingress(POD_A, {"ports": [{"protocol": "TCP"}]}))],
-            {"80/TCP": [], "80/UDP": [("*", "x/a", False)]},
-        )
-    ],
+    "egress-to-server-in-other-namespace-by-pod-and-namespace-selector": one(
+        "x",
+        "allow-to-y-a",
+        egress(POD_A, {"to": [pod_in("y", "a")]}),
+        {"80/TCP": [("x/a", "*", False), ("x/a", "y/a", True)]},
+    ),
+    "ingress-any-port-on-a-specific-protocol": one(
+        "x",
+        "allow-tcp",
+        ingress(POD_A, {"ports": [{"protocol": "TCP"}]}),
+        {"80/TCP": [], "80/UDP": [("*", "x/a", False)]},
+    ),
     "multiple-ingress-policies-allow-all-takes-precedence": [
         Step([("x", "allow-80", ingress({}, {"ports": [{"port": 80}]}))], {"81/TCP": [("*", "x", False)]}),
         Step(
@@ -427,26 +381,20 @@ CASES: dict[str, list[Step]] = {
         Step([("x", "deny-all", DENY_ALL)], {"80/TCP": [("x", "*", False), ("*", "x", False)]}),
         Step([], {"80/TCP": []}),
     ],
-    "egress-to-server-in-cidr-block": [
-        Step(
-            [("x", "allow-to-y-b-ip", lambda ips: egress(POD_A, {"to": [{"ipBlock": {"cidr": ips["y/b"] + "/32"}}]}))],
-            {"80/TCP": [("x/a", "*", False), ("x/a", "y/b", True)]},
-        )
-    ],
-    "except-clause-in-egress-cidr-block": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-around-x-b",
-                    lambda ips: egress(
-                        POD_A, {"to": [{"ipBlock": {"cidr": large_cidr(ips["x/b"]), "except": [ips["x/b"] + "/32"]}}]}
-                    ),
-                )
-            ],
-            {"80/TCP": [("x/a", "x/b", False)]},
-        )
-    ],
+    "egress-to-server-in-cidr-block": one(
+        "x",
+        "allow-to-y-b-ip",
+        lambda ips: egress(POD_A, {"to": [{"ipBlock": {"cidr": ips["y/b"] + "/32"}}]}),
+        {"80/TCP": [("x/a", "*", False), ("x/a", "y/b", True)]},
+    ),
+    "except-clause-in-egress-cidr-block": one(
+        "x",
+        "allow-around-x-b",
+        lambda ips: egress(
+            POD_A, {"to": [{"ipBlock": {"cidr": large_cidr(ips["x/b"]), "except": [ips["x/b"] + "/32"]}}]}
+        ),
+        {"80/TCP": [("x/a", "x/b", False)]},
+    ),
     "ip-in-both-cidr-and-except-is-allowed-by-another-block": [
         Step(
             [
@@ -481,122 +429,80 @@ CASES: dict[str, list[Step]] = {
             {"81/TCP": [("*", "x", False)], "81/SCTP": [("*", "x/b", False), ("*", "x/c", False)]},
         )
     ],
-    "sctp-allow-still-isolates-for-tcp": [
-        Step(
-            [("x", "allow-sctp-80", ingress(POD_A, {"ports": [{"port": 80, "protocol": "SCTP"}]}))],
-            {"81/TCP": [("*", "x/a", False)], "80/SCTP": []},
-        )
-    ],
-    "udp-only-policy-denies-tcp": [
-        Step(
-            [("x", "allow-udp-81", ingress(POD_A, {"ports": [{"port": 81, "protocol": "UDP"}]}))],
-            {"81/TCP": [("*", "x/a", False)], "81/UDP": []},
-        )
-    ],
-    "namespace-match-labels-with-default-name-label": [
-        Step(
-            [("x", "allow-y-by-name-label", ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y")}]}))],
-            {"80/TCP": [("x", "x/a", False), ("z", "x/a", False)]},
-        )
-    ],
-    "namespace-match-expressions-with-default-name-label": [
-        Step(
-            [("x", "egress-not-y", egress(POD_A, {"to": [{"namespaceSelector": expr(NAME_LABEL, "NotIn", "y")}]}))],
-            {"80/TCP": [("x/a", "y", False)]},
-        )
-    ],
-    "udp-default-deny-ingress": [Step([("x", "deny-all", DENY_INGRESS)], {"80/UDP": [("*", "x", False)]})],
-    "udp-ports": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-81-udp",
-                    ingress(
-                        POD_A, {"from": [{"namespaceSelector": ns_is("y")}], "ports": [{"port": 81, "protocol": "UDP"}]}
-                    ),
-                )
-            ],
-            {"81/UDP": [("x", "x/a", False), ("z", "x/a", False)], "81/TCP": [("*", "x/a", False)]},
-        )
-    ],
-    "udp-pod-in-another-namespace": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-y-a",
-                    ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y"), "podSelector": ml(pod="a")}]}),
-                )
-            ],
-            {"80/UDP": [("*", "x/a", False), ("y/a", "x/a", True)]},
-        )
-    ],
-    "sctp-default-deny-ingress": [Step([("x", "deny-all", DENY_INGRESS)], {"80/SCTP": [("*", "x", False)]})],
-    "sctp-ports": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-81-sctp",
-                    ingress(
-                        POD_A,
-                        {"from": [{"namespaceSelector": ns_is("y")}], "ports": [{"port": 81, "protocol": "SCTP"}]},
-                    ),
-                )
-            ],
-            {"81/SCTP": [("x", "x/a", False), ("z", "x/a", False)]},
-        )
-    ],
-    "sctp-pod-in-another-namespace": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-y-a",
-                    ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y"), "podSelector": ml(pod="a")}]}),
-                )
-            ],
-            {"80/SCTP": [("*", "x/a", False), ("y/a", "x/a", True)]},
-        )
-    ],
-    "port-range-with-end-port": [
-        Step(
-            [
-                (
-                    "x",
-                    "allow-80-81-from-y",
-                    ingress(
-                        POD_A, {"from": [{"namespaceSelector": ns_is("y")}], "ports": [{"port": 80, "endPort": 81}]}
-                    ),
-                )
-            ],
-            {
-                "80/TCP": [("x", "x/a", False), ("z", "x/a", False)],
-                "81/TCP": [("x", "x/a", False), ("z", "x/a", False)],
-            },
-        )
-    ],
-    "port-range-not-covering-the-port": [
-        Step(
-            [("x", "allow-81-82", ingress(POD_A, {"ports": [{"port": 81, "endPort": 82}]}))],
-            {"80/TCP": [("*", "x/a", False)], "81/TCP": []},
-        )
-    ],
-    "egress-port-range-and-named-port-mixed": [
-        Step(
-            [
-                (
-                    "x",
-                    "egress-mixed",
-                    egress(
-                        POD_A, {"ports": [{"port": 70, "endPort": 80}, {"port": "serve-81-udp", "protocol": "UDP"}]}
-                    ),
-                )
-            ],
-            {"80/TCP": [], "81/TCP": [("x/a", "*", False)], "81/UDP": [], "80/UDP": [("x/a", "*", False)]},
-        )
-    ],
+    "sctp-allow-still-isolates-for-tcp": one(
+        "x",
+        "allow-sctp-80",
+        ingress(POD_A, {"ports": [{"port": 80, "protocol": "SCTP"}]}),
+        {"81/TCP": [("*", "x/a", False)], "80/SCTP": []},
+    ),
+    "udp-only-policy-denies-tcp": one(
+        "x",
+        "allow-udp-81",
+        ingress(POD_A, {"ports": [{"port": 81, "protocol": "UDP"}]}),
+        {"81/TCP": [("*", "x/a", False)], "81/UDP": []},
+    ),
+    "namespace-match-labels-with-default-name-label": one(
+        "x",
+        "allow-y-by-name-label",
+        ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y")}]}),
+        {"80/TCP": [("x", "x/a", False), ("z", "x/a", False)]},
+    ),
+    "namespace-match-expressions-with-default-name-label": one(
+        "x",
+        "egress-not-y",
+        egress(POD_A, {"to": [{"namespaceSelector": expr(NAME_LABEL, "NotIn", "y")}]}),
+        {"80/TCP": [("x/a", "y", False)]},
+    ),
+    "udp-default-deny-ingress": one("x", "deny-all", DENY_INGRESS, {"80/UDP": [("*", "x", False)]}),
+    "udp-ports": one(
+        "x",
+        "allow-81-udp",
+        ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y")}], "ports": [{"port": 81, "protocol": "UDP"}]}),
+        {"81/UDP": [("x", "x/a", False), ("z", "x/a", False)], "81/TCP": [("*", "x/a", False)]},
+    ),
+    "udp-pod-in-another-namespace": one(
+        "x",
+        "allow-y-a",
+        ingress(POD_A, {"from": [pod_in("y", "a")]}),
+        {"80/UDP": [("*", "x/a", False), ("y/a", "x/a", True)]},
+    ),
+    "sctp-default-deny-ingress": one("x", "deny-all", DENY_INGRESS, {"80/SCTP": [("*", "x", False)]}),
+    "sctp-ports": one(
+        "x",
+        "allow-81-sctp",
+        ingress(
+            POD_A,
+            {"from": [{"namespaceSelector": ns_is("y")}], "ports": [{"port": 81, "protocol": "SCTP"}]},
+        ),
+        {"81/SCTP": [("x", "x/a", False), ("z", "x/a", False)]},
+    ),
+    "sctp-pod-in-another-namespace": one(
+        "x",
+        "allow-y-a",
+        ingress(POD_A, {"from": [pod_in("y", "a")]}),
+        {"80/SCTP": [("*", "x/a", False), ("y/a", "x/a", True)]},
+    ),
+    "port-range-with-end-port": one(
+        "x",
+        "allow-80-81-from-y",
+        ingress(POD_A, {"from": [{"namespaceSelector": ns_is("y")}], "ports": [{"port": 80, "endPort": 81}]}),
+        {
+            "80/TCP": [("x", "x/a", False), ("z", "x/a", False)],
+            "81/TCP": [("x", "x/a", False), ("z", "x/a", False)],
+        },
+    ),
+    "port-range-not-covering-the-port": one(
+        "x",
+        "allow-81-82",
+        ingress(POD_A, {"ports": [{"port": 81, "endPort": 82}]}),
+        {"80/TCP": [("*", "x/a", False)], "81/TCP": []},
+    ),
+    "egress-port-range-and-named-port-mixed": one(
+        "x",
+        "egress-mixed",
+        egress(POD_A, {"ports": [{"port": 70, "endPort": 80}, {"port": "serve-81-udp", "protocol": "UDP"}]}),
+        {"80/TCP": [], "81/TCP": [("x/a", "*", False)], "81/UDP": [], "80/UDP": [("x/a", "*", False)]},
+    ),
 }
 
 

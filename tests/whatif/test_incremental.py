@@ -11,8 +11,8 @@ from cluster_gen import generate
 
 from npm.parse import parse_network_policy
 from simulator.build import policy
-from simulator.engine import Simulator, all_declared_ports
-from simulator.incremental import IncrementalSimulator, NeedsRebuild, evaluate_change
+from simulator.engine import NeedsRebuild, Simulator, all_declared_ports
+from simulator.incremental import IncrementalSimulator, evaluate_change
 from simulator.whatif import diff_states
 
 
