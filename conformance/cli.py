@@ -19,7 +19,7 @@ from conformance.cli_generate import register as register_generate
 from conformance.report import dumps_json, junit_report, summarize, table_report
 from conformance.runner import Runner, RunOptions
 from conformance.scenario import DEFAULT_NODES, Scenario, load_scenarios
-from npm.model import PortSpec
+from simulator.cli_common import port_type
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -34,13 +34,6 @@ examples:
   npm-conformance run -f scenarios --backend kind        # on a kind cluster (docker, kind)
   npm-conformance validate -f scenarios                  # check files only
 """
-
-
-def _port(text: str) -> PortSpec:
-    try:
-        return PortSpec.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> float:
@@ -99,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--port",
         action="append",
-        type=_port,
+        type=port_type,
         default=[],
         metavar="PORT/PROTO",
         help="probe these ports (repeatable) instead of each step's ports or each destination's declared ports",
@@ -175,10 +168,14 @@ def make_backend(args: argparse.Namespace, log: object) -> Backend:
 def _signals_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP behave like Ctrl-C, so every ``finally`` cleans up."""
 
+    signals = (signal.SIGTERM, signal.SIGHUP)
+
     def handler(signum: int, _frame: object) -> None:
+        for s in signals:  # once: a second one (a hangup reaching us twice) must not cut the cleanup short
+            signal.signal(s, signal.SIG_IGN)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    saved = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    saved = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:

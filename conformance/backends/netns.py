@@ -6,13 +6,22 @@ harness enforces nothing: after each step it writes every Namespace, Node, Pod a
 NetworkPolicy of the step to each node's DIR (one file, atomic rename) and probes.
 
 Knowing when the daemons have applied a write: a *barrier*. Namespace
-``npm-conformance-barrier`` holds a target pod per node (serving TCP 7001 and 7002) and a
-client pod; each write carries a barrier policy that opens only port 7001 or 7002,
-alternating with the write's generation. Once the client reaches every target on this
-generation's port and not on the other one, every daemon has applied this write (a daemon
-applies a snapshot as a whole). This is observed on the dataplane, like everything else, and
-costs about one probe timeout per step. The barrier's objects are never in the simulated
-cluster: its pods live in their own namespace, and no scenario probe involves them.
+``npm-conformance-barrier`` holds a target pod per node (serving TCP 7001, 7002 and 7003)
+and a client pod; each write carries a barrier policy that opens only one of those ports,
+in turn with the write's generation. Daemons only move forward, so once every node was seen
+enforcing a write, the next writes open ports that the states in between keep closed: the
+client reaching every target on a write's port proves every daemon enforces that write's
+rules. (After a node starts, with no rules yet and so every port open, or after writes that
+were never seen, the other ports must be seen closed too, which costs a probe timeout.)
+
+Rules are not the whole of a write: a daemon applies one in up to three steps (ipset
+changes that close, then the rules atomically, then ipset changes that open), and the
+barrier's port opens at the second. So once a step's write is seen, a second write that
+changes only the barrier follows; a daemon applies writes one after the other, so seeing
+the second proves the first is in force entirely. Both are observed on the dataplane, like
+everything else, and cost about two daemon reactions per step. The barrier's objects are
+never in the simulated cluster: its pods live in their own namespace, and no scenario
+probe involves them.
 
 Pods are kept across scenarios when their shape (node, address, ports, hostNetwork) is
 unchanged, so a suite of scenarios over one model creates its pods once.
@@ -36,7 +45,11 @@ from conformance.manifests import namespace_manifest, node_manifest, pod_status_
 from npm.model import Cluster, ContainerPort, Labels, Namespace, Node, Pod, PortSpec
 
 BARRIER_NAMESPACE = "npm-conformance-barrier"
-BARRIER_PORTS = (7001, 7002)
+BARRIER_PORTS = (7001, 7002, 7003)
+# Probes of the open barrier port start short (a connection on this machine takes well under
+# a millisecond) and grow on a loaded machine; a closed port costs its whole timeout.
+BARRIER_OPEN_TIMEOUTS = (0.02, 0.25)
+BARRIER_CLOSED_TIMEOUT = 0.25
 BARRIER_NET = "10.255.255."  # reserved for barrier pods: scenario addresses must avoid it
 DAEMON_ENV = "NPM_CONFORMANCE_DAEMON"
 MANIFEST_FILE = "cluster.yaml"
@@ -51,8 +64,11 @@ def daemon_command() -> list[str]:
     override = os.environ.get(DAEMON_ENV, "").strip()
     if override:
         return shlex.split(override)
-    # Scan the directory often: the harness waits on every write.
-    return [sys.executable, "-m", "npm.cli", "start", "--poll-interval", "0.05", "--no-events"]
+    # Scan the directory often: the harness waits on every write. Each write is one whole
+    # snapshot (one file, atomic rename), so there is no burst to coalesce: no window.
+    return [
+        sys.executable, "-m", "npm.cli", "start", "--poll-interval", "0.05", "--coalesce-window", "0", "--no-events"
+    ]
 
 
 def served_ports(pod: Pod, serve: Sequence[PortSpec]) -> tuple[ContainerPort, ...]:
@@ -93,18 +109,19 @@ class NetnsBackend:
         self._generation = 0
         self._barrier_ok = 0
         self._barrier_failed = 0
+        self._barrier_seen: int | None = None  # the last generation seen enforced on every node
         self._last: tuple[Cluster, list[dict[str, Any]]] = (Cluster(), [])
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self, nodes: Sequence[str]) -> dict[str, str]:
         if self.topology is None:
-            from conformance.netns.topology import Topology, cleanup_stale, scratch_dir
+            from conformance.netns.topology import Topology, cleanup_stale
 
             removed = cleanup_stale()
             if removed:
                 self.log(f"removed leftovers of {len(removed)} killed run(s): {', '.join(removed)}")
             self.topology = Topology()
-            self.work_dir = Path(scratch_dir("npm-conformance-"))
+            self.work_dir = self.topology.scratch("work")
         try:
             for name in nodes:
                 if name not in self.topology.nodes:
@@ -115,19 +132,16 @@ class NetnsBackend:
 
     def close(self) -> None:
         if self.topology is not None:
-            self.topology.close()  # stops the daemons and agents, deletes every namespace
+            self.topology.close()  # stops the daemons and agents, deletes every namespace and work_dir
             self.topology = None
-        if self.work_dir is not None:
-            import shutil
-
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-            self.work_dir = None
+        self.work_dir = None
         self._daemons.clear()
         self._pods.clear()
 
     def _add_node(self, name: str) -> None:
         assert self.work_dir is not None
         node = self.topology.add_node(name)
+        self._barrier_seen = None  # a new daemon starts with no rules: every barrier port open
         directory = self.work_dir / "nodes" / name
         directory.mkdir(parents=True)
         if self.barrier:
@@ -137,14 +151,14 @@ class NetnsBackend:
             if index == 0:
                 self.topology.add_pod(name, f"{BARRIER_NAMESPACE}/client", f"{BARRIER_NET}2", ())
         self._write(name, directory, self._documents(*self._last))
-        log = open(self.work_dir / f"daemon-{name}.log", "wb")  # noqa: SIM115 - lives as long as the daemon
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
         argv = [*self.daemon_argv, "--manifests", str(directory), "--node-name", name]
-        self._daemons[name] = self.topology.node_popen(
-            name, argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-        )
+        with open(self.work_dir / f"daemon-{name}.log", "wb") as log:  # the daemon keeps its own copy
+            self._daemons[name] = self.topology.node_popen(
+                name, argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
 
     # -- state -------------------------------------------------------------------------
     def sync_workloads(self, cluster: Cluster, serve: Sequence[PortSpec] = ()) -> Cluster:
@@ -168,14 +182,21 @@ class NetnsBackend:
         return cluster
 
     def sync_policies(self, cluster: Cluster, manifests: Sequence[Mapping[str, Any]]) -> None:
-        self._generation += 1
         self._last = (cluster, [dict(m) for m in manifests])
-        assert self.work_dir is not None
-        for name in self.topology.nodes:
-            self._write(name, self.work_dir / "nodes" / name, self._documents(cluster, self._last[1]))
-        self._check_daemons()
-        if self.barrier:
+        self._write_all()
+        # The second write changes only the barrier: seeing it proves the first is applied
+        # entirely, its last ipset changes included (see the module docstring).
+        if self.barrier and self._wait_barrier():
+            self._write_all()
             self._wait_barrier()
+
+    def _write_all(self) -> None:
+        """Write the last state, with the next generation's barrier, to every node."""
+        assert self.work_dir is not None
+        self._generation += 1
+        for name in self.topology.nodes:
+            self._write(name, self.work_dir / "nodes" / name, self._documents(*self._last))
+        self._check_daemons()
 
     def _documents(self, cluster: Cluster, manifests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Everything a daemon should see: nodes, namespaces, pods, policies, the barrier."""
@@ -210,8 +231,12 @@ class NetnsBackend:
         return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (empty log)"
 
     # -- barrier -----------------------------------------------------------------------
+    def _barrier_port(self) -> int:
+        """The barrier port this write opens."""
+        return BARRIER_PORTS[self._generation % len(BARRIER_PORTS)]
+
     def _barrier_documents(self) -> list[dict[str, Any]]:
-        open_port = BARRIER_PORTS[self._generation % 2]
+        open_port = self._barrier_port()
         docs: list[dict[str, Any]] = [namespace_manifest(Namespace(BARRIER_NAMESPACE))]
         for key, pod in self.topology.pods.items():
             if key.startswith(BARRIER_NAMESPACE + "/"):
@@ -241,20 +266,32 @@ class NetnsBackend:
         )
         return docs
 
-    def _wait_barrier(self) -> None:
-        open_port, closed_port = BARRIER_PORTS[self._generation % 2], BARRIER_PORTS[(self._generation + 1) % 2]
+    def _wait_barrier(self) -> bool:
+        """Whether every daemon enforced this write's rules within ``barrier_timeout``."""
+        client = f"{BARRIER_NAMESPACE}/client"
         targets = [p for k, p in self.topology.pods.items() if k.startswith(BARRIER_NAMESPACE + "/target-")]
-        requests = [(f"{BARRIER_NAMESPACE}/client", t.ip, PortSpec(open_port)) for t in targets]
-        requests += [(f"{BARRIER_NAMESPACE}/client", t.ip, PortSpec(closed_port)) for t in targets]
-        want = [True] * len(targets) + [False] * len(targets)
+        open_port = self._barrier_port()
+        opened = [(client, t.ip, PortSpec(open_port)) for t in targets]
+        # Every state since the last write seen everywhere opened another port, as long as
+        # fewer writes than barrier ports passed; otherwise the other ports must be seen closed.
+        seen = self._barrier_seen
+        known = seen is not None and self._generation - seen < len(BARRIER_PORTS)
+        others = [] if known else [p for p in BARRIER_PORTS if p != open_port]
+        closed = [(client, t.ip, PortSpec(p)) for t in targets for p in others]
+        # A dropped SYN is sent again only after a second: a new connection soon after the
+        # rules change is quicker than a long wait, so probes are short, and grow when slow.
+        timeout, longest = BARRIER_OPEN_TIMEOUTS
         deadline = time.monotonic() + self.barrier_timeout
-        while time.monotonic() < deadline:
-            got = self.topology.probe_many(requests, 0.25)
-            if got == want:
+        while (started := time.monotonic()) < deadline:
+            if all(self.topology.probe_many(opened, timeout)) and not any(
+                self.topology.probe_many(closed, BARRIER_CLOSED_TIMEOUT) if closed else ()
+            ):
                 self._barrier_ok += 1
-                return
+                self._barrier_seen = self._generation
+                return True
             self._check_daemons()
-            time.sleep(0.05)
+            time.sleep(max(0.0, timeout - (time.monotonic() - started)))  # a refusal comes back at once
+            timeout = min(longest, timeout * 1.25)
         self._barrier_failed += 1
         if not self._barrier_ok and self._barrier_failed >= 3:
             logs = "\n".join(f"  {n}:\n{self._log_tail(n)}" for n in self._daemons)
@@ -263,6 +300,7 @@ class NetnsBackend:
                 f"writes of {self.barrier_timeout:.0f}s each); daemon logs:\n{logs}"
             )
         self.log(f"barrier: write {self._generation} not seen on the dataplane after {self.barrier_timeout:.0f}s")
+        return False
 
     # -- probes ------------------------------------------------------------------------
     def probe(self, requests: Sequence[ProbeRequest], timeout: float) -> list[bool | None]:

@@ -7,10 +7,13 @@ Layout (all names carry a per-run prefix so runs never collide and leftovers can
   for its pods, with bridge netfilter on; pods use ``169.254.1.1`` (the bridge's address)
   as their gateway, so every pod-to-pod packet is routed by the node and crosses its
   FORWARD chain, where the enforcer's rules live; ICMP redirects are off so pods never
-  learn to bypass the node;
+  learn to bypass the node. The bridge has a fixed MAC address: a bridge without one takes
+  the lowest MAC of its ports, so adding or removing a pod could change it under the other
+  pods' ARP entries for the gateway, cutting them off until those entries expire;
 - per pod, a namespace with ``eth0`` (a /32 address) on its node's bridge, running the
   agent (``conformance.netns.agent``) that serves the pod's ports and makes probes;
-  hostNetwork pods run their agent in the node namespace instead.
+  hostNetwork pods run their agent in the node namespace instead. The node forgets the
+  MAC address a former pod had for the new pod's address (see ``add_pod``).
 
 Nodes route other nodes' pod addresses (/32 routes) over the fabric. The harness talks to
 agents over unix sockets, never over the network, so policy cannot affect the control path.
@@ -27,7 +30,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +55,14 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and proc.returncode != 0:
         raise TopologyError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
     return proc
+
+
+def ip_batch(netns: str, commands: Sequence[Sequence[str]]) -> None:
+    """Run several ``ip`` commands in ``netns`` with one process; TopologyError on the first failure."""
+    script = "".join(" ".join(command) + "\n" for command in commands)
+    proc = subprocess.run(["ip", "-n", netns, "-batch", "-"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TopologyError(f"ip -n {netns}: {proc.stderr.strip()} (in: {script.strip()})")
 
 
 def netns_exec(netns: str) -> list[str]:
@@ -120,14 +130,28 @@ class Topology:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _claim(self) -> None:
+        """Create our state directory with our pid, so sweeps know it is alive."""
+        owner = self.state_dir / "owner"
+        if owner.exists():
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        owner.with_suffix(".tmp").write_text(str(os.getpid()))
+        owner.with_suffix(".tmp").rename(owner)
+
+    def scratch(self, name: str) -> Path:
+        """A directory of this run's state (manifests, logs): removed by close(), or with the
+        namespaces by the next run's sweep if this one is killed."""
+        self._claim()
+        path = self.state_dir / name
+        path.mkdir(exist_ok=True)
+        return path
+
     def _ensure_fabric(self) -> None:
         if self._made_fabric:
             return
         # Claim our state directory before sweeping, so a parallel sweep never takes it for stale.
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        owner = self.state_dir / "owner"
-        owner.with_suffix(".tmp").write_text(str(os.getpid()))
-        owner.with_suffix(".tmp").rename(owner)
+        self._claim()
         cleanup_stale()
         ip("netns", "add", self.fabric_netns)
         ip("-n", self.fabric_netns, "link", "add", FABRIC_BRIDGE, "type", "bridge")
@@ -163,15 +187,18 @@ class Topology:
         uplink = f"n{index}"
         ip("-n", self.fabric_netns, "link", "add", uplink, "type", "veth", "peer", "name", "eth0", "netns", netns)
         ip("-n", self.fabric_netns, "link", "set", uplink, "master", FABRIC_BRIDGE, "up")
-        for args in (
-            ("link", "set", "lo", "up"),
-            ("link", "set", "eth0", "up"),
-            ("addr", "add", f"{node_ip}/{prefix_len}", "dev", "eth0"),
-            ("link", "add", BRIDGE, "type", "bridge"),
-            ("addr", "add", f"{GATEWAY}/32", "dev", BRIDGE),
-            ("link", "set", BRIDGE, "up"),
-        ):
-            ip("-n", netns, *args)
+        ip_batch(
+            netns,
+            [
+                ("link", "set", "lo", "up"),
+                ("link", "set", "eth0", "up"),
+                ("addr", "add", f"{node_ip}/{prefix_len}", "dev", "eth0"),
+                # A fixed address (locally administered): see the module docstring.
+                ("link", "add", BRIDGE, "address", bridge_mac(index), "type", "bridge"),
+                ("addr", "add", f"{GATEWAY}/32", "dev", BRIDGE),
+                ("link", "set", BRIDGE, "up"),
+            ],
+        )
         _sysctl(
             netns,
             {
@@ -227,18 +254,28 @@ class Topology:
             netns = f"{self.prefix}-p{index}"
             veth = f"{self.prefix[-6:]}p{index}"[-15:]
             ip("netns", "add", netns)
-            ip("-n", handle.netns, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
-            ip("-n", handle.netns, "link", "set", veth, "master", BRIDGE, "up")
-            for args in (
-                ("link", "set", "lo", "up"),
-                ("link", "set", "eth0", "up"),
-                ("addr", "add", f"{pod_ip}/32", "dev", "eth0"),
-                ("route", "add", GATEWAY, "dev", "eth0", "scope", "link"),
-                ("route", "add", "default", "via", GATEWAY, "dev", "eth0"),
-            ):
-                ip("-n", netns, *args)
+            ip_batch(
+                handle.netns,
+                [
+                    ("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns),
+                    ("link", "set", veth, "master", BRIDGE, "up"),
+                    ("route", "replace", f"{pod_ip}/32", "dev", BRIDGE, "scope", "link"),
+                    # A pod that had this address before left its MAC in the node's neighbour
+                    # table, in use for up to a minute: traffic to the new pod would be lost.
+                    ("neigh", "flush", "to", pod_ip, "dev", BRIDGE),
+                ],
+            )
+            ip_batch(
+                netns,
+                [
+                    ("link", "set", "lo", "up"),
+                    ("link", "set", "eth0", "up"),
+                    ("addr", "add", f"{pod_ip}/32", "dev", "eth0"),
+                    ("route", "add", GATEWAY, "dev", "eth0", "scope", "link"),
+                    ("route", "add", "default", "via", GATEWAY, "dev", "eth0"),
+                ],
+            )
             _sysctl(netns, {"net.ipv4.conf.all.accept_redirects": "0", "net.ipv4.conf.eth0.accept_redirects": "0"})
-            ip("-n", handle.netns, "route", "replace", f"{pod_ip}/32", "dev", BRIDGE, "scope", "link")
             for other in self.nodes.values():
                 if other.name != node:
                     ip("-n", other.netns, "route", "replace", f"{pod_ip}/32", "via", handle.ip)
@@ -351,6 +388,11 @@ def _request(path: str, payload: dict, timeout: float) -> dict:
     return json.loads(data)
 
 
+def bridge_mac(index: int) -> str:
+    """The fixed, locally administered MAC address of node ``index``'s pod bridge."""
+    return f"02:6e:70:6d:{index >> 8 & 0xFF:02x}:{index & 0xFF:02x}"
+
+
 def _nth_host(cidr: str, n: int) -> str:
     import ipaddress
 
@@ -410,8 +452,3 @@ def cleanup_stale() -> list[str]:
         shutil.rmtree(run_dir, ignore_errors=True)
         removed.append(run_dir.name)
     return removed
-
-
-def scratch_dir(prefix: str = "npm-") -> str:
-    """A private temporary directory (for manifests and logs of a run)."""
-    return tempfile.mkdtemp(prefix=prefix)

@@ -54,11 +54,6 @@ def test_unknown_field_is_located(tmp_path):
     assert "portz" in errs[0]
 
 
-def test_bad_port_spec_is_located(tmp_path):
-    errs = errors_of(tmp_path, "name: s\nsteps:\n  - probe: {ports: [80/ICMP]}\n")
-    assert errs and "steps[0].probe.ports[0]" in errs[0]
-
-
 def test_invalid_policy_reuses_object_model_messages(tmp_path):
     errs = errors_of(
         tmp_path,
@@ -97,52 +92,45 @@ def test_reference_to_missing_pod_is_located_at_its_step(tmp_path):
     assert "steps[1].actions[1].label" in errs[0] and "no pod 'x/a'" in errs[0]
 
 
-def test_placeholder_naming_missing_pod(tmp_path):
-    errs = errors_of(
-        tmp_path,
-        """\
-        name: s
-        model: upstream
-        policies:
-          - metadata: {name: p, namespace: x}
-            spec:
-              podSelector: {}
-              egress: [{to: [{ipBlock: {cidr: "${ip q/zz}/32"}}]}]
-        """,
-    )
-    assert errs and "names pod 'q/zz'" in errs[0]
+UPSTREAM_POLICY = """\
+    name: s
+    model: upstream
+    policies:
+      - metadata: {name: p, namespace: x}
+        spec:
+          podSelector: {}
+          egress: [{to: [{ipBlock: {cidr: "${ip q/zz}/32"}}]}]
+    """
+UPSTREAM_EXPECT = """\
+    name: s
+    model: upstream
+    steps:
+      - probe:
+          ports: [80/TCP]
+          expect: %s
+    """
 
 
-def test_bad_expectation_is_located(tmp_path):
-    errs = errors_of(
-        tmp_path,
-        """\
-        name: s
-        model: upstream
-        steps:
-          - probe:
-              ports: [80/TCP]
-              expect: [{from: x/a, to: y/b, allowed: maybe}]
-        """,
-    )
-    assert errs and "steps[0].probe.expect[0].allowed" in errs[0]
-
-
-def test_bad_truth_table_row(tmp_path):
-    errs = errors_of(
-        tmp_path,
-        """\
-        name: s
-        model: upstream
-        steps:
-          - probe:
-              ports: [80/TCP]
-              expect: |
-                -    x/a  x/b
-                x/a  .
-        """,
-    )
-    assert errs and "has 1 marks for 2 destinations" in errs[0]
+@pytest.mark.parametrize(
+    ("text", "located"),
+    [
+        pytest.param("name: s\nsteps:\n  - probe: {ports: [80/ICMP]}\n", "steps[0].probe.ports[0]", id="port-spec"),
+        pytest.param(UPSTREAM_POLICY, "names pod 'q/zz'", id="placeholder-naming-a-missing-pod"),
+        pytest.param(
+            UPSTREAM_EXPECT % "[{from: x/a, to: y/b, allowed: maybe}]",
+            "steps[0].probe.expect[0].allowed",
+            id="expectation-verdict",
+        ),
+        pytest.param(
+            UPSTREAM_EXPECT % "|\n            -    x/a  x/b\n            x/a  .",
+            "has 1 marks for 2 destinations",
+            id="truth-table-row",
+        ),
+    ],
+)
+def test_bad_input_is_located(tmp_path, text, located):
+    errs = errors_of(tmp_path, text)
+    assert errs and located in errs[0]
 
 
 def test_one_bad_file_does_not_hide_the_others(tmp_path):
