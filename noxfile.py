@@ -65,3 +65,12 @@ def compare(session: nox.Session) -> None:
         session.run("python", "-m", "venv", nca_venv)
         session.run(os.path.join(nca_venv, "bin", "pip"), "install", "-q", "network-config-analyzer", external=True)
     session.run("python", "benchmarks/compare_nca.py", "--nca", os.path.join(nca_venv, "bin", "nca"), *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Long differential run (not in CI): simulator vs the netns dataplane on random clusters."""
+    session.install("-e", ".[dev]")
+    args = session.posargs or ["--cases", "1000", "--seed", "0"]
+    command = ["python", "-m", "conformance.fuzz", *args, "--out", "reports/fuzz"]
+    session.run(*_privileged(command), external=True)

@@ -53,8 +53,9 @@ def parse_connections(text: str) -> dict[tuple[str, str], list[tuple[set[str], l
         if not m or "/" not in m.group(1) or "/" not in m.group(2) or "." in m.group(1).split("/")[0]:
             continue  # IP ranges and other lines
         src, dst, conns = m.groups()
+        # nca may print several lines for one pair (one per protocol group): keep them all.
         if conns.startswith("All connections"):
-            out[(src, dst)] = [({"TCP", "UDP", "SCTP"}, None)]
+            out.setdefault((src, dst), []).append(({"TCP", "UDP", "SCTP"}, None))
             continue
         groups = []
         for proto_text, ports_text in _GROUP.findall(conns):
@@ -66,7 +67,7 @@ def parse_connections(text: str) -> dict[tuple[str, str], list[tuple[set[str], l
                     lo, _, hi = part.strip().partition("-")
                     ranges.append((int(lo), int(hi or lo)))
             groups.append((protocols, ranges))
-        out[(src, dst)] = groups
+        out.setdefault((src, dst), []).extend(groups)
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from conformance.backends import Backend, BackendError
 from conformance.cli_generate import register as register_generate
+from conformance.cli_generate import run as run_generate
 from conformance.report import dumps_json, junit_report, summarize, table_report
 from conformance.runner import Runner, RunOptions
 from conformance.scenario import DEFAULT_NODES, Scenario, load_scenarios
@@ -216,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "cleanup":
         return _cleanup()
+    if args.command == "generate":
+        return run_generate(args)
     if args.nodes < 1:
         print("npm-conformance: --nodes must be at least 1", file=sys.stderr)
         return EXIT_USAGE

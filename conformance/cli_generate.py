@@ -1,8 +1,7 @@
 """``npm-conformance generate``: write cyclonus-style generated cases as scenario files.
 
-Registered from ``conformance.cli.build_parser`` by :func:`register`. The subcommand runs
-when its arguments have been parsed and exits with its own code (so the main CLI needs no
-dispatch line for it): 0 written or listed, 2 bad usage (unknown tag, nothing selected).
+Registered from ``conformance.cli.build_parser`` by :func:`register`; ``conformance.cli.main``
+calls :func:`run`. Exit codes: 0 written or listed, 2 bad usage (unknown tag, nothing selected).
 """
 
 from __future__ import annotations
@@ -10,10 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
-from conformance.generate import ALL_TAGS, TAG_GROUPS, Case, case, select, tag_counts, write_cases
+from conformance.generate import ALL_TAGS, TAG_GROUPS, Case, case, covering, select, tag_counts, write_cases
 from conformance.generate_cases import all_cases
 
 DEFAULT_OUT = "reports/generated"
@@ -36,6 +34,7 @@ examples:
   npm-conformance generate --list                          # every case with its tags
   npm-conformance generate --out gen --include cyclonus    # cyclonus's 230 cases
   npm-conformance generate --out gen --exclude action --exclude random
+  npm-conformance generate --out gen --cover               # ~20 cases with every tag
   npm-conformance run -f gen --backend netns
 
 exit codes: 0 written or listed, 2 bad usage (unknown tag, nothing selected)
@@ -44,18 +43,6 @@ exit codes: 0 written or listed, 2 bad usage (unknown tag, nothing selected)
 
 def _tag_help() -> str:
     return "\n".join(f"  {primary}: {', '.join(subs)}" for primary, subs in TAG_GROUPS.items())
-
-
-class _GenerateParser(argparse.ArgumentParser):
-    """Runs ``generate`` as soon as its arguments are parsed, then exits with its code."""
-
-    def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> NoReturn:
-        parsed, extras = super().parse_known_args(args, namespace)
-        if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
-        self.exit(run(parsed))
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -67,7 +54,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         epilog=EPILOG.format(tags=_tag_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.__class__ = _GenerateParser  # run on parse: see the module docstring
     add_arguments(parser)
     return parser
 
@@ -93,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exclude", nargs="+", action="extend", default=[], metavar="TAG", help="skip cases with any of these tags"
     )
+    parser.add_argument(
+        "--cover", action="store_true", help="only a few cases that together carry every selected tag (quick runs)"
+    )
     parser.add_argument("--list", action="store_true", help="print the cases and their tags instead of writing")
     parser.add_argument("--tags", action="store_true", help="print each tag with its number of selected cases")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="format of --list/--tags")
@@ -115,7 +104,8 @@ def random_cases(count: int, seed: int) -> list[Case]:
 
 def cases_for(args: argparse.Namespace) -> list[Case]:
     """The selected cases: fixed ones, then random ones; ValueError for unknown tags."""
-    return select(all_cases() + random_cases(args.random, args.seed), args.include, args.exclude)
+    chosen = select(all_cases() + random_cases(args.random, args.seed), args.include, args.exclude)
+    return covering(chosen) if args.cover else chosen
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,4 +147,4 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
     out = [f"--seed {args.seed}", f"--random {args.random}"]
     out += [f"--include {t}" for t in args.include]
     out += [f"--exclude {t}" for t in args.exclude]
-    return out
+    return [*out, "--cover"] if args.cover else out

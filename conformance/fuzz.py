@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,17 @@ from npm.model import Source
 
 DEFAULT_OUT = "reports/fuzz"
 EXIT_OK, EXIT_DISAGREEMENT, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """No anchors and aliases: a reproducer reads like a hand-written scenario."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump(doc: Mapping[str, Any]) -> str:
+    return yaml.dump(dict(doc), Dumper=_PlainDumper, sort_keys=False, width=120)
 
 
 class InvalidCase(ValueError):
@@ -121,8 +133,35 @@ def write_reproducer(doc: Mapping[str, Any], disagreement: Disagreement, out_dir
         *(f"#   {line}" for line in str(disagreement).splitlines()),
     ]
     path = directory / f"disagreement-{digest}.yaml"
-    path.write_text("\n".join(header) + "\n" + yaml.safe_dump(named, sort_keys=False, width=120))
+    path.write_text("\n".join(header) + "\n" + dump(named))
     return path
+
+
+def write_history(
+    previous: Mapping[str, Any],
+    doc: Mapping[str, Any],
+    mismatches: Sequence[ProbeResult],
+    out_dir: str | Path,
+    seed: int | None,
+) -> Path:
+    """A disagreement that needs the state a previous case left: both cases, in run order.
+
+    ``npm-conformance run -f DIR`` runs the files of DIR in name order on one backend (pods
+    kept), which replays the history.
+    """
+    digest = doc_hash({"previous": previous, "doc": doc})
+    directory = Path(out_dir) / f"history-{digest}"
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# Found by python -m conformance.fuzz{'' if seed is None else f' --seed {seed}'}: this case disagrees",
+        "# only after 1-previous.yaml ran on the same virtual cluster (it agrees on a fresh one).",
+        f"# Reproduce: npm-conformance run -f {directory} --backend netns",
+        *(f"#   {line}" for line in describe(mismatches).splitlines()),
+    ]
+    for name, body, header in (("1-previous.yaml", previous, []), ("2-disagrees.yaml", doc, lines)):
+        named = {**body, "name": f"fuzz history {digest} {name[0]}", "tags": ["fuzz"]}
+        (directory / name).write_text("\n".join(header) + ("\n" if header else "") + dump(named))
+    return directory
 
 
 @dataclass
@@ -131,24 +170,34 @@ class FuzzReport:
 
     cases: int = 0  # distinct cases run before any disagreement (shrinking not counted)
     probes: int = 0
-    flaky: int = 0  # disagreements that did not happen again on a second run
+    transient: int = 0  # disagreements that a fresh virtual cluster did not show again nor a rerun
+    history: list[Path] = field(default_factory=list)  # disagreements that need the previous case
     disagreement: Disagreement | None = None
+    first: Disagreement | None = None  # as first found, before shrinking
     reproducer: Path | None = None
     shrink_runs: int = 0
     seconds: float = 0.0
     seen: set[str] = field(default_factory=set)
 
+    @property
+    def disagreements(self) -> int:
+        return len(self.history) + (0 if self.disagreement is None else 1)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "cases": self.cases,
             "probes": self.probes,
-            "flaky": self.flaky,
-            "disagreements": 0 if self.disagreement is None else 1,
+            "disagreements": self.disagreements,
             "reproducer": str(self.reproducer) if self.reproducer else None,
             "mismatches": str(self.disagreement) if self.disagreement else None,
+            "history_reproducers": [str(p) for p in self.history],
+            "transient": self.transient,
             "shrink_runs": self.shrink_runs,
             "seconds": round(self.seconds, 1),
         }
+
+
+Filter = Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 def fuzz(
@@ -159,14 +208,20 @@ def fuzz(
     max_steps: int = 3,
     converge_timeout: float = 5.0,
     shrink_budget: int = 150,
-    manifest_filter: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    manifest_filter: Filter | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> FuzzReport:
-    """Draw up to ``cases`` random scenarios and check each; stop at the first disagreement.
+    """Draw up to ``cases`` random scenarios and check each on one shared virtual cluster.
 
-    The disagreement is shrunk by hypothesis within ``shrink_budget`` further runs (past it,
-    only replays of cases already seen failing still run, so shrinking ends with the
-    smallest failure found) and written with :func:`write_reproducer`.
+    A disagreement is confirmed on a fresh virtual cluster (new namespaces, new daemons).
+    If it happens there too, the case alone reproduces it: hypothesis shrinks it on the
+    shared cluster within ``shrink_budget`` further runs (past it, only replays of cases
+    already seen failing still run, so shrinking ends with the smallest failure found); the
+    smallest case is kept if a fresh cluster confirms it (else the case as first found), is
+    written with :func:`write_reproducer`, and the run stops. If it does not happen on a
+    fresh cluster but again after re-running the previous case, it depends on what that
+    case left in the enforcer: the pair is written with :func:`write_history` and the run
+    goes on; if neither, it is counted as transient.
     """
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as fixed_seed
@@ -177,12 +232,17 @@ def fuzz(
     report = FuzzReport()
     failing: dict[str, Disagreement] = {}
     broken: list[BaseException] = []  # a backend failure: every later call fails fast
+    previous: list[Mapping[str, Any]] = []
     started = time.monotonic()
+
+    def fresh_check(doc: Mapping[str, Any]) -> tuple[list[ProbeResult], list[str]]:
+        with Differential(converge_timeout=converge_timeout, manifest_filter=manifest_filter, log=say) as fresh:
+            return fresh.check(doc)
 
     with Differential(converge_timeout=converge_timeout, manifest_filter=manifest_filter, log=say) as diff:
 
         @settings(
-            max_examples=cases,
+            max_examples=cases + cases // 10 + 10,  # room for duplicate draws: ``cases`` distinct ones run
             database=None,
             deadline=None,
             phases=[Phase.generate, Phase.shrink],
@@ -197,28 +257,39 @@ def fuzz(
             key = doc_hash(doc)
             if key in failing:
                 raise failing[key]
-            if failing:
+            shrinking = bool(failing)
+            if shrinking:
                 report.shrink_runs += 1
                 if report.shrink_runs > shrink_budget:
                     return  # budget spent: the smallest failure so far stands
             else:
-                if key in report.seen:
-                    return
+                if key in report.seen or report.cases >= cases:
+                    return  # a duplicate draw, or enough distinct cases already
                 report.seen.add(key)
                 report.cases += 1
             before = diff.probes
             try:
                 mismatches, errors = diff.check(doc)
-                if mismatches or errors:
-                    # Confirm on a second run: a slow daemon converges, a wrong one does not.
-                    mismatches, errors = diff.check(doc)
+                if (mismatches or errors) and not shrinking:
+                    mismatches, errors = fresh_check(doc)
+                    if not (mismatches or errors) and not shrinking:
+                        # Not on a fresh cluster: history, or a transient? Run the pair again.
+                        again: list[ProbeResult] = []
+                        if previous:
+                            diff.check(previous[-1])
+                            again, _ = diff.check(doc)
+                        if again:
+                            path = write_history(previous[-1], doc, again, out_dir, seed)
+                            report.history.append(path)
+                            say(f"case {report.cases}: disagreement after the previous case only; wrote {path}")
+                        else:
+                            report.transient += 1
+                            say(f"case {report.cases}: disagreement did not happen again (transient)")
             except BackendError as exc:
                 broken.append(exc)
                 raise
-                if not (mismatches or errors):
-                    report.flaky += 1
-                    say(f"case {report.cases}: disagreement did not happen again (flaky), continuing")
-            if not failing:
+            if not shrinking:
+                previous[:] = [doc]
                 report.probes += diff.probes - before
                 if report.cases % 10 == 0 or mismatches or errors:
                     rate = report.cases / max(time.monotonic() - started, 1e-9)
@@ -232,8 +303,16 @@ def fuzz(
         try:
             agree()
         except Disagreement as exc:
-            report.disagreement = exc
-            report.reproducer = write_reproducer(exc.doc, exc, out_dir, seed)
+            # Shrinking ran on the shared cluster: keep the smallest case only if it still
+            # disagrees on a fresh one, else the case as first found (confirmed fresh).
+            first = next(iter(failing.values()))
+            found = exc
+            if exc is not first:
+                mismatches, errors = fresh_check(exc.doc)
+                found = Disagreement(exc.doc, mismatches, errors) if mismatches or errors else first
+            report.disagreement = found
+            report.first = first
+            report.reproducer = write_reproducer(found.doc, found, out_dir, seed)
     report.seconds = time.monotonic() - started
     return report
 
@@ -273,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ensure_privileges()  # re-executes under unshare when not root
 
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, interrupt)  # every ``finally`` (namespaces, daemons) runs
+
     def progress(message: str) -> None:
         if not args.quiet:
             print(f"fuzz: {message}", file=sys.stderr, flush=True)
@@ -300,14 +385,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(report.to_json()))
     else:
         print(
-            f"{report.cases} cases, {report.probes} probes, "
-            f"{0 if report.disagreement is None else 1} disagreements, {report.flaky} flaky, {report.seconds:.0f}s"
+            f"{report.cases} cases, {report.probes} probes, {report.disagreements} disagreements, "
+            f"{report.transient} transient, {report.seconds:.0f}s"
         )
+        for path in report.history:
+            print(f"disagreement that needs the previous case: npm-conformance run -f {path} --backend netns")
         if report.disagreement is not None:
             print(f"disagreement (shrunk in {report.shrink_runs} runs), reproduce with:")
             print(f"  npm-conformance run -f {report.reproducer} --backend netns")
             print(str(report.disagreement))
-    return EXIT_OK if report.disagreement is None else EXIT_DISAGREEMENT
+    return EXIT_OK if report.disagreements == 0 else EXIT_DISAGREEMENT
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ Every step probes 80 and 81 on TCP and UDP between all pods.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -187,9 +188,9 @@ def peer(c: Chooser, world: World) -> dict[str, Any]:
         return ip_block(c, world)
     out: dict[str, Any] = {}
     if kind in ("pods", "both"):
-        out["podSelector"] = dict(c.choice(POD_SELECTORS))
+        out["podSelector"] = copy.deepcopy(c.choice(POD_SELECTORS))
     if kind in ("namespaces", "both"):
-        out["namespaceSelector"] = dict(c.choice(NAMESPACE_SELECTORS))
+        out["namespaceSelector"] = copy.deepcopy(c.choice(NAMESPACE_SELECTORS))
     return out
 
 
@@ -202,7 +203,7 @@ def rule(c: Chooser, world: World, peer_field: str) -> dict[str, Any]:
         out[peer_field] = []
     shape = c.choice(("missing", "some", "empty"))
     if shape == "some":
-        out["ports"] = [dict(c.choice(POLICY_PORTS)) for _ in range(c.integer(1, 2))]
+        out["ports"] = [copy.deepcopy(c.choice(POLICY_PORTS)) for _ in range(c.integer(1, 2))]
     elif shape == "empty":
         out["ports"] = []
     return out
@@ -215,7 +216,7 @@ def policy(c: Chooser, world: World, name: str | None = None, namespace: str | N
     if name is None:
         world.policy_count += 1
         name = f"p{world.policy_count}"
-    spec: dict[str, Any] = {"podSelector": dict(c.choice(POD_SELECTORS))}
+    spec: dict[str, Any] = {"podSelector": copy.deepcopy(c.choice(POD_SELECTORS))}
     types = c.choice(((), ("Ingress",), ("Egress",), ("Ingress", "Egress")))
     if types:
         spec["policyTypes"] = list(types)

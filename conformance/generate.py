@@ -301,6 +301,21 @@ def select(cases: Sequence[Case], include: Sequence[str] = (), exclude: Sequence
     return [c for c in cases if (not inc or inc & set(c.tags)) and not exc & set(c.tags)]
 
 
+def covering(cases: Sequence[Case]) -> list[Case]:
+    """A small subset (greedy set cover, in catalogue order) carrying every tag ``cases`` carry.
+
+    For quick runs: every dimension stays exercised at least once.
+    """
+    wanted = {t for c in cases for t in c.tags}
+    chosen: list[Case] = []
+    while wanted:
+        best = max(cases, key=lambda c: len(wanted & set(c.tags)))
+        chosen.append(best)
+        wanted -= set(best.tags)
+    order = {id(c): i for i, c in enumerate(cases)}
+    return sorted(chosen, key=lambda c: order[id(c)])
+
+
 def slug(text: str, limit: int = 60) -> str:
     """A file-name-safe rendering of ``text``."""
     out = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -383,7 +383,16 @@ def conflict_cases() -> Iterator[Case]:
         ("ingress: deny all by pod", ["ingress"], [ingress("deny-all-ingress-by-ip", src, DENY_ALL_BY_POD)]),
     ]
     for title, tags, policies in stacks:
-        yield single(title, [*tags, "conflict", "cyclonus"], *policies)
+        # cyclonus leaves the ipBlock tags off these; ours describe every peer a case uses.
+        blocks = {
+            t
+            for p in policies
+            for r in (*(p.ingress or ()), *(p.egress or ()))
+            for x in r.peers or ()
+            for t in peer_tags(x)
+            if "ipBlock" in x
+        }
+        yield single(title, [*tags, *sorted(blocks), "conflict", "cyclonus"], *policies)
 
 
 def namespace_cases() -> Iterator[Case]:

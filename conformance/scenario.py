@@ -313,7 +313,10 @@ def _fill_dummy(manifest: Mapping[str, Any]) -> Any:
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):
-            return PLACEHOLDER.sub(lambda m: "10.0.0.1" if m.group(1) == "ip" else "10.0.0.0/8", value)
+            # Stand-ins of the right shape: prefixes keep their length so except-in-cidr checks hold.
+            return PLACEHOLDER.sub(
+                lambda m: "10.0.0.1" if m.group(1) == "ip" else f"10.0.0.0/{m.group(3) or 32}", value
+            )
         if isinstance(value, Mapping):
             return {k: fill(v) for k, v in value.items()}
         if isinstance(value, list):

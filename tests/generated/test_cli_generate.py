@@ -12,11 +12,13 @@ from conformance.scenario import load_scenarios
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """The subcommand exits with its code once parsed (SystemExit), like --help."""
-    with pytest.raises(SystemExit) as exc:
-        main(["generate", *argv])
+    """Run ``npm-conformance generate ARGV``; argparse usage errors exit via SystemExit."""
+    try:
+        code = main(["generate", *argv])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
     out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
+    return code, out, err
 
 
 def test_writes_loadable_scenarios_deterministically(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
