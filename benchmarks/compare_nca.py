@@ -80,8 +80,8 @@ def nca_allows(groups: list[tuple[set[str], list[tuple[int, int]] | None]], spec
 
 def classify(cluster: Cluster, sim: Simulator, src: Pod, dst: Pod, spec: PortSpec, ours: bool) -> str:
     """Why the tools may disagree on this connection (from npm-sim's explanation)."""
-    if src.host_network and src.node and src.node == dst.node:
-        return "hostNetwork source on the destination's node (npm-sim: a node always reaches its pods)"
+    if (src.host_network or dst.host_network) and src.node and src.node == dst.node:
+        return "a pod and a hostNetwork pod on the same node (npm-sim: a node and its pods always reach each other)"
     if src.host_network or dst.host_network:
         return "hostNetwork pod (npm-sim: node address, never selected by pod selectors; nca: a labelled pod)"
     e = explain(sim, src, dst, spec)
