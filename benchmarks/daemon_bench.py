@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from cluster_gen import generate_objects  # noqa: E402
+from dataplane_bench import is_root, print_report  # noqa: E402
 
 from tests.daemon.apiserver import ApiServer, in_netns  # noqa: E402
 
@@ -120,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print("needs root (network namespaces); run under `nox -s bench` or sudo", file=sys.stderr)
+    if not is_root():
         return 2
 
     objects = generate_objects(args.pods, args.policies, args.seed)
@@ -196,11 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         subprocess.run(["ip", "netns", "del", netns], check=False)
         log.close()
-    if args.output == "json":
-        print(json.dumps(report, indent=2))
-    else:
-        for key, value in report.items():
-            print(f"{key}: {value}")
+    print_report(report, args.output)
     return 0
 
 

@@ -38,6 +38,22 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def is_root() -> bool:
+    """Benchmarks need root for network namespaces; say how to get it when missing."""
+    if os.geteuid() != 0:
+        log("needs root (network namespaces); run under `nox -s bench` or sudo")
+    return os.geteuid() == 0
+
+
+def print_report(report: dict[str, object], output: str) -> None:
+    """The figures as one JSON document (``-o json``) or one ``key: value`` line each."""
+    if output == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            print(f"{key}: {json.dumps(value)}")
+
+
 def kernel_seconds(res: ApplyResult) -> float:
     return sum(s for _, s in res.latencies)
 
@@ -216,17 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=("nft", "legacy"), default="nft")
     ap.add_argument("-o", "--output", choices=("text", "json"), default="text")
     args = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        print("needs root (or run through `nox -s bench`)", file=sys.stderr)
+    if not is_root():
         return 2
     results = {"backend": args.backend, "apply": bench_apply(args.pods, args.policies, args.backend)}
     log("connection cost ...")
     results["connect"] = bench_connect(args.policies, args.pods, args.connects, args.backend)
-    if args.output == "json":
-        print(json.dumps(results, indent=2))
-    else:
-        for section, values in results.items():
-            print(f"{section}: {json.dumps(values)}")
+    print_report(results, args.output)
     return 0
 
 

@@ -291,7 +291,8 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``azure-npm``."""
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
+    if argv is None:  # run as the command: `... | head` ends quietly (not when embedded, e.g. tests)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

@@ -18,11 +18,18 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from npm import config as npm_config
 from npm.config import ConfigError, DaemonConfig
+from npm.controller import KINDS, Controller, Dataplane, ObjectCache
+from npm.enforcer import DataplaneConfig, Enforcer
+from npm.events import ApiEvents, LogEvents
+from npm.http_server import DEBUG_ROUTES, MAIN_ROUTES, Endpoints, Server
+from npm.metrics import Metrics
+from npm.static_source import StaticSource
+from npm.watch import Backoff, ResourceWatcher, api_client, start_watchers
 
 log = logging.getLogger("npm.start")
 
@@ -77,30 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help=f"debug endpoint address; '' disables it (default {d.debug_listen}, localhost only)",
     )
-    parser.add_argument(
-        "--coalesce-window",
-        type=float,
-        metavar="SECONDS",
-        help=f"changes within this window after the first become one dataplane change (default {d.coalesce_window})",
-    )
-    parser.add_argument(
-        "--reconcile-interval",
-        type=float,
-        metavar="SECONDS",
-        help=f"repair drift with the kernel at least this often (default {d.reconcile_interval:g})",
-    )
-    parser.add_argument(
-        "--poll-interval",
-        type=float,
-        metavar="SECONDS",
-        help=f"how often --manifests DIR is scanned for changes (default {d.poll_interval})",
-    )
-    parser.add_argument(
-        "--watch-timeout",
-        type=float,
-        metavar="SECONDS",
-        help=f"server-side timeout of one watch request before it resumes (default {d.watch_timeout:g})",
-    )
+    for flag, what, default in (
+        ("--coalesce-window", "changes within this window after the first become one dataplane change",
+         d.coalesce_window),
+        ("--reconcile-interval", "repair drift with the kernel at least this often", d.reconcile_interval),
+        ("--poll-interval", "how often --manifests DIR is scanned for changes", d.poll_interval),
+        ("--watch-timeout", "server-side timeout of one watch request before it resumes", d.watch_timeout),
+    ):
+        parser.add_argument(flag, type=float, metavar="SECONDS", help=f"{what} (default {default:g})")
     parser.add_argument(
         "--cleanup-on-exit",
         action="store_true",
@@ -177,10 +168,8 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def make_dataplane(cfg: DaemonConfig) -> Any:
+def make_dataplane(cfg: DaemonConfig) -> Enforcer:
     """The real enforcer for this node, configured from the ``dataplane`` section."""
-    from npm.enforcer import DataplaneConfig, Enforcer  # the kernel side: only the daemon loads it
-
     allowed = tuple(f.name for f in fields(DataplaneConfig))
     npm_config.check_dataplane_keys(cfg, allowed)
     try:
@@ -202,18 +191,15 @@ class Daemon:
     """One running enforcer: source, cache, controller, HTTP servers. Also used by tests."""
 
     cfg: DaemonConfig
-    dataplane: Any
-    api: Any = None  # a kubernetes ApiClient; made from the config when None
+    dataplane: Dataplane
+    api: Any = None  # a kubernetes ApiClient (imported lazily by npm.watch); made from the config when None
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        from npm.controller import KINDS, Controller, ObjectCache
-        from npm.metrics import Metrics
-
         self.metrics = Metrics()
         kinds = [k for k in KINDS if k != "Node" or self.cfg.watch_nodes or self.cfg.manifests]
         self.cache = ObjectCache(kinds, metrics=self.metrics)
-        self.events: Any = None
+        self.events: ApiEvents | LogEvents | None = None
         self.controller = Controller(
             self.cache,
             self.dataplane,
@@ -225,23 +211,18 @@ class Daemon:
         )
         self.cache.on_change = self.controller.notify
         self.kinds = kinds
-        self.sources: list[Any] = []
-        self.servers: list[Any] = []
+        self.sources: list[ResourceWatcher | StaticSource] = []
+        self.servers: list[Server] = []
         self.started = time.monotonic()
 
     def start(self) -> None:
         """Start HTTP servers, the controller, then the sources."""
-        from npm.events import ApiEvents, LogEvents
-        from npm.http_server import DEBUG_ROUTES, MAIN_ROUTES, Endpoints, Server
-
         endpoints = Endpoints(healthy=self.healthy, ready=self.ready, metrics=self.metrics.render, dump=self.dump)
         self.servers.append(Server(self.cfg.listen_address(), endpoints, MAIN_ROUTES).start())
         debug = self.cfg.debug_address()
         if debug is not None:
             self.servers.append(Server(debug, endpoints, DEBUG_ROUTES).start())
         if self.cfg.manifests:
-            from npm.static_source import StaticSource
-
             self.events = LogEvents()
             self.controller.events = self.events
             self.controller.start()
@@ -253,8 +234,6 @@ class Daemon:
             self.sources.append(source)
             log.info("node %s: enforcing the manifests under %s", self.cfg.node_name, self.cfg.manifests)
             return
-        from npm.watch import Backoff, api_client, start_watchers
-
         if self.api is None:
             self.api = api_client(self.cfg.kubeconfig)
         self.events = ApiEvents(self.api, self.cfg.node_name) if self.cfg.post_events else LogEvents()
@@ -319,8 +298,6 @@ class Daemon:
         return False, "waiting for the first full apply"
 
     def dump(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         data = self.cache.dump()
         data["node"] = self.cfg.node_name
         data["controller"] = asdict(self.controller.status)

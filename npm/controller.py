@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Protocol
 
+from npm.enforcer import ApplyResult
 from npm.errors import ObjectError
 from npm.load import ObjectSet, build_cluster
+from npm.metrics import RESTORE_OPERATIONS, Metrics, bounded
 from npm.model import Cluster, Namespace, NetworkPolicy, Node, Pod, Source
 
 log = logging.getLogger("npm.controller")
@@ -30,11 +32,13 @@ Obj = Namespace | Pod | NetworkPolicy | Node
 
 
 class Dataplane(Protocol):
-    """What the controller needs from ``npm.enforcer.Enforcer``."""
+    """What the daemon needs from ``npm.enforcer.Enforcer`` (tests record it instead)."""
 
-    def apply(self, cluster: Cluster) -> Any: ...
+    def apply(self, cluster: Cluster) -> ApplyResult: ...
 
-    def reconcile(self) -> Any: ...
+    def reconcile(self) -> ApplyResult: ...
+
+    def cleanup(self) -> None: ...
 
 
 class EventSink(Protocol):
@@ -86,7 +90,7 @@ class ObjectCache:
         self,
         kinds: Iterable[str] = KINDS,
         *,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.kinds = tuple(kinds)
@@ -324,52 +328,6 @@ def to_json(value: Any) -> Any:
     return str(value)
 
 
-# -- reading ApplyResult ----------------------------------------------------------------------
-
-
-def result_count(result: Any, name: str) -> int | None:
-    """A count from an ApplyResult (``counts.<name>`` or ``<name>``), None when absent."""
-    for holder in (getattr(result, "counts", None), result):
-        if holder is None:
-            continue
-        value = holder.get(name) if isinstance(holder, Mapping) else getattr(holder, name, None)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value)
-    return None
-
-
-def restore_latencies(result: Any) -> list[tuple[str, float]]:
-    """``(restore, seconds)`` pairs from an ApplyResult (e.g. ``iptables-nft``, ``ipset``)."""
-    out: list[tuple[str, float]] = []
-    for item in getattr(result, "restore_latencies", None) or ():
-        if isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[1], int | float):
-            out.append((str(item[0]), float(item[1])))
-    return out
-
-
-def result_failures(result: Any) -> list[Any]:
-    """The failures an ApplyResult reports (empty when none)."""
-    failures = getattr(result, "failures", None) or ()
-    return list(failures) if not isinstance(failures, int) else [None] * failures
-
-
-def unenforceable(result: Any) -> dict[str, str]:
-    """``{policy key: reason}`` of the policies an ApplyResult failed closed."""
-    out: dict[str, str] = {}
-    for item in getattr(result, "unenforceable", None) or ():
-        if isinstance(item, tuple | list) and len(item) == 2:
-            out[str(item[0])] = str(item[1])
-        else:
-            out[str(getattr(item, "key", item))] = str(getattr(item, "reason", ""))
-    return out
-
-
-def summary_text(result: Any) -> str:
-    """An ApplyResult's summary as one line."""
-    summary = getattr(result, "summary", None) or ""
-    return "; ".join(str(s) for s in summary) if isinstance(summary, list | tuple) else str(summary)
-
-
 def _clip(text: str, limit: int = 600) -> str:
     """Long summaries (every chain name) are cut in the log; the debug endpoint has it all."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
@@ -398,7 +356,7 @@ class Controller:
         cache: ObjectCache,
         dataplane: Dataplane,
         *,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         events: EventSink | None = None,
         coalesce_window: float = 0.1,
         reconcile_interval: float = 60.0,
@@ -481,10 +439,11 @@ class Controller:
             if retry_at:
                 timeout = min(timeout, max(0.0, retry_at - now))
             self._wake.wait(timeout)
+            # Clear before reading any state: a change notified from here on wakes the next round.
+            self._wake.clear()
             if self.stop_event.is_set():
                 break
             if not self.cache.synced:
-                self._wake.clear()
                 continue
             now = time.monotonic()
             if retry_at and now < retry_at:
@@ -494,7 +453,6 @@ class Controller:
                     self._coalesce()
                 if self.stop_event.is_set():
                     break
-                self._wake.clear()
                 if self._apply():
                     retries, retry_at = 0, 0.0
                     next_reconcile = time.monotonic() + self.reconcile_interval
@@ -505,11 +463,8 @@ class Controller:
                 continue
             if self._reconcile_requested.is_set() or now >= next_reconcile:
                 self._reconcile_requested.clear()
-                self._wake.clear()
                 self._reconcile()
                 next_reconcile = time.monotonic() + self.reconcile_interval
-                continue
-            self._wake.clear()
 
     def _coalesce(self) -> None:
         """Let a burst finish: wait until ``coalesce_window`` after its first change."""
@@ -531,7 +486,6 @@ class Controller:
             return False
         elapsed = time.perf_counter() - started
         done = time.monotonic()
-        failures = result_failures(result)
         self._record(result, "apply", elapsed)
         for seen in snapshot.seen:
             latency = max(0.0, done - seen)
@@ -543,7 +497,7 @@ class Controller:
         added = current - self._applied_policies
         if self.metrics:
             for _key in added:
-                self.metrics.add_policy_exec_time.labels(str(bool(failures)).lower()).observe(elapsed * 1000)
+                self.metrics.add_policy_exec_time.labels(str(not result.ok).lower()).observe(elapsed * 1000)
         self._applied_policies = current
         self._failed_closed(result, snapshot.cluster)
         first = not self.status.ready
@@ -552,7 +506,7 @@ class Controller:
             self.status.applied_version = snapshot.version
             self.status.ready = True
             self.applied.notify_all()
-        summary = summary_text(result)
+        summary = "; ".join(result.summary)
         self.status.last_summary = summary
         level = logging.INFO if first or snapshot.changes else logging.DEBUG
         log.log(
@@ -577,8 +531,8 @@ class Controller:
             return
         self._record(result, "reconcile", time.perf_counter() - started)
         self.status.reconciles += 1
-        if getattr(result, "changed", False):
-            log.warning("reconcile repaired drift in the kernel: %s", _clip(summary_text(result)))
+        if result.changed:
+            log.warning("reconcile repaired drift in the kernel: %s", _clip("; ".join(result.summary)))
 
     def _failed(self, operation: str, exc: BaseException) -> None:
         self.status.apply_failures += 1
@@ -587,25 +541,23 @@ class Controller:
         if self.metrics:
             self.metrics.apply_failures.labels(operation).inc()
 
-    def _record(self, result: Any, operation: str, elapsed: float) -> None:
+    def _record(self, result: ApplyResult, operation: str, elapsed: float) -> None:
         self.status.last_apply_seconds = elapsed
-        failures = result_failures(result)
+        failures = result.failures
         if failures:
             self.status.last_error = f"{operation}: {len(failures)} failure(s): {failures[0]}"
             log.error("dataplane %s reported %d failure(s): %s", operation, len(failures), failures[0])
         if self.metrics is None:
             return
-        from npm.metrics import RESTORE_OPERATIONS, bounded
-
         m = self.metrics
         m.apply_duration.labels(operation).observe(elapsed)
         label = bounded(operation, RESTORE_OPERATIONS)
         if failures:
             m.apply_failures.labels(operation).inc()
         for failure in failures:
-            if "iptables" in str(failure):
+            if "iptables" in failure:
                 m.iptables_restore_failures.labels(label).inc()
-        for restore, seconds in restore_latencies(result):
+        for restore, seconds in result.latencies:
             if restore.startswith("iptables"):
                 m.iptables_restore_latency.labels(label).observe(seconds)
         for name, gauge in (
@@ -614,15 +566,14 @@ class Controller:
             ("ipsets", m.num_ipsets),
             ("ipset_entries", m.num_ipset_entries),
         ):
-            value = result_count(result, name)
-            if value is not None:
-                gauge.set(value)
+            if name in result.counts:
+                gauge.set(result.counts[name])
         m.pods_watched.set(self.cache.count("Pod"))
         if not failures:
             m.last_apply_timestamp.set_to_current_time()
 
-    def _failed_closed(self, result: Any, cluster: Cluster) -> None:
-        now = unenforceable(result)
+    def _failed_closed(self, result: ApplyResult, cluster: Cluster) -> None:
+        now = dict(result.unenforceable)
         before = self.status.failed_closed
         for key, reason in sorted(now.items()):
             if before.get(key) == reason:

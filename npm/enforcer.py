@@ -3,13 +3,17 @@
 Each change runs at most three restores, in an order where nothing opens that must stay
 closed:
 
-1. ``ipset restore``: create and fill new sets, add/delete members of changed sets
-   (hash sets before the list sets that contain them);
+1. ``ipset restore``: create and fill new sets (hash sets before the list sets that contain
+   them), and make the member changes that cannot open anything under the rules in the
+   kernel now (see ``_opening_verbs``);
 2. ``iptables-restore --noflush -w``: one ``*filter`` transaction that declares the new
    rule generation (new, content-named chains for new or changed policies), rewrites the
    base chains whose content changed (switching the jumps), fixes the FORWARD jump, and
    flushes and deletes the chains no longer used. The kernel commits it atomically;
-3. ``ipset restore``: destroy sets no rule references any more.
+3. ``ipset restore``: the remaining member changes (those that open something, now under
+   the new rules), then destroy sets no rule references any more.
+
+Without a rule change, 1 and 3 are one restore (closing changes first).
 
 The Enforcer remembers what it applied; a new Enforcer (a restart) reads the kernel first,
 so it converges from whatever is there without flushing. ``reconcile`` always re-reads
@@ -94,11 +98,6 @@ class ApplyResult:
     def ok(self) -> bool:
         return not self.failures
 
-    @property
-    def restore_latencies(self) -> list[tuple[str, float]]:
-        """(restore, seconds) per restore run; the same as ``latencies``."""
-        return self.latencies
-
     def text(self) -> str:
         """A human report: what changed, counts, failures."""
         lines = list(self.summary) or ["no change"]
@@ -144,10 +143,6 @@ def _rule_fingerprint(rule: RuleSpec) -> Fingerprint:
     return spec_fingerprint(rule)
 
 
-def _fingerprints(chain: ChainSpec) -> tuple[Fingerprint, ...]:
-    return tuple(_rule_fingerprint(r) for r in chain.rules)
-
-
 class Enforcer:
     """Keeps one node's kernel in line with the NetworkPolicies of a Cluster."""
 
@@ -160,7 +155,8 @@ class Enforcer:
         self._kernel: _Kernel | None = None  # None: unknown, read the kernel before changing it
         self._desired: DesiredState | None = None
         self._other_checked = False
-        self._index: ClusterIndex | None = None  # reused while pods and namespaces are unchanged
+        self._index: ClusterIndex | None = None  # translation cache, brought up to date by translate
+        self._fps: dict[str, tuple[ChainSpec, tuple[Fingerprint, ...]]] = {}  # by chain name
 
     # ---- public API ---------------------------------------------------------------------
     @property
@@ -172,7 +168,7 @@ class Enforcer:
 
     def apply(self, cluster: Cluster) -> ApplyResult:
         """Make the kernel hold exactly what ``cluster`` asks for (incremental)."""
-        if self._index is None or not self._index.fits(cluster):
+        if self._index is None:
             self._index = ClusterIndex(cluster)
         desired = translate(cluster, self.node_name, self.config.marks, self._index)
         self._desired = desired
@@ -261,12 +257,20 @@ class Enforcer:
                     self._kernel = self._read_kernel()
                 current = self._kernel
                 self._describe_policies(desired, current, result)
-                self._phase_sets(desired, current, result)
-                applied = self._phase_rules(desired, current, result)
+                before, after = self._sets_payloads(desired, current, result)
+                rules = self._rules_payload(desired, current)
+                if rules[0] is None:
+                    before.extend(after)  # no rule change: one restore, closing changes first
+                    after = IpsetPayload()
+                if before.lines:
+                    self._restore_ipset(before, "ipset", result)
+                applied = self._phase_rules(desired, current, rules, result)
                 # Only now that our rules are in force here, drop any copy in the other backend
                 # (switching backends must not leave a gap); its references to our sets go too.
                 self._remove_other_backend(result)
-                self._phase_destroy(applied, current, result)
+                self._destroy_stale(applied, current, after, result)
+                if after.lines:
+                    self._restore_ipset(after, "ipset-after", result)
             except ApplyError as exc:
                 self._kernel = None  # unknown now: read the kernel before the next change
                 if attempt == 0 and not reread:
@@ -274,9 +278,11 @@ class Enforcer:
                     continue
                 result.failures.append(str(exc))
             else:
+                chains = {c.name: self._fingerprints(c) for c in applied.chains.values()}
+                self._fps = {name: self._fps[name] for name in chains}
                 self._kernel = _Kernel(
                     sets={n: (s.kind, s.members) for n, s in applied.sets.items()},
-                    chains={c.name: _fingerprints(c) for c in applied.chains.values()},
+                    chains=chains,
                     forward_ok=True,
                     policies=dict(applied.chains_of_policy),
                 )
@@ -308,38 +314,62 @@ class Enforcer:
                 shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
                 result.summary.append(f"policies {word}: {shown}")
 
-    def _phase_sets(self, desired: DesiredState, current: _Kernel, result: ApplyResult) -> None:
-        payload = IpsetPayload()
+    def _fingerprints(self, chain: ChainSpec) -> tuple[Fingerprint, ...]:
+        """The fingerprints of a chain's rules, computed once per chain object."""
+        found = self._fps.get(chain.name)
+        if found is None or found[0] is not chain:
+            found = self._fps[chain.name] = (chain, tuple(_rule_fingerprint(r) for r in chain.rules))
+        return found[1]
+
+    def _sets_payloads(
+        self, desired: DesiredState, current: _Kernel, result: ApplyResult
+    ) -> tuple[IpsetPayload, IpsetPayload]:
+        """Set changes to make before the rules change, and after it (see ``_opening_verbs``)."""
+        before, after = IpsetPayload(), IpsetPayload()
         created = updated = plus = minus = 0
+        changes: list[tuple[SetSpec, str, frozenset[str]]] = []
         # Hash sets first: list:set members must exist before they are added.
         for spec in sorted(desired.sets.values(), key=lambda s: s.kind == LIST_SET):
             have = current.sets.get(spec.name)
             want = spec.members  # translate already emits members as ipset save prints them
             if have is None or have[0] != spec.kind:
-                payload.create(spec)
-                payload.members(spec, "add", want)
+                # Not in the kernel, so no rule there uses it: filling it opens nothing.
+                before.create(spec)
+                before.members(spec, "add", want)
                 created += 1
                 plus += len(want)
                 continue
-            if have[1] == want:
+            if have[1] is want or have[1] == want:
                 continue
             add, delete = want - have[1], have[1] - want
-            if add or delete:
-                updated += 1
-                plus += len(add)
-                minus += len(delete)
-                payload.members(spec, "add", add)
-                payload.members(spec, "del", delete)
-        if payload.lines:
-            self._restore_ipset(payload, "ipset", result)
+            updated += 1
+            plus += len(add)
+            minus += len(delete)
+            changes += [(spec, "del", delete), (spec, "add", add)]
+        if changes:
+            opening = _opening_verbs(current)
+            later: list[tuple[SetSpec, str, frozenset[str]]] = []
+            for spec, verb, members in changes:
+                if verb in opening.get(spec.name, ()):
+                    later.append((spec, verb, members))
+                else:
+                    before.members(spec, verb, members)
+            # The new rules mostly use sets as the old ones did: removals close, so they go first.
+            for spec, verb, members in sorted(later, key=lambda c: c[1] != "del"):
+                after.members(spec, verb, members)
+        if created or updated:
             result.changed = True
             result.summary.append(f"ipsets: {created} created, {updated} updated (+{plus}/-{minus} entries)")
+        return before, after
 
-    def _phase_rules(self, desired: DesiredState, current: _Kernel, result: ApplyResult) -> DesiredState:
-        """Write the new generation and switch to it; drop a policy's allows if the kernel refuses them."""
+    def _phase_rules(
+        self, desired: DesiredState, current: _Kernel, rules: tuple[Payload | None, str], result: ApplyResult
+    ) -> DesiredState:
+        """Write the new generation (``rules``: its payload) and switch to it; drop a policy's
+        allows if the kernel refuses them."""
         excluded: set[str] = set()
         for _ in range(max(1, len(desired.chains_of_policy) + 1)):
-            payload, stats = self._rules_payload(desired, current)
+            payload, stats = rules
             if payload is None:
                 return desired
             try:
@@ -351,6 +381,7 @@ class Enforcer:
                 excluded.add(policy)
                 result.failures.append(f"{exc} -> policy {policy} applied without its allow rules (fails closed)")
                 desired = _without_allows(desired, policy)
+                rules = self._rules_payload(desired, current)
                 continue
             result.changed = True
             result.summary.append(stats)
@@ -359,7 +390,7 @@ class Enforcer:
 
     def _rules_payload(self, desired: DesiredState, current: _Kernel) -> tuple[Payload | None, str]:
         chains = desired.chains
-        wanted = {c.name: _fingerprints(c) for c in chains.values()}
+        wanted = {c.name: self._fingerprints(c) for c in chains.values()}
         changed = [c for c in chains.values() if current.chains.get(c.name) != wanted[c.name]]
         stale = sorted(n for n in current.chains if n not in chains)
         fix_forward = not current.forward_ok
@@ -416,17 +447,18 @@ class Enforcer:
             )
         return payload, "; ".join(parts)
 
-    def _phase_destroy(self, desired: DesiredState, current: _Kernel, result: ApplyResult) -> None:
+    def _destroy_stale(
+        self, desired: DesiredState, current: _Kernel, payload: IpsetPayload, result: ApplyResult
+    ) -> None:
+        """Add flush and destroy lines for the sets no rule references any more."""
         stale = [n for n in current.sets if n not in desired.sets]
         if not stale:
             return
         stale.sort(key=lambda n: current.sets[n][0] != LIST_SET)  # lists before their members
-        payload = IpsetPayload()
         for name in stale:
             payload.flush(name, name)
         for name in stale:
             payload.destroy(name, name)
-        self._restore_ipset(payload, "ipset-destroy", result)
         result.changed = True
         result.summary.append(f"ipsets: {len(stale)} destroyed")
 
@@ -495,6 +527,31 @@ def _without_allows(desired: DesiredState, policy: str) -> DesiredState:
     of = dict(desired.chains_of_policy)
     of[policy] = ()
     return replace(desired, base_chains=base, policy_chains=chains, chains_of_policy=of)
+
+
+def _opening_verbs(kernel: _Kernel) -> dict[str, set[str]]:
+    """Per set, the member changes (``add``, ``del``) that can open traffic under the rules in
+    ``kernel``: every rule that matches a set (except the never-traversed index chain) leads
+    towards an allow (a policy chain, an allow chain, a namespace chain ending in DROP, or the
+    RETURN of a destination nobody isolates), so adding to a set it matches opens, and removing
+    from a set it matches negated (``!``) opens. A set a list set holds inherits the list's uses.
+
+    Making only the other changes while the old rules are in force, and these after the new
+    rules are, keeps closed what is closed both before and after, as long as each set is used
+    the same way (only positively or only negated) by the old and the new rules.
+    """
+    out: dict[str, set[str]] = {}
+    for chain, fingerprints in kernel.chains.items():
+        if chain == names.CHAIN_SETS:
+            continue
+        for _comment, _target, matches in fingerprints:
+            for negated, name, _dirs in matches:
+                out.setdefault(name, set()).add("del" if negated else "add")
+    for name, (kind, members) in kernel.sets.items():
+        if kind == LIST_SET and name in out:
+            for member in members:
+                out.setdefault(member, set()).update(out[name])
+    return out
 
 
 def _policies_in(table: SavedTable) -> dict[str, tuple[str, ...]]:

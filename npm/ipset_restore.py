@@ -62,6 +62,11 @@ class IpsetPayload:
     def destroy(self, name: str, owner: str) -> None:
         self.add(f"destroy {name}", owner)
 
+    def extend(self, other: IpsetPayload) -> None:
+        """Append ``other``'s lines (and owners) after ours."""
+        for number, line in enumerate(other.lines, 1):
+            self.add(line, other.owners.get(number, ""))
+
     def text(self) -> str:
         return "\n".join([*self.lines, ""])
 

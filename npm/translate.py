@@ -28,10 +28,11 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from npm import names
-from npm.model import Cluster, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort, Requirement
+from npm.model import Cluster, LabelSelector, Namespace, NetworkPolicy, Peer, Pod, PolicyPort, Requirement
 
 HASH_IP = "hash:ip"
 HASH_NET = "hash:net"
@@ -105,7 +106,6 @@ class DesiredState:
     forward_jump: RuleSpec
     unenforceable: tuple[tuple[str, str], ...] = ()
     policies: int = 0
-    set_meanings: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def chains(self) -> dict[str, ChainSpec]:
@@ -136,193 +136,293 @@ def _pod_ips(pod: Pod) -> list[str]:
     return sorted({ip for ip in ips if _ipv4(ip)})
 
 
-class ClusterIndex:
-    """Lookups over a cluster's pods and namespaces (IPs by namespace, label, named port).
+# ---- set references -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SetRef:
+    """A set rules refer to: kernel name, meaning, type, and where its members come from.
 
-    Building it is the main cost of a translation, so a caller that applies many clusters
-    with the same pods (policy changes) may pass the previous index back to ``translate``.
+    ``recipe`` is one of ``("ns", ns)``, ``("podlabel", k, v)``, ``("podkey", k)``,
+    ``("named", name, PROTO)`` (tables of the cluster index), ``("podlist", k, v, ...)``,
+    ``("nslist", requirement)``, ``("all",)`` (list sets), ``("static", member, ...)`` or
+    ``("isolated", direction)``. Policy renderings hold references only, so they do not
+    depend on pods or namespaces.
+    """
+
+    name: str
+    meaning: str
+    kind: str
+    recipe: tuple[Any, ...]
+
+
+def _ref(meaning: str, kind: str, *recipe: Any) -> SetRef:
+    return SetRef(names.set_name(meaning), meaning, kind, recipe)
+
+
+def _ns_ref(ns: str) -> SetRef:
+    return _ref(f"ns:{ns}", HASH_IP, "ns", ns)
+
+
+def _pod_kv_ref(key: str, value: str) -> SetRef:
+    return _ref(f"podlabel:{key}={value}", HASH_IP, "podlabel", key, value)
+
+
+def _ns_list_ref(meaning: str, requirement: Requirement) -> SetRef:
+    return _ref(meaning, LIST_SET, "nslist", requirement)
+
+
+ALL_NAMESPACES = _ref("all-namespaces", LIST_SET, "all")
+_LIST_RECIPES_OF_NAMESPACES = ("nslist", "all")
+
+
+class ClusterIndex:
+    """Pods and namespaces as member tables, and caches of what translation derives from them.
+
+    ``translate`` brings the index up to date with its cluster by applying the differences
+    (members are reference-counted, so a pod event touches only the tables of that pod) and
+    forgets only the derived values those tables fed: set members, isolated pods of a
+    namespace. Policy renderings do not depend on pods and are kept while the policy is
+    unchanged. The result of ``translate`` never depends on what the index held before.
     """
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self.pods = cluster.pods
-        self.namespace_objects = cluster.namespaces
-        self._selected: dict[tuple[str, LabelSelector], frozenset[str]] = {}
-        self.rendered: dict[tuple[NetworkPolicy, Marks], _Rendered] = {}  # policy renderings for this index
-        self.ns_ips: dict[str, set[str]] = defaultdict(set)
-        self.label_kv: dict[tuple[str, str], set[str]] = defaultdict(set)
-        self.label_key: dict[str, set[str]] = defaultdict(set)
-        self.named: dict[tuple[str, str], set[str]] = defaultdict(set)
-        self.pods_by_ns: dict[str, list[Pod]] = defaultdict(list)
-        for pod in cluster.pods:
-            self.pods_by_ns[pod.namespace].append(pod)
-            ips = _pod_ips(pod)
-            if not ips:
-                continue
-            self.ns_ips[pod.namespace].update(ips)
-            for k, v in pod.labels.items():
-                self.label_kv[(k, v)].update(ips)
-                self.label_key[k].update(ips)
-            for port in pod.ports:
-                if port.name:
-                    proto = port.protocol.lower()
-                    self.named[(port.name, port.protocol)].update(f"{ip},{proto}:{port.port}" for ip in ips)
-        self.namespaces = sorted({n.name for n in cluster.namespaces} | set(self.ns_ips))
+        self.pods: tuple[Pod, ...] = ()
+        self.namespace_objects: tuple[Namespace, ...] = ()
+        self.namespaces: list[str] = []
+        # recipe -> member -> how many pods contribute it (two pods may share an address)
+        self.tables: dict[tuple[Any, ...], dict[str, int]] = {}
+        self._pod_namespaces: set[str] = set()
+        self._specs: dict[SetRef, SetSpec] = {}
+        self._previous: dict[SetRef, SetSpec] = {}
+        self._children: dict[SetRef, tuple[SetRef, ...]] = {}
+        self._isolated: dict[tuple[str, str], tuple[tuple[LabelSelector, ...], frozenset[str]]] = {}
+        self._isolated_specs: dict[str, tuple[tuple[frozenset[str], ...], SetSpec]] = {}
+        self._renderings: dict[str, PolicyRendering] = {}
+        self._chains: dict[str, ChainSpec] = {}
+        self._index_rules: dict[str, RuleSpec] = {}
+        self.update(cluster)
 
-    def ns_labels(self, name: str) -> Mapping[str, str]:
-        return self.cluster.namespace_labels(name)
+    # ---- bringing it up to date ---------------------------------------------------------
+    def update(self, cluster: Cluster) -> None:
+        """Describe ``cluster``'s pods and namespaces, changing only what differs."""
+        dirty: set[tuple[Any, ...]] = set()
+        dirty_ns: set[str] = set()
+        if cluster.pods is not self.pods:
+            # By identity first (the daemon's snapshots reuse unchanged pod objects), then
+            # equal pods that are new objects are paired by key and left alone.
+            before, after = {id(p) for p in self.pods}, {id(p) for p in cluster.pods}
+            added = [p for p in cluster.pods if id(p) not in before]
+            gone: dict[str, list[Pod]] = defaultdict(list)
+            for p in self.pods:
+                if id(p) not in after:
+                    gone[p.key].append(p)
+            for pod in added:
+                twins = gone.get(pod.key)
+                if twins and pod in twins:
+                    twins.remove(pod)
+                else:
+                    self._count(pod, 1, dirty, dirty_ns)
+            for pods in gone.values():
+                for pod in pods:
+                    self._count(pod, -1, dirty, dirty_ns)
+            self.pods = cluster.pods
+        namespaces = sorted({n.name for n in cluster.namespaces} | self._pod_namespaces)
+        if cluster.namespaces != self.namespace_objects or namespaces != self.namespaces:
+            self.namespace_objects = cluster.namespaces
+            self.namespaces = namespaces
+            self.cluster = cluster  # for namespace labels
+            self._specs = {r: s for r, s in self._specs.items() if r.recipe[0] not in _LIST_RECIPES_OF_NAMESPACES}
+            self._children = {r: c for r, c in self._children.items() if r.recipe[0] == "podlist"}
+        if dirty:
+            # Kept aside: a set whose pods changed but whose members did not stays the same object.
+            self._previous = {r: s for r, s in self._specs.items() if r.recipe in dirty}
+            self._specs = {r: s for r, s in self._specs.items() if r.recipe not in dirty}
+        if dirty_ns:
+            self._isolated = {k: v for k, v in self._isolated.items() if k[1] not in dirty_ns}
 
-    def fits(self, cluster: Cluster) -> bool:
-        """Whether this index describes ``cluster``'s pods and namespaces."""
-        return self.pods == cluster.pods and self.namespace_objects == cluster.namespaces
+    def _count(self, pod: Pod, sign: int, dirty: set[tuple[Any, ...]], dirty_ns: set[str]) -> None:
+        """Add (``sign`` 1) or remove (-1) a pod's contributions to the member tables."""
+        ips = _pod_ips(pod)
+        if not ips:
+            return
+        entries: list[tuple[tuple[Any, ...], Sequence[str]]] = [(("ns", pod.namespace), ips)]
+        for k, v in pod.labels.items():
+            entries += [(("podlabel", k, v), ips), (("podkey", k), ips)]
+        for port in pod.ports:
+            if port.name:
+                proto = port.protocol.lower()
+                entries.append((("named", port.name, port.protocol), [f"{ip},{proto}:{port.port}" for ip in ips]))
+        # Which namespaces hold an address: a shared address makes their selections depend on each other.
+        entries += [(("ipns", ip), (pod.namespace,)) for ip in ips]
+        for recipe, members in entries:
+            table = self.tables.setdefault(recipe, {})
+            for m in members:
+                n = table.get(m, 0) + sign
+                if n:
+                    table[m] = n
+                else:
+                    del table[m]
+            if not table:
+                del self.tables[recipe]
+            dirty.add(recipe)
+        if ("ns", pod.namespace) in self.tables:
+            self._pod_namespaces.add(pod.namespace)
+        else:
+            self._pod_namespaces.discard(pod.namespace)
+        dirty_ns.add(pod.namespace)
+        for ip in ips:
+            dirty_ns.update(self.tables.get(("ipns", ip), ()))
 
-    def selected(self, namespace: str, selector: LabelSelector) -> frozenset[str]:
+    def keep(self, policies: Iterable[str], chains: Iterable[str]) -> None:
+        """Forget renderings and chains of policies and namespaces no longer present."""
+        wanted, names_ = set(policies), set(chains)
+        self._renderings = {k: r for k, r in self._renderings.items() if k in wanted}
+        self._chains = {n: c for n, c in self._chains.items() if n in names_}
+
+    # ---- derived values -------------------------------------------------------------------
+    def selected(self, namespace: str, selector: LabelSelector) -> set[str]:
         """IPs of the pods of ``namespace`` that ``selector`` selects, by set algebra."""
-        key = (namespace, selector)
-        found = self._selected.get(key)
-        if found is not None:
-            return found
-        out = set(self.ns_ips.get(namespace, ()))
+        out = set(self.tables.get(("ns", namespace), ()))
         for r in selector.requirements:
-            if r.operator == "In":
-                out &= set().union(*(self.label_kv.get((r.key, v), ()) for v in r.values))
-            elif r.operator == "NotIn":
-                for v in r.values:
-                    out -= self.label_kv.get((r.key, v), set())
-            elif r.operator == "Exists":
-                out &= self.label_key.get(r.key, set())
+            if r.operator in ("In", "NotIn"):
+                tables = [self.tables.get(("podlabel", r.key, v), {}) for v in r.values]
             else:
-                out -= self.label_key.get(r.key, set())
-        self._selected[key] = frozenset(out)
-        return self._selected[key]
-
-
-class _Builder:
-    """Materialises referenced sets and renders policies into chains."""
-
-    def __init__(self, cluster: Cluster, marks: Marks, index: ClusterIndex | None = None) -> None:
-        self.index = index if index is not None and index.fits(cluster) else ClusterIndex(cluster)
-        self.marks = marks
-        self.registry = names.NameRegistry()
-        self.sets: dict[str, SetSpec] = {}
-        self._by_meaning: dict[str, str] = {}
-        self.unenforceable: list[tuple[str, str]] = []
-        self.touched: set[str] | None = None
-
-    # ---- sets -------------------------------------------------------------------------
-    def _set(self, meaning: str, kind: str, members: Callable[[], Iterable[str]]) -> str:
-        """The name of the set for ``meaning``, materialising it (members computed once)."""
-        name = self._by_meaning.get(meaning)
-        if name is None:
-            name = self.registry.claim(names.set_name(meaning), meaning)
-            self._by_meaning[meaning] = name
-            self.sets[name] = SetSpec(name, kind, meaning, frozenset(members()))
-        if self.touched is not None:
-            self.touched.add(name)
-        return name
-
-    def closure(self, touched: Iterable[str]) -> dict[str, SetSpec]:
-        """The sets in ``touched`` plus, for list sets, the sets they contain."""
-        out: dict[str, SetSpec] = {}
-        todo = list(touched)
-        while todo:
-            name = todo.pop()
-            if name in out:
-                continue
-            spec = out[name] = self.sets[name]
-            if spec.kind == LIST_SET:
-                todo.extend(spec.members)
+                tables = [self.tables.get(("podkey", r.key), {})]
+            # Filter the (small) selection by the (possibly huge) tables, never the reverse.
+            if r.operator in ("In", "Exists"):
+                out = {ip for ip in out if any(ip in t for t in tables)}
+            else:
+                out = {ip for ip in out if not any(ip in t for t in tables)}
         return out
 
-    def adopt(self, sets: Mapping[str, SetSpec]) -> None:
-        """Materialise sets a cached policy rendering references."""
-        for name, spec in sets.items():
-            if name not in self.sets:
-                self.registry.claim(name, spec.meaning)
-                self._by_meaning[spec.meaning] = name
-                self.sets[name] = spec
+    def isolated(self, direction: str, namespace: str, selectors: tuple[LabelSelector, ...]) -> frozenset[str]:
+        """IPs of the pods of ``namespace`` that any of ``selectors`` selects."""
+        found = self._isolated.get((direction, namespace))
+        if found is not None and found[0] == selectors:
+            return found[1]
+        members = frozenset().union(*(self.selected(namespace, s) for s in selectors))
+        self._isolated[(direction, namespace)] = (selectors, members)
+        return members
 
-    def ns_set(self, ns: str) -> str:
-        return self._set(f"ns:{ns}", HASH_IP, lambda: self.index.ns_ips.get(ns, ()))
+    def isolated_spec(self, ref: SetRef, parts: tuple[frozenset[str], ...]) -> SetSpec:
+        """The ``isolated:<direction>`` set: the union of ``parts`` (same object while unchanged)."""
+        found = self._isolated_specs.get(ref.name)
+        if found is None or found[0] != parts:
+            found = (parts, SetSpec(ref.name, ref.kind, ref.meaning, frozenset().union(*parts)))
+            self._isolated_specs[ref.name] = found
+        return found[1]
 
-    def all_namespaces(self) -> str:
-        return self._set("all-namespaces", LIST_SET, lambda: [self.ns_set(n) for n in self.index.namespaces])
+    def spec(self, ref: SetRef) -> SetSpec:
+        """The set ``ref`` stands for, with its members (same object while they are unchanged)."""
+        found = self._specs.get(ref)
+        if found is None:
+            source = ref.recipe[0]
+            if source == "static":
+                members = frozenset(ref.recipe[1:])
+            elif ref.kind == LIST_SET:
+                members = frozenset(child.name for child in self.children(ref))
+            else:
+                members = frozenset(self.tables.get(ref.recipe, ()))
+            found = self._previous.pop(ref, None)
+            if found is None or found.members != members:
+                found = SetSpec(ref.name, ref.kind, ref.meaning, members)
+            self._specs[ref] = found
+        return found
 
-    def pod_kv(self, key: str, value: str) -> str:
-        return self._set(f"podlabel:{key}={value}", HASH_IP, lambda: self.index.label_kv.get((key, value), ()))
+    def children(self, ref: SetRef) -> tuple[SetRef, ...]:
+        """The sets a list set holds."""
+        found = self._children.get(ref)
+        if found is None:
+            source = ref.recipe[0]
+            if source == "podlist":
+                found = tuple(_pod_kv_ref(ref.recipe[1], v) for v in ref.recipe[2:])
+            elif source == "all":
+                found = tuple(_ns_ref(n) for n in self.namespaces)
+            else:
+                requirement: Requirement = ref.recipe[1]
+                labels = self.cluster.namespace_labels
+                found = tuple(_ns_ref(n) for n in self.namespaces if requirement.matches(labels(n)))
+            self._children[ref] = found
+        return found
 
-    def pod_key(self, key: str) -> str:
-        return self._set(f"podlabel:{key}", HASH_IP, lambda: self.index.label_key.get(key, ()))
+    def rendering(self, policy: NetworkPolicy, marks: Marks) -> PolicyRendering:
+        """``render_policy(policy, marks)``, computed once per policy version."""
+        found = self._renderings.get(policy.key)
+        if found is None or (found.policy is not policy and found.policy != policy) or found.marks != marks:
+            found = self._renderings[policy.key] = render_policy(policy, marks)
+        return found
 
-    def pod_in(self, key: str, values: Sequence[str]) -> str:
-        vals = sorted(set(values))
-        return self._set(f"podlabel:{key} in ({','.join(vals)})", LIST_SET, lambda: [self.pod_kv(key, v) for v in vals])
+    def chain(self, name: str, rules: tuple[RuleSpec, ...]) -> ChainSpec:
+        """A base chain; the same object as last time when its rules are unchanged."""
+        found = self._chains.get(name)
+        if found is None or found.rules != rules:
+            found = self._chains[name] = ChainSpec(name, rules)
+        return found
 
-    def _ns_list(self, meaning: str, predicate: Requirement) -> str:
-        return self._set(
-            meaning,
-            LIST_SET,
-            lambda: [self.ns_set(n) for n in self.index.namespaces if predicate.matches(self.index.ns_labels(n))],
-        )
+    def index_rule(self, spec: SetSpec) -> RuleSpec:
+        """The ``AZURE-NPM-SETS`` rule recording what a set means."""
+        found = self._index_rules.get(spec.name)
+        if found is None:
+            direction = "src,src" if spec.kind == HASH_IP_PORT else "src"
+            found = RuleSpec(
+                names.CHAIN_SETS,
+                ("-m", "set", "--match-set", spec.name, direction, "-j", "RETURN"),
+                names.comment(f"set {spec.meaning}"),
+            )
+            self._index_rules[spec.name] = found
+        return found
 
-    def ns_kv(self, key: str, value: str) -> str:
-        return self._ns_list(f"nslabel:{key}={value}", Requirement(key, "In", (value,)))
 
-    def ns_key(self, key: str) -> str:
-        return self._ns_list(f"nslabel:{key}", Requirement(key, "Exists"))
+# ---- policy rendering (pure: the policy and the marks only) ---------------------------------
+class _Refs:
+    """The sets a policy's rules use, and what it cannot enforce."""
 
-    def ns_in(self, key: str, values: Sequence[str]) -> str:
-        vals = tuple(sorted(set(values)))
-        return self._ns_list(f"nslabel:{key} in ({','.join(vals)})", Requirement(key, "In", vals))
+    def __init__(self) -> None:
+        self.used: list[SetRef] = []
+        self.unenforceable: list[tuple[str, str]] = []
 
-    def named_port(self, port_name: str, protocol: str) -> str:
-        return self._set(
-            f"namedport:{port_name}/{protocol}", HASH_IP_PORT, lambda: self.index.named.get((port_name, protocol), ())
-        )
+    def use(self, ref: SetRef) -> str:
+        self.used.append(ref)
+        return ref.name
 
-    def cidr(self, network: ipaddress.IPv4Network, excepts: Sequence[ipaddress.IPv4Network]) -> str:
-        meaning = f"cidr:{network}" + (f" except {','.join(str(e) for e in excepts)}" if excepts else "")
-
-        def members() -> set[str]:
-            out = {_net_entry(n) for n in _split_zero(network)}
-            return out | {f"{_net_entry(e)} nomatch" for e in excepts for e in _split_zero(e)}
-
-        return self._set(meaning, HASH_NET, members)
-
-    # ---- selectors ----------------------------------------------------------------------
     def pod_requirements(self, sel: LabelSelector) -> list[tuple[bool, str]]:
         """(negated, set) matches whose AND is ``sel`` over pod labels (no scope)."""
         out: list[tuple[bool, str]] = []
         for r in sel.requirements:
-            if r.operator == "In":
-                out.append(
-                    (False, self.pod_kv(r.key, r.values[0]) if len(r.values) == 1 else self.pod_in(r.key, r.values))
-                )
+            if r.operator == "In" and len(r.values) == 1:
+                out.append((False, self.use(_pod_kv_ref(r.key, r.values[0]))))
+            elif r.operator == "In":
+                vals = sorted(set(r.values))
+                meaning = f"podlabel:{r.key} in ({','.join(vals)})"
+                out.append((False, self.use(_ref(meaning, LIST_SET, "podlist", r.key, *vals))))
             elif r.operator == "NotIn":
-                out.extend((True, self.pod_kv(r.key, v)) for v in sorted(set(r.values)))
-            elif r.operator == "Exists":
-                out.append((False, self.pod_key(r.key)))
+                out.extend((True, self.use(_pod_kv_ref(r.key, v))) for v in sorted(set(r.values)))
             else:
-                out.append((True, self.pod_key(r.key)))
+                key_set = self.use(_ref(f"podlabel:{r.key}", HASH_IP, "podkey", r.key))
+                out.append((r.operator == "DoesNotExist", key_set))
         return out
 
     def ns_requirements(self, sel: LabelSelector) -> list[tuple[bool, str]]:
         """(negated, set) matches for a namespaceSelector, always scoped to pod IPs."""
         out: list[tuple[bool, str]] = []
         for r in sel.requirements:
-            if r.operator == "In":
-                out.append(
-                    (False, self.ns_kv(r.key, r.values[0]) if len(r.values) == 1 else self.ns_in(r.key, r.values))
-                )
+            if r.operator == "In" and len(r.values) == 1:
+                ref = _ns_list_ref(f"nslabel:{r.key}={r.values[0]}", Requirement(r.key, "In", (r.values[0],)))
+                out.append((False, self.use(ref)))
+            elif r.operator == "In":
+                vals = tuple(sorted(set(r.values)))
+                ref = _ns_list_ref(f"nslabel:{r.key} in ({','.join(vals)})", Requirement(r.key, "In", vals))
+                out.append((False, self.use(ref)))
             elif r.operator == "NotIn":
-                out.extend((True, self.ns_kv(r.key, v)) for v in sorted(set(r.values)))
-            elif r.operator == "Exists":
-                out.append((False, self.ns_key(r.key)))
+                for v in sorted(set(r.values)):
+                    ref = _ns_list_ref(f"nslabel:{r.key}={v}", Requirement(r.key, "In", (v,)))
+                    out.append((True, self.use(ref)))
             else:
-                out.append((True, self.ns_key(r.key)))
+                ref = _ns_list_ref(f"nslabel:{r.key}", Requirement(r.key, "Exists"))
+                out.append((r.operator == "DoesNotExist", self.use(ref)))
         if not any(not neg for neg, _ in out):
             # Only negative (or no) requirements: still only pods, never other addresses.
-            out.insert(0, (False, self.all_namespaces()))
+            out.insert(0, (False, self.use(ALL_NAMESPACES)))
         return out
 
     def peer(self, policy: NetworkPolicy, peer: Peer, where: str) -> list[tuple[bool, str]] | None:
@@ -340,12 +440,21 @@ class _Builder:
             excepts = [e for e in peer.ip_block.except_networks if isinstance(e, ipaddress.IPv4Network)]
             return [(False, self.cidr(net, excepts))]  # type: ignore[arg-type]
         if peer.namespace_selector is None:
-            matches = [(False, self.ns_set(policy.namespace))]
+            matches = [(False, self.use(_ns_ref(policy.namespace)))]
         else:
             matches = self.ns_requirements(peer.namespace_selector)
         if peer.pod_selector is not None:
             matches += self.pod_requirements(peer.pod_selector)
         return matches
+
+    def cidr(self, network: ipaddress.IPv4Network, excepts: Sequence[ipaddress.IPv4Network]) -> str:
+        meaning = f"cidr:{network}" + (f" except {','.join(str(e) for e in excepts)}" if excepts else "")
+        members = {_net_entry(n) for n in _split_zero(network)}
+        members |= {f"{_net_entry(e)} nomatch" for e in excepts for e in _split_zero(e)}
+        return self.use(_ref(meaning, HASH_NET, "static", *sorted(members)))
+
+    def named_port(self, port_name: str, protocol: str) -> str:
+        return self.use(_ref(f"namedport:{port_name}/{protocol}", HASH_IP_PORT, "named", port_name, protocol))
 
 
 def _split_zero(net: ipaddress.IPv4Network) -> list[ipaddress.IPv4Network]:
@@ -366,20 +475,20 @@ def set_match(matches: Sequence[tuple[bool, str]], direction: str) -> list[str]:
     return out
 
 
-def port_match(builder: _Builder, port: PolicyPort) -> list[str]:
+def port_match(refs: _Refs, port: PolicyPort) -> list[str]:
     """Protocol and destination-port tokens; a named port matches a ``dst,dst`` ip,port set."""
     proto = port.protocol.lower()
     if port.port is None:
         return ["-p", proto]
     if isinstance(port.port, str):
-        return ["-p", proto, "-m", "set", "--match-set", builder.named_port(port.port, port.protocol), "dst,dst"]
+        return ["-p", proto, "-m", "set", "--match-set", refs.named_port(port.port, port.protocol), "dst,dst"]
     dport = (
         f"{port.port}:{port.end_port}" if port.end_port is not None and port.end_port != port.port else str(port.port)
     )
     return ["-p", proto, "-m", proto, "--dport", dport]
 
 
-def _policy_chain(builder: _Builder, policy: NetworkPolicy, direction: str) -> ChainSpec | None:
+def _policy_chain(refs: _Refs, policy: NetworkPolicy, direction: str) -> ChainSpec | None:
     """The chain holding a policy's allow rules for one direction (None when it allows nothing)."""
     rules = policy.ingress if direction == "ingress" else policy.egress
     peer_dir, peer_word = ("src", "from") if direction == "ingress" else ("dst", "to")
@@ -393,12 +502,12 @@ def _policy_chain(builder: _Builder, policy: NetworkPolicy, direction: str) -> C
             if peer is None:
                 peer_tokens: list[str] = []
             else:
-                matches = builder.peer(policy, peer, f"spec.{where}")
+                matches = refs.peer(policy, peer, f"spec.{where}")
                 if matches is None:
                     continue  # fail closed: this peer allows nothing
                 peer_tokens = set_match(matches, peer_dir)
             for k, port in enumerate(ports):
-                port_tokens = [] if port is None else port_match(builder, port)
+                port_tokens = [] if port is None else port_match(refs, port)
                 peer_label = f"{peer_word}[{j}]" if peer is not None else f"{peer_word}[any]"
                 port_label = f"ports[{k}]" if port is not None else "ports[any]"
                 text = names.rule_comment(policy.key, f"{direction}[{i}] {peer_label} {port_label}")
@@ -406,93 +515,39 @@ def _policy_chain(builder: _Builder, policy: NetworkPolicy, direction: str) -> C
     if not body:
         return None
     identity = "\n".join([policy.key, direction] + [" ".join(t) + " #" + c for t, c in body])
-    name = builder.registry.claim(names.policy_chain_name(direction, identity), f"{direction} chain of {policy.key}")
+    name = names.policy_chain_name(direction, identity)
     return ChainSpec(name, tuple(RuleSpec(name, t, c, policy.key) for t, c in body), policy.key)
 
 
-def translate(
-    cluster: Cluster, node_name: str = "", marks: Marks | None = None, index: ClusterIndex | None = None
-) -> DesiredState:
-    """The desired ipsets and chains for ``node_name``.
+@dataclass(frozen=True, eq=False)
+class PolicyRendering:
+    """A policy's chains and namespace-chain jumps per direction, its index marker, and the
+    sets its rules use. Depends on the policy and the marks only."""
 
-    Targets are matched against cluster-wide sets, so every node checks both directions
-    of a flow it forwards: the verdict is the same on every node, and cross-node traffic
-    is enforced at the source node (egress) and the destination node (ingress). Raises
-    :class:`npm.names.NameCollision` if two meanings would share a kernel name.
-    """
-    del node_name  # every node holds the same rules today; kept for per-node targeting
-    marks = marks or Marks()
-    b = _Builder(cluster, marks, index)
-    policy_chains: dict[str, ChainSpec] = {}
-    chains_of: dict[str, tuple[str, ...]] = {}
-    # direction -> namespace -> jump rules of the policies of that namespace
-    ns_jumps: dict[str, dict[str, list[RuleSpec]]] = {"ingress": defaultdict(list), "egress": defaultdict(list)}
-    isolated: dict[str, set[str]] = {"ingress": set(), "egress": set()}
-    markers: list[RuleSpec] = []
-    for policy in sorted(cluster.policies, key=lambda p: p.key):
-        rendered = _render_policy(b, policy, marks)
-        mine: list[str] = []
-        for direction, chain, jump in rendered.parts:
-            isolated[direction].update(b.index.selected(policy.namespace, policy.pod_selector))
-            jumps = ns_jumps[direction][policy.namespace]  # present even when the policy allows nothing
-            if chain is None or jump is None:
-                continue
-            policy_chains[chain.name] = chain
-            mine.append(chain.name)
-            jumps.append(jump)
-        chains_of[policy.key] = tuple(mine)
-        markers.append(rendered.marker)
-    dispatch = _dispatch_chains(b, marks, ns_jumps, isolated)
-    base_chains = _base_chains(b, marks, dispatch, markers)
-    forward = RuleSpec("FORWARD", ("-j", names.CHAIN_MAIN), FORWARD_COMMENT)
-    return DesiredState(
-        sets=dict(sorted(b.sets.items())),
-        base_chains=base_chains,
-        policy_chains=policy_chains,
-        chains_of_policy=chains_of,
-        forward_jump=forward,
-        unenforceable=tuple(b.unenforceable),
-        policies=len(cluster.policies),
-        set_meanings={n: s.meaning for n, s in b.sets.items()},
-    )
-
-
-@dataclass(frozen=True)
-class _Rendered:
-    """A policy's chains and jumps, with the sets they use (cached per cluster index)."""
-
+    policy: NetworkPolicy
+    marks: Marks
     parts: tuple[tuple[str, ChainSpec | None, RuleSpec | None], ...]
     marker: RuleSpec
-    sets: Mapping[str, SetSpec]
+    sets: tuple[SetRef, ...]
     unenforceable: tuple[tuple[str, str], ...]
 
 
-def _render_policy(b: _Builder, policy: NetworkPolicy, marks: Marks) -> _Rendered:
-    """Render one policy; reuse the rendering while the pods and namespaces are unchanged."""
-    key = (policy, marks)
-    cached = b.index.rendered.get(key)
-    if cached is not None:
-        b.adopt(cached.sets)
-        for direction, chain, _ in cached.parts:
-            if chain is not None:
-                b.registry.claim(chain.name, f"{direction} chain of {policy.key}")
-        b.unenforceable.extend(cached.unenforceable)
-        return cached
-    b.touched = set()
-    before = len(b.unenforceable)
+def render_policy(policy: NetworkPolicy, marks: Marks) -> PolicyRendering:
+    """Render one policy into its chains and jumps (pure)."""
+    refs = _Refs()
     parts: list[tuple[str, ChainSpec | None, RuleSpec | None]] = []
     directions = [d for d, on in (("ingress", policy.affects_ingress), ("egress", policy.affects_egress)) if on]
     for direction in directions:
         side = "dst" if direction == "ingress" else "src"
         mark = marks.ingress if direction == "ingress" else marks.egress
-        chain = _policy_chain(b, policy, direction)
+        chain = _policy_chain(refs, policy, direction)
         jump = None
         if chain is not None:
             # The namespace chain is only entered for pods of the policy's namespace, so the
             # jump needs the pod selector's sets only.
-            target = set_match(b.pod_requirements(policy.pod_selector), side)
+            target = set_match(refs.pod_requirements(policy.pod_selector), side)
             jump = RuleSpec(
-                _ns_chain(b, direction, policy.namespace),
+                names.namespace_chain_name(direction, policy.namespace),
                 ("-m", "mark", "!", "--mark", f"{mark:#x}/{mark:#x}", *target, "-j", chain.name),
                 names.rule_comment(policy.key, f"{direction} rules"),
                 policy.key,
@@ -501,70 +556,159 @@ def _render_policy(b: _Builder, policy: NetworkPolicy, marks: Marks) -> _Rendere
     marker = RuleSpec(
         names.CHAIN_POLICIES, ("-j", "RETURN"), names.comment(f"policy {policy.key} {','.join(directions)}")
     )
-    rendered = _Rendered(tuple(parts), marker, b.closure(b.touched), tuple(b.unenforceable[before:]))
-    b.touched = None
-    b.index.rendered[key] = rendered
-    return rendered
+    return PolicyRendering(
+        policy, marks, tuple(parts), marker, tuple(dict.fromkeys(refs.used)), tuple(refs.unenforceable)
+    )
 
 
-def _ns_chain(b: _Builder, direction: str, namespace: str) -> str:
-    return b.registry.claim(names.namespace_chain_name(direction, namespace), f"{direction} namespace {namespace}")
+# ---- assembly ---------------------------------------------------------------------------------
+def translate(
+    cluster: Cluster, node_name: str = "", marks: Marks | None = None, index: ClusterIndex | None = None
+) -> DesiredState:
+    """The desired ipsets and chains for ``node_name``.
+
+    Targets are matched against cluster-wide sets, so every node checks both directions
+    of a flow it forwards: the verdict is the same on every node, and cross-node traffic
+    is enforced at the source node (egress) and the destination node (ingress). ``index``
+    (a cache, brought up to date with ``cluster`` here) makes a translation cost what
+    changed since the last one. Raises :class:`npm.names.NameCollision` if two meanings
+    would share a kernel name.
+    """
+    del node_name  # every node holds the same rules today; kept for per-node targeting
+    marks = marks or Marks()
+    if index is None:
+        index = ClusterIndex(cluster)
+    else:
+        index.update(cluster)
+    registry = names.NameRegistry()
+    used: dict[str, SetRef] = {}
+
+    def use(ref: SetRef) -> str:
+        used[registry.claim(ref.name, ref.meaning)] = ref
+        return ref.name
+
+    policy_chains: dict[str, ChainSpec] = {}
+    chains_of: dict[str, tuple[str, ...]] = {}
+    # direction -> namespace -> jump rules / pod selectors of the policies of that namespace
+    ns_jumps: dict[str, dict[str, list[RuleSpec]]] = {"ingress": defaultdict(list), "egress": defaultdict(list)}
+    targets: dict[str, dict[str, list[LabelSelector]]] = {"ingress": defaultdict(list), "egress": defaultdict(list)}
+    markers: list[RuleSpec] = []
+    unenforceable: list[tuple[str, str]] = []
+    for policy in sorted(cluster.policies, key=lambda p: p.key):
+        rendered = index.rendering(policy, marks)
+        for ref in rendered.sets:
+            use(ref)
+        unenforceable += rendered.unenforceable
+        mine: list[str] = []
+        for direction, chain, jump in rendered.parts:
+            targets[direction][policy.namespace].append(policy.pod_selector)
+            jumps = ns_jumps[direction][policy.namespace]  # present even when the policy allows nothing
+            if chain is None or jump is None:
+                continue
+            policy_chains[registry.claim(chain.name, f"{direction} chain of {policy.key}")] = chain
+            mine.append(chain.name)
+            jumps.append(jump)
+        chains_of[policy.key] = tuple(mine)
+        markers.append(rendered.marker)
+    dispatch, isolated = _dispatch_chains(index, registry, use, marks, ns_jumps, targets)
+    sets: dict[str, SetSpec] = {}
+    todo = list(used.values())
+    while todo:  # the referenced sets and the sets list sets hold
+        ref = todo.pop()
+        if ref.name in sets:
+            continue
+        sets[ref.name] = isolated.get(ref.name) or index.spec(ref)
+        if ref.kind == LIST_SET:
+            for child in index.children(ref):
+                registry.claim(child.name, child.meaning)
+                todo.append(child)
+    sets = dict(sorted(sets.items()))
+    base_chains = _base_chains(index, marks, dispatch, markers, sets)
+    index.keep(chains_of, (c.name for c in base_chains))
+    return DesiredState(
+        sets=sets,
+        base_chains=base_chains,
+        policy_chains=policy_chains,
+        chains_of_policy=chains_of,
+        forward_jump=FORWARD_JUMP,
+        unenforceable=tuple(unenforceable),
+        policies=len(cluster.policies),
+    )
+
+
+FORWARD_JUMP = RuleSpec("FORWARD", ("-j", names.CHAIN_MAIN), FORWARD_COMMENT)
 
 
 def _dispatch_chains(
-    b: _Builder,
+    index: ClusterIndex,
+    registry: names.NameRegistry,
+    use: Callable[[SetRef], str],
     marks: Marks,
     ns_jumps: Mapping[str, Mapping[str, list[RuleSpec]]],
-    isolated: Mapping[str, set[str]],
-) -> dict[str, list[ChainSpec]]:
-    """Per direction: the base chain (skip non-isolated pods, go to the namespace's chain)
-    followed by one chain per namespace holding its policies' jumps, then the verdict.
+    targets: Mapping[str, Mapping[str, list[LabelSelector]]],
+) -> tuple[dict[str, list[ChainSpec]], dict[str, SetSpec]]:
+    """Per direction: the base chain (skip non-isolated pods, go to the namespace's chain,
+    drop the rest) followed by one chain per namespace holding its policies' jumps, then
+    the verdict; and the ``isolated:<direction>`` sets.
 
     A policy selects pods of its own namespace only, so a packet for an isolated pod only
     walks the jumps of that namespace's policies; a pod no policy isolates costs one set
-    lookup.
+    lookup. The final DROP of the base chain is never reached in a converged state (every
+    isolated pod is in the set of a namespace with policies); during a change it keeps a
+    pod isolated whose namespace chain is not in the kernel yet (see npm/enforcer.py).
     """
     out: dict[str, list[ChainSpec]] = {}
+    isolated: dict[str, SetSpec] = {}
     for direction, base in (("ingress", names.CHAIN_INGRESS), ("egress", names.CHAIN_EGRESS)):
         side = "dst" if direction == "ingress" else "src"
         mark = marks.ingress if direction == "ingress" else marks.egress
         chains: list[ChainSpec] = []
         base_rules: list[RuleSpec] = []
-        if ns_jumps[direction]:
-            members = frozenset(isolated[direction])
-            iso = b._set(f"isolated:{direction}", HASH_IP, lambda m=members: m)
+        namespaces = sorted(ns_jumps[direction])
+        if namespaces:
+            ref = _ref(f"isolated:{direction}", HASH_IP, "isolated", direction)
+            parts = tuple(index.isolated(direction, ns, tuple(targets[direction][ns])) for ns in namespaces)
+            isolated[use(ref)] = index.isolated_spec(ref, parts)
             base_rules.append(
                 RuleSpec(
                     base,
-                    ("-m", "set", "!", "--match-set", iso, side, "-j", "RETURN"),
+                    ("-m", "set", "!", "--match-set", ref.name, side, "-j", "RETURN"),
                     f"azure-npm: not isolated for {direction}",
                 )
             )
-        for ns in sorted(ns_jumps[direction]):
-            chain = _ns_chain(b, direction, ns)
+        for ns in namespaces:
+            chain = registry.claim(names.namespace_chain_name(direction, ns), f"{direction} namespace {ns}")
             base_rules.append(
                 RuleSpec(
                     base,
-                    ("-m", "set", "--match-set", b.ns_set(ns), side, "-g", chain),
+                    ("-m", "set", "--match-set", use(_ns_ref(ns)), side, "-g", chain),
                     names.comment(f"namespace {ns}"),
                 )
             )
-            rules = [*ns_jumps[direction][ns]]
-            rules.append(
+            rules = (
+                *ns_jumps[direction][ns],
                 RuleSpec(
                     chain,
                     ("-m", "mark", "--mark", f"{mark:#x}/{mark:#x}", "-j", "RETURN"),
                     names.comment(f"namespace {ns}: allowed by an {direction} rule"),
-                )
+                ),
+                RuleSpec(chain, ("-j", "DROP"), names.comment(f"namespace {ns}: isolated for {direction}")),
             )
-            rules.append(RuleSpec(chain, ("-j", "DROP"), names.comment(f"namespace {ns}: isolated for {direction}")))
-            chains.append(ChainSpec(chain, tuple(rules)))
-        out[direction] = [ChainSpec(base, tuple(base_rules)), *chains]
-    return out
+            chains.append(index.chain(chain, rules))
+        if namespaces:
+            base_rules.append(
+                RuleSpec(base, ("-j", "DROP"), f"azure-npm: isolated for {direction}, namespace not dispatched")
+            )
+        out[direction] = [index.chain(base, tuple(base_rules)), *chains]
+    return out, isolated
 
 
 def _base_chains(
-    b: _Builder, marks: Marks, dispatch: Mapping[str, list[ChainSpec]], markers: list[RuleSpec]
+    index: ClusterIndex,
+    marks: Marks,
+    dispatch: Mapping[str, list[ChainSpec]],
+    markers: list[RuleSpec],
+    sets: Mapping[str, SetSpec],
 ) -> tuple[ChainSpec, ...]:
     both = f"{marks.both:#x}"
     main = names.CHAIN_MAIN
@@ -598,9 +742,9 @@ def _base_chains(
             text="azure-npm: allowed by egress",
         ),
     )
-    chains = [ChainSpec(main, main_rules), *dispatch["ingress"], *dispatch["egress"]]
+    chains = [index.chain(main, main_rules), *dispatch["ingress"], *dispatch["egress"]]
     chains.append(
-        ChainSpec(
+        index.chain(
             names.CHAIN_ACCEPT,
             (
                 r(names.CHAIN_ACCEPT, "-j", "MARK", "--set-xmark", f"0x0/{both}", text="azure-npm: clear marks"),
@@ -613,7 +757,7 @@ def _base_chains(
         (names.CHAIN_EGRESS_ALLOW, marks.egress, "egress"),
     ):
         chains.append(
-            ChainSpec(
+            index.chain(
                 chain,
                 (
                     r(
@@ -628,22 +772,6 @@ def _base_chains(
                 ),
             )
         )
-    chains.append(ChainSpec(names.CHAIN_POLICIES, tuple(markers)))
-    index = []
-    for name, spec in sorted(b.sets.items()):
-        direction = "src,src" if spec.kind == HASH_IP_PORT else "src"
-        index.append(
-            r(
-                names.CHAIN_SETS,
-                "-m",
-                "set",
-                "--match-set",
-                name,
-                direction,
-                "-j",
-                "RETURN",
-                text=names.comment(f"set {spec.meaning}"),
-            )
-        )
-    chains.append(ChainSpec(names.CHAIN_SETS, tuple(index)))
+    chains.append(index.chain(names.CHAIN_POLICIES, tuple(markers)))
+    chains.append(index.chain(names.CHAIN_SETS, tuple(index.index_rule(spec) for spec in sets.values())))
     return tuple(chains)

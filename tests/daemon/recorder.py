@@ -10,21 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 
+from npm.enforcer import ApplyResult
 from npm.model import Cluster
-
-
-@dataclass
-class RecordedResult:
-    """Shaped like ``npm.enforcer.ApplyResult`` where the controller reads it."""
-
-    changed: bool = True
-    counts: dict[str, int] = field(default_factory=dict)
-    restore_latencies: list[tuple[str, float]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    unenforceable: list[tuple[str, str]] = field(default_factory=list)
-    summary: list[str] = field(default_factory=list)
 
 
 class RecordingDataplane:
@@ -40,7 +28,7 @@ class RecordingDataplane:
         self.threads: set[str] = set()
         self.changed = threading.Condition()
 
-    def apply(self, cluster: Cluster) -> RecordedResult:
+    def apply(self, cluster: Cluster) -> ApplyResult:
         self.threads.add(threading.current_thread().name)
         if self.fail_next:
             self.fail_next -= 1
@@ -50,17 +38,19 @@ class RecordingDataplane:
             self.apply_times.append(time.monotonic())
             self.changed.notify_all()
         keys = {p.key for p in cluster.policies}
-        return RecordedResult(
+        return ApplyResult(
+            changed=True,
             counts={"policies": len(cluster.policies), "iptables_rules": 3 * len(cluster.policies),
                     "ipsets": len(cluster.namespaces), "ipset_entries": len(cluster.pods)},
-            restore_latencies=[("iptables-nft", 0.01), ("ipset", 0.002)],
+            latencies=[("iptables-nft", 0.01), ("ipset", 0.002)],
             unenforceable=[(k, r) for k, r in self.unenforceable.items() if k in keys],
+            backend="recorded",
         )
 
-    def reconcile(self) -> RecordedResult:
+    def reconcile(self) -> ApplyResult:
         self.threads.add(threading.current_thread().name)
         self.reconciles += 1
-        return RecordedResult(changed=False)
+        return ApplyResult(backend="recorded")
 
     def cleanup(self) -> None:
         self.cleaned = True

@@ -219,8 +219,14 @@ def test_recovers_after_the_api_server_restarts_with_fresh_state(start_daemon):
     try:
         fresh.put(o.namespace("prod", team="b"))
         fresh.put(o.pod("prod", "web", "10.1.0.2", app="web"))
-        state = dataplane.wait_for(lambda c: not c.policies and "prod/db" not in c.pod_by_key, timeout=15)
-        assert state.namespace_by_name["prod"].labels["team"] == "b"
+        # Each kind relists on its own: wait for all three, not for the first state without the policy.
+        dataplane.wait_for(
+            lambda c: not c.policies
+            and "prod/db" not in c.pod_by_key
+            and "prod/web" in c.pod_by_key
+            and c.namespace_labels("prod").get("team") == "b",
+            timeout=15,
+        )
     finally:
         fresh.stop()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,3 +113,27 @@ def world(pods: Sequence[Pod], *, backend: str = "nft", nodes: Sequence[str] = (
 
 def web_ports() -> tuple[ContainerPort, ...]:
     return (ContainerPort(80, "TCP", "http"), ContainerPort(8080, "TCP", "alt"), ContainerPort(53, "UDP", "dns"))
+
+
+@contextlib.contextmanager
+def never_reaches(w, src: str, dst: str) -> Iterator[list[float]]:
+    """Probe src -> dst:80 continuously; fail if it ever connects."""
+    leaks: list[float] = []
+    stop = threading.Event()
+    rounds = [0]
+
+    def loop() -> None:
+        while not stop.is_set():
+            if w.reach(src, dst, timeout=0.25):
+                leaks.append(time.monotonic())
+            rounds[0] += 1
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield leaks
+    finally:
+        stop.set()
+        t.join(timeout=5)
+    assert rounds[0] > 0
+    assert not leaks, f"{src} reached {dst} {len(leaks)} time(s) while it had to stay denied"

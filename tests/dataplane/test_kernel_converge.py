@@ -12,10 +12,7 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +23,7 @@ from npm import names
 from npm.enforcer import DataplaneConfig, Enforcer
 from npm.kernel import Runner
 from npm.translate import translate
-from tests.dataplane.helpers import cluster, pod, policy, web_ports, world
+from tests.dataplane.helpers import cluster, never_reaches, pod, policy, web_ports, world
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,30 +45,6 @@ ALLOW_CLIENT = policy(
         "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}],
     },
 )
-
-
-@contextmanager
-def never_reaches(w, src: str, dst: str) -> Iterator[list[float]]:
-    """Probe src -> dst:80 continuously; fail if it ever connects."""
-    leaks: list[float] = []
-    stop = threading.Event()
-    rounds = [0]
-
-    def loop() -> None:
-        while not stop.is_set():
-            if w.reach(src, dst, timeout=0.25):
-                leaks.append(time.monotonic())
-            rounds[0] += 1
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    try:
-        yield leaks
-    finally:
-        stop.set()
-        t.join(timeout=5)
-    assert rounds[0] > 0
-    assert not leaks, f"{src} reached {dst} {len(leaks)} time(s) while it had to stay denied"
 
 
 def _sh(w, *argv: str) -> subprocess.CompletedProcess[str]:
