@@ -302,9 +302,15 @@ def load_live(
         ("NetworkPolicy", net.list_network_policy_for_all_namespaces),
     ]
     for kind, lister in listings:
-        items = lister().items
-        for index, item in enumerate(items):
-            raw = api.sanitize_for_serialization(item)
-            raw.setdefault("kind", kind)
+        # Raw JSON, as npm.watch reads it: the client's model classes would reject a whole list
+        # for one object that lacks a field they require, instead of one located error.
+        response = lister(_preload_content=False, _request_timeout=(10, 120))  # never hang
+        try:
+            items = json.loads(response.data).get("items") or []
+        finally:
+            response.release_conn()
+        for index, raw in enumerate(items):
+            if isinstance(raw, dict):
+                raw.setdefault("kind", kind)  # list items carry no kind
             objects.add_raw(Source(f"cluster:{kind}", index), raw)
     return finish(objects, pod_cidr=pod_cidr, node_cidr=node_cidr)
