@@ -18,6 +18,23 @@ def kernel_available() -> tuple[bool, str]:
     return True, ""
 
 
+def running_in_user_namespace() -> bool:
+    """True when running as root of a user namespace (rootless), not as the real root."""
+    try:
+        with open("/proc/self/uid_map") as fh:
+            first = fh.readline().split()
+    except OSError:
+        return False
+    return first != ["0", "0", "4294967295"]
+
+
+# iptables-nft inside a user namespace cannot enlarge its netlink buffer, so the kernel
+# rejects very large restore transactions ("Message too long"); tests that need one say so.
+needs_real_root = pytest.mark.skipif(
+    running_in_user_namespace(), reason="needs real root: large iptables-nft transactions fail in a user namespace"
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     ok, reason = kernel_available()
     if ok:

@@ -87,7 +87,8 @@ def _children(pid: int) -> list[int]:
 def in_user_namespace(args: Sequence[str], unshare: str = "") -> list[str]:
     """The command line that runs ``args`` as root of fresh user, net, mount and PID namespaces."""
     # A private /run: ip-netns keeps its mounts in /run/netns, iptables locks /run/xtables.lock.
-    script = 'mount -t tmpfs tmpfs /run && mkdir -p /run/netns && exec "$@"'
+    # The new network namespace starts with loopback down; local servers (tests) need it.
+    script = 'mount -t tmpfs tmpfs /run && mkdir -p /run/netns && ip link set lo up && exec "$@"'
     unshare = unshare or shutil.which("unshare") or "unshare"
     namespaces = ["--user", "--map-root-user", "--net", "--mount", "--pid", "--mount-proc", "--fork", "--kill-child"]
     return [unshare, *namespaces, "--", "sh", "-c", script, "sh", *args]

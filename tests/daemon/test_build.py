@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import running_in_user_namespace
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.skipif(running_in_user_namespace(), reason="the build fetches from PyPI: a rootless run has no network")
 def test_make_builds_an_executable_and_an_archive(tmp_path):
     out = tmp_path / "output"
     env = {**os.environ, "SHIV_ROOT": str(tmp_path / "shiv")}

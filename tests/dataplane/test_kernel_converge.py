@@ -23,6 +23,7 @@ from npm import names
 from npm.enforcer import DataplaneConfig, Enforcer
 from npm.kernel import Runner
 from npm.translate import translate
+from tests.conftest import needs_real_root
 from tests.dataplane.helpers import cluster, never_reaches, pod, policy, web_ports, world
 
 pytestmark = pytest.mark.kernel
@@ -205,6 +206,7 @@ def _cli(w, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]
     )
 
 
+@needs_real_root
 def test_killed_applier_never_opens_and_the_next_run_converges(tmp_path: Path) -> None:
     pods = _pods()
     allow = _policy_doc(
