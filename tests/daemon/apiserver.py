@@ -140,6 +140,7 @@ class ApiServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> ApiServer:
+        self._stopped = False
         handler = _make_handler(self)
         server_class = type("Server", (ThreadingHTTPServer,), {"allow_reuse_address": True, "daemon_threads": True})
         deadline = time.monotonic() + 10
@@ -158,6 +159,7 @@ class ApiServer:
 
     def stop(self) -> None:
         """Stop listening and cut every open connection (as a crashed API server would)."""
+        self._stopped = True  # a watch accepted just before this must not outlive the server
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -357,8 +359,8 @@ def _make_handler(server: ApiServer) -> type[BaseHTTPRequestHandler]:
                             pending = history[start:]
                         current = store.rv
                         compacted = store.compacted
-                    if server._generation != generation:
-                        return  # dropped: the socket is already shut down
+                    if server._generation != generation or server._stopped:
+                        return  # dropped or stopped: the connection is closed on the way out
                     if sent_rv < compacted - 1 and not pending:
                         # Our position was compacted away while we watched.
                         self._chunk({"type": "ERROR", "object": status(410, "Expired", "too old resource version")})
