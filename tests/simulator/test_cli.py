@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from simulator.build import container_port, namespace, pod, policy
-from simulator.cli import main
+from tests.sim_cli import run_npm_sim as run
 
 OBJECTS = [
     namespace("x"),
@@ -36,10 +36,6 @@ def manifest(tmp_path: Path) -> Path:
     return path
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_reach_json_has_exactly_the_documented_shape(manifest: Path, capsys) -> None:

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from simulator.cli import main
 from tests.daemon import objects as o
 from tests.daemon.apiserver import ApiServer
+from tests.sim_cli import run_npm_sim as run
 
 CONTEXT = "test"  # the context ApiServer.kubeconfig names
 
@@ -108,10 +108,6 @@ def manifest(tmp_path: Path, objects: list[dict[str, Any]]) -> Path:
     return path
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def connections(out: str) -> dict[tuple[str, str, int, str], bool]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 from simulator.build import container_port, namespace, pod, policy
-from simulator.cli import main
+from tests.sim_cli import run_npm_sim
 
 WEB = [container_port(80, name="http")]
 DB = [container_port(5432, name="pg")]
@@ -38,8 +37,4 @@ def write(path: Path, objects: list) -> str:
     return str(path)
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run npm-sim in process; returns (exit code, stdout, stderr)."""
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+run = run_npm_sim  # the what-if tests' name for it
