@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -290,12 +289,28 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``azure-npm``."""
-    if argv is None:  # run as the command: `... | head` ends quietly (not when embedded, e.g. tests)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    """Entry point of ``azure-npm``.
+
+    SIGPIPE keeps Python's disposition (ignored): a closed pipe is an error on the one write
+    that hit it, never the death of the process. The daemon writes to HTTP clients and to the
+    stdin of ``ipset``/``iptables-restore``, any of which may go away early.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # Our own stdout was closed (`azure-npm debug ... | head`): stop quietly, as a
+        # filter would, and keep the interpreter from complaining again at exit.
+        _silence_stdout()
+        return EXIT_OK
+
+
+def _silence_stdout() -> None:
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ the kernel (``iptables-save``, ``ipset save``) and repairs drift.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,8 @@ from npm.translate import (
     SetSpec,
     translate,
 )
+
+log = logging.getLogger("npm.enforcer")
 
 
 @dataclass(frozen=True)
@@ -250,12 +253,14 @@ class Enforcer:
     # ---- converge -----------------------------------------------------------------------
     def _converge(self, desired: DesiredState, *, reread: bool) -> ApplyResult:
         result = ApplyResult()
+        current_sets: set[str] | None = None  # our sets in the kernel before this attempt
         for attempt in range(2):
             result = ApplyResult(backend=self.backend, unenforceable=list(desired.unenforceable))
             try:
                 if reread or self._kernel is None:
                     self._kernel = self._read_kernel()
                 current = self._kernel
+                current_sets = set(current.sets)
                 self._describe_policies(desired, current, result)
                 before, after = self._sets_payloads(desired, current, result)
                 rules = self._rules_payload(desired, current)
@@ -273,6 +278,7 @@ class Enforcer:
                     self._restore_ipset(after, "ipset-after", result)
             except ApplyError as exc:
                 self._kernel = None  # unknown now: read the kernel before the next change
+                self._drop_unreferenced_new_sets(current_sets)
                 if attempt == 0 and not reread:
                     reread = True  # our memory may be stale (someone changed the kernel): read and retry
                     continue
@@ -294,6 +300,41 @@ class Enforcer:
             "ipset_entries": desired.entry_count(),
         }
         return result
+
+    def _drop_unreferenced_new_sets(self, before: set[str] | None) -> None:
+        """After a failed change, destroy the sets it created that no rule references.
+
+        A restore that stops half-way (too many sets, a kernel limit, a tool that died)
+        leaves the sets it had created so far; no rule uses them, so they open nothing, but
+        left alone they pile up on every retry.
+        """
+        if before is None:
+            return
+        try:
+            sets = self._read_sets()
+            table = parse_save(self._save(self.backend)).get("filter")
+        except ApplyError:
+            return
+        used = {
+            name
+            for rules in (table.chains.values() if table is not None else ())
+            for rule in rules
+            for _negated, name, _dirs in rule.fingerprint()[2]
+        }
+        candidates = {n for n in sets if n not in before and n not in used}
+        pinned = {m for n, (kind, members) in sets.items() if kind == LIST_SET and n not in candidates for m in members}
+        gone = sorted(candidates - pinned, key=lambda n: sets[n][0] != LIST_SET)  # lists before their members
+        if not gone:
+            return
+        payload = IpsetPayload()
+        for name in gone:
+            payload.flush(name, name)
+        for name in gone:
+            payload.destroy(name, name)
+        try:
+            self._restore_ipset(payload, "ipset-rollback", ApplyResult())
+        except ApplyError as exc:
+            log.warning("could not remove %d set(s) left by a failed change: %s", len(gone), exc)
 
     def _remove_other_backend(self, result: ApplyResult) -> None:
         if self._other_checked:

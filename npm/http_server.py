@@ -4,13 +4,24 @@ Two listeners: the main one (``listen``, default ``0.0.0.0:10091`` as the origin
 ``/healthz``, ``/readyz``, ``/metrics`` (everything) and the original's ``/node-metrics`` and
 ``/cluster-metrics``; the debug one (``debug_listen``, default on localhost only, since the
 dump shows every pod and policy) serves ``/npm/v1/debug/manager``.
+
+The main port is reachable from every pod (hostNetwork), so no client may hold the server:
+each connection has a read timeout and a whole-connection deadline, at most
+:data:`MAX_CONNECTIONS` are served at once (at most :data:`MAX_PER_CLIENT` from one address,
+so one pod cannot starve the kubelet's probes) and the rest are closed at once, and a client
+that goes away mid-response costs that one response, nothing more.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import json
 import logging
+import socket
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +31,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 log = logging.getLogger("npm.http")
 
 DEBUG_MANAGER_PATH = "/npm/v1/debug/manager"
+READ_TIMEOUT = 5.0  # seconds one read may block
+CONNECTION_DEADLINE = 10.0  # seconds a connection may live, however slowly it trickles
+MAX_CONNECTIONS = 16
+MAX_PER_CLIENT = 4
 
 
 class Endpoints:
@@ -42,6 +57,15 @@ class Endpoints:
 def _handler(endpoints: Endpoints, routes: tuple[str, ...]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "azure-npm"
+        timeout = READ_TIMEOUT
+
+        def parse_request(self) -> bool:
+            if not super().parse_request():
+                return False
+            if self.request_version == "HTTP/0.9":  # no headers to answer with: refuse and close
+                self.close_connection = True
+                return False
+            return True
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -50,6 +74,8 @@ def _handler(endpoints: Endpoints, routes: tuple[str, ...]) -> type[BaseHTTPRequ
                 return
             try:
                 self._route(path)
+            except OSError:  # the client hung up or timed out mid-response: nothing to answer
+                self.close_connection = True
             except Exception as exc:  # a failing endpoint must not take the server down
                 log.exception("error serving %s", path)
                 self._send(500, "text/plain; charset=utf-8", f"internal error: {exc}\n".encode())
@@ -82,17 +108,102 @@ MAIN_ROUTES = ("/healthz", "/readyz", "/metrics", "/node-metrics", "/cluster-met
 DEBUG_ROUTES = (DEBUG_MANAGER_PATH,)
 
 
+class _Deadlines(threading.Thread):
+    """Shuts down connections that outlive their deadline (a slow trickle defeats a read timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="http-deadlines", daemon=True)
+        self._heap: list[tuple[float, int, socket.socket]] = []
+        self._cond = threading.Condition()
+        self._sequence = 0
+        self._stopped = False
+
+    def add(self, sock: socket.socket, seconds: float) -> None:
+        with self._cond:
+            self._sequence += 1
+            heapq.heappush(self._heap, (time.monotonic() + seconds, self._sequence, sock))
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    sock = heapq.heappop(self._heap)[2]
+                    if sock.fileno() != -1:  # still open: its handler is stuck on it
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                self._cond.wait(timeout=(self._heap[0][0] - now) if self._heap else None)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves a bounded number of connections, each for a bounded time."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+        self._lock = threading.Lock()
+        self._active = 0
+        self._per_client: Counter[str] = Counter()
+        self._deadlines = _Deadlines()
+        self._deadlines.start()
+        self.refused = 0  # connections closed at once because the server was full
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        host = str(client_address[0]) if client_address else ""
+        with self._lock:
+            full = self._active >= MAX_CONNECTIONS or self._per_client[host] >= MAX_PER_CLIENT
+            if not full:
+                self._active += 1
+                self._per_client[host] += 1
+            else:
+                self.refused += 1
+        if full:
+            self.shutdown_request(request)
+            return
+        self._deadlines.add(request, CONNECTION_DEADLINE)
+        try:
+            super().process_request(request, client_address)
+        except Exception:  # no thread could be started: give the slot back
+            self._release(host)
+            self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release(str(client_address[0]) if client_address else "")
+
+    def _release(self, host: str) -> None:
+        with self._lock:
+            self._active -= 1
+            self._per_client[host] -= 1
+            if self._per_client[host] <= 0:
+                del self._per_client[host]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets, times out or hangs up mid-response is the client's business.
+        log.debug("connection from %s ended early", client_address, exc_info=True)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._deadlines.stop()
+
+
 class Server:
     """One listener in a background thread."""
 
     def __init__(self, address: tuple[str, int], endpoints: Endpoints, routes: tuple[str, ...]) -> None:
-        server_class = ThreadingHTTPServer
-        if ":" in address[0]:
-            import socket
-
-            server_class = type("V6Server", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
-        self.httpd = server_class(address, _handler(endpoints, routes))
-        self.httpd.daemon_threads = True
+        self.httpd = _BoundedServer(address, _handler(endpoints, routes))
         self.routes = routes
         self.thread = threading.Thread(target=self.httpd.serve_forever, name=f"http-{address[1]}", daemon=True)
 

@@ -1,0 +1,98 @@
+"""A kernel tool that stops reading half-way is a failed change, never a dead enforcer or leaked sets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.kernel
+ROOT = Path(__file__).resolve().parents[2]
+PODS = 3000  # enough set members that the ipset payload is far larger than a pipe's buffer
+
+
+def manifests(path: Path) -> Path:
+    docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}]
+    for i in range(PODS):
+        docs.append({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"p{i}", "namespace": "x", "labels": {"app": f"a{i % 50}", "tier": f"t{i % 7}"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running", "podIP": f"10.2.{i // 250}.{i % 250 + 1}"},
+        })
+    docs.append({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p", "namespace": "x"},
+        "spec": {"podSelector": {"matchLabels": {"app": "a1"}},
+                 "ingress": [{"from": [{"podSelector": {"matchExpressions": [
+                     {"key": "tier", "operator": "In", "values": ["t1", "t2", "t3"]}]}}]}]},
+    })
+    path.write_text(yaml.safe_dump_all(docs))
+    return path
+
+
+@pytest.fixture
+def node() -> Iterator[Any]:
+    from conformance.netns.topology import Topology
+
+    with Topology() as topo:
+        topo.add_node("n1")
+        yield topo
+
+
+def azure_npm(topo: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return topo.node_run("n1", [sys.executable, "-m", "npm.cli", *args], env=env, timeout=120)
+
+
+def our_sets(topo: Any) -> dict[str, str]:
+    """Set name -> type, for the sets azure-npm made (or that squat on its names)."""
+    out = topo.node_run("n1", ["ipset", "save"]).stdout
+    return {p[1]: p[2] for p in (line.split() for line in out.splitlines()) if p[:1] == ["create"]
+            and p[1].startswith("azure-npm-")}
+
+
+def squat(topo: Any, names: dict[str, str]) -> None:
+    """Create each name with a type other than ours, so that creating ours fails."""
+    for name, kind in names.items():
+        other = "hash:ip" if kind == "list:set" else "list:set"
+        topo.node_run("n1", ["ipset", "create", name, other], check=True)
+
+
+def test_ipset_restore_stopping_at_the_first_line_fails_the_apply_without_killing_it(node, tmp_path):
+    topo = node
+    cluster = manifests(tmp_path / "cluster.yaml")
+    first = azure_npm(topo, "apply", "-f", str(cluster), "--node-name", "n1")
+    assert first.returncode == 0, first.stderr
+    names = our_sets(topo)
+    assert azure_npm(topo, "cleanup").returncode == 0
+    squat(topo, names)  # every set we create now collides: ipset stops at line 1 and exits
+
+    res = azure_npm(topo, "apply", "-f", str(cluster), "--node-name", "n1", "-o", "json")
+    assert res.returncode == 1, (res.returncode, res.stderr[-2000:])  # not -13 (SIGPIPE)
+    out = json.loads(res.stdout)
+    assert any("ipset" in f and "line 1" in f for f in out["failures"]), out["failures"]
+    assert our_sets(topo) == {n: ("hash:ip" if k == "list:set" else "list:set") for n, k in names.items()}
+    rules = topo.node_run("n1", ["iptables-save"]).stdout
+    assert "AZURE-NPM" not in rules  # nothing half-applied
+
+
+def test_a_change_that_fails_half_way_leaves_no_new_sets_behind(node, tmp_path):
+    topo = node
+    cluster = manifests(tmp_path / "cluster.yaml")
+    assert azure_npm(topo, "apply", "-f", str(cluster), "--node-name", "n1").returncode == 0
+    names = our_sets(topo)
+    assert azure_npm(topo, "cleanup").returncode == 0
+    # Only the list sets collide: the hash sets before them in the payload are created first.
+    squat(topo, {n: k for n, k in names.items() if k == "list:set"})
+    squatters = our_sets(topo)
+
+    res = azure_npm(topo, "apply", "-f", str(cluster), "--node-name", "n1")
+    assert res.returncode == 1
+    assert our_sets(topo) == squatters  # the hash sets created before the failure are gone again
