@@ -6,6 +6,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY kube ./kube
 COPY npm ./npm
 COPY simulator ./simulator
 COPY conformance ./conformance

@@ -29,9 +29,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the whole tree."""
-    session.install("ruff")
+    """ruff over the whole tree, and the layout's import contracts (pyproject.toml)."""
+    session.install("ruff", "import-linter")
     session.run("ruff", "check", ".")
+    session.install("-e", ".")  # import-linter reads the packages as Python sees them
+    session.run("lint-imports")
 
 
 @nox.session

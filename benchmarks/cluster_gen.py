@@ -1,6 +1,6 @@
 """Synthetic clusters that look like real ones, for benchmarks (deterministic by seed).
 
-``generate(pods, policies, seed)`` returns an ``npm.model.Cluster`` built through the real
+``generate(pods, policies, seed)`` returns an ``kube.model.Cluster`` built through the real
 parser and loader; ``generate_objects`` returns the raw Kubernetes dicts and ``write_yaml``
 writes them as one multi-document file (``python benchmarks/cluster_gen.py --help``).
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from npm.model import Cluster
+from kube.model import Cluster
 from simulator.build import Raw, cluster_of, container_port, namespace, node, pod, policy
 
 TIERS = {

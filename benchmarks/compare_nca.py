@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cluster_gen import generate_objects
 
-from npm.model import Cluster, Pod, PortSpec
+from kube.model import Cluster, Pod, PortSpec
 from simulator.build import cluster_of
 from simulator.engine import Simulator, all_declared_ports
 from simulator.explain import explain

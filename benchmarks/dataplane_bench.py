@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from cluster_gen import generate  # noqa: E402
 
-from npm.enforcer import ApplyResult, DataplaneConfig, Enforcer  # noqa: E402
-from npm.kernel import Runner  # noqa: E402
-from npm.model import Cluster, ContainerPort, Labels, Pod  # noqa: E402
-from npm.parse import parse_network_policy  # noqa: E402
-from npm.translate import translate  # noqa: E402
+from kube.model import Cluster, ContainerPort, Labels, Pod  # noqa: E402
+from kube.parse import parse_network_policy  # noqa: E402
+from npm.dataplane.enforcer import ApplyResult, DataplaneConfig, Enforcer  # noqa: E402
+from npm.dataplane.kernel import Runner  # noqa: E402
+from npm.dataplane.translate import translate  # noqa: E402
 
 
 def log(msg: str) -> None:

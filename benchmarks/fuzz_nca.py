@@ -44,7 +44,7 @@ from conformance.generate_cases import all_cases
 from conformance.manifests import namespace_manifest, pod_status_manifest
 from conformance.scenario import parse_scenario
 from conformance.state import materialize
-from npm.model import Cluster, Source
+from kube.model import Cluster, Source
 from simulator.engine import Simulator, declared_ports
 
 

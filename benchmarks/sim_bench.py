@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cluster_gen import generate
 
-from npm.model import PortSpec
+from kube.model import PortSpec
 from simulator.engine import Simulator
 
 DEFAULT_PORTS = ("80/TCP", "443/TCP", "53/UDP", "8080/TCP")

@@ -20,7 +20,7 @@ from conformance.cli_generate import run as run_generate
 from conformance.report import dumps_json, junit_report, summarize, table_report
 from conformance.runner import Runner, RunOptions
 from conformance.scenario import DEFAULT_NODES, Scenario, load_scenarios
-from simulator.cli_common import port_type
+from kube.arguments import port_type
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from npm.model import PortSpec
+from kube.model import PortSpec
 
 MARK_ALLOWED = "."
 MARK_DENIED = "X"

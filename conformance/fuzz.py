@@ -31,7 +31,7 @@ from conformance.backends import BackendError
 from conformance.results import ProbeResult, ScenarioResult
 from conformance.runner import Runner, RunOptions
 from conformance.scenario import parse_scenario
-from npm.model import Source
+from kube.model import Source
 
 DEFAULT_OUT = "reports/fuzz"
 EXIT_OK, EXIT_DISAGREEMENT, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

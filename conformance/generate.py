@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from conformance.scenario import UPSTREAM_PORTS
-from npm.model import PROTOCOLS
+from kube.model import PROTOCOLS
 
 # Primary tag -> its subordinate tags. A case carrying a subordinate tag also carries its
 # primary, as in cyclonus (pkg/generator/tags.go), so `--include peer-ipblock` selects every

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from npm.model import NAMESPACE_NAME_LABEL, Namespace, Node, Pod
+from kube.model import NAMESPACE_NAME_LABEL, Namespace, Node, Pod
 
 
 def namespace_manifest(ns: Namespace) -> dict[str, Any]:
-    """A Namespace; the name label is left to the API server (and to npm.parse)."""
+    """A Namespace; the name label is left to the API server (and to kube.parse)."""
     labels = {k: v for k, v in ns.labels.items() if k != NAMESPACE_NAME_LABEL}
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns.name, "labels": labels}}
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from conformance.results import ProbeResult, ScenarioResult, StepResult
-from npm.model import PortSpec
+from kube.model import PortSpec
 
 ALLOWED, DENIED, UNKNOWN = ".", "X", "?"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from npm.model import PortSpec
+from kube.model import PortSpec
 
 
 @dataclass(frozen=True)

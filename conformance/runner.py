@@ -18,7 +18,7 @@ from conformance.backends import Backend, ProbeRequest
 from conformance.results import ProbeResult, ScenarioResult, StepResult
 from conformance.scenario import Scenario, Step
 from conformance.state import State, StateError, materialize
-from npm.model import Cluster, PortSpec
+from kube.model import Cluster, PortSpec
 from simulator.engine import Simulator, declared_ports
 
 

@@ -5,7 +5,7 @@ A scenario file is YAML or JSON (format: docs/scenarios.md, schema:
 NetworkPolicies (no scenario keys) is a one-step scenario named after the file; pods'
 ``status.podIP`` and ``spec.nodeName`` are honoured.
 
-Every problem is an :class:`npm.errors.ObjectError` naming the file, the scenario and the
+Every problem is an :class:`kube.errors.ObjectError` naming the file, the scenario and the
 field path (``steps[1].actions[0].apply.spec.podSelector``); one bad scenario never stops
 the others from loading.
 """
@@ -24,10 +24,10 @@ import jsonschema
 
 from conformance.expect import Expect, ExpectError, parse_expect
 from conformance.state import Action, State, StateError, materialize, placeholders
-from npm.errors import ObjectError
-from npm.load import MANIFEST_SUFFIXES, ObjectSet, add_documents, read_documents
-from npm.model import PROTOCOLS, ContainerPort, Labels, Pod, PortSpec, Source
-from npm.parse import ParseFailure, parse_network_policy, parse_pod
+from kube.errors import ObjectError
+from kube.load import MANIFEST_SUFFIXES, ObjectSet, add_documents, read_documents
+from kube.model import PROTOCOLS, ContainerPort, Labels, Pod, PortSpec, Source
+from kube.parse import ParseFailure, parse_network_policy, parse_pod
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "scenario.schema.json"
 DEFAULT_NODES = 2
@@ -379,7 +379,7 @@ def _action(entry: Mapping[str, Any], path: str, errs: _Errors) -> Action | None
 
 
 def _labels(raw: Mapping[str, str], path: str, errs: _Errors) -> Labels:
-    from npm.parse import Problems, parse_labels
+    from kube.parse import Problems, parse_labels
 
     problems = Problems()
     labels = parse_labels(raw, path, problems)

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from npm.load import ObjectSet, build_cluster
-from npm.model import NAMESPACE_NAME_LABEL, Cluster, Labels, Namespace, Node, Pod, Source
-from npm.parse import ParseFailure, parse_network_policy
+from kube.load import ObjectSet, build_cluster
+from kube.model import NAMESPACE_NAME_LABEL, Cluster, Labels, Namespace, Node, Pod, Source, raw_key
+from kube.parse import ParseFailure, parse_network_policy
 
 PLACEHOLDER = re.compile(r"\$\{\s*(ip|net)\s+([^\s/}]+/[^\s}]+?)(?:\s+(\d+))?\s*\}")
 
@@ -86,8 +86,7 @@ class State:
         self.pods[pod.key] = pod
 
     def set_policy(self, manifest: Mapping[str, Any]) -> None:
-        meta = manifest.get("metadata") or {}
-        self.policies[f"{meta.get('namespace') or 'default'}/{meta.get('name')}"] = manifest
+        self.policies[raw_key("NetworkPolicy", manifest)] = manifest
 
     # -- actions -------------------------------------------------------------------
     def apply(self, action: Action) -> None:

@@ -1,7 +1,7 @@
 """Build clusters from compact Python descriptions, through the real parser and loader.
 
 Tests, examples and the benchmark generator describe objects as the raw Kubernetes dicts
-these helpers return, then ``cluster_of`` runs them through ``npm.load`` exactly as files
+these helpers return, then ``cluster_of`` runs them through ``kube.load`` exactly as files
 would be (validation, defaults, IP allocation), so nothing bypasses the object model.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from npm.load import DEFAULT_POD_CIDR, ObjectSet, build_cluster
-from npm.model import Cluster, Source
+from kube.load import DEFAULT_POD_CIDR, ObjectSet, build_cluster
+from kube.model import Cluster, Source
 
 Raw = dict[str, Any]
 

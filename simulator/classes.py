@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from npm.model import Cluster, ContainerPort, IPBlock, LabelSelector, NetworkPolicy, Pod
+from kube.model import Cluster, ContainerPort, IPBlock, LabelSelector, NetworkPolicy, Pod
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -11,7 +11,7 @@ from typing import TextIO
 
 import numpy as np
 
-from npm.model import Cluster, PortSpec
+from kube.model import Cluster, PortSpec
 from simulator import html_report, render
 from simulator.cli_common import (
     DEFAULT_PORT,
@@ -146,7 +146,7 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
         allowed[spec], checked[spec] = grid, mask
     result = render.Reach(names, tuple(ports), allowed, checked)
     if args.output == "json":
-        out.write(render.to_json(result))
+        out.write(render.render_json(result))
     elif args.output == "csv":
         out.write(render.to_csv(result))
     elif args.output == "dot":

@@ -9,13 +9,13 @@ is a :class:`UsageError` (printed without a traceback, exit code 2).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from npm.load import DEFAULT_POD_CIDR, LoadResult, load_live, load_paths
-from npm.model import Cluster, PortSpec
+from kube.arguments import cidr_type, port_type
+from kube.load import DEFAULT_POD_CIDR, LoadResult, load_live, load_paths
+from kube.model import Cluster, PortSpec
 from simulator.engine import all_declared_ports
 
 EXIT_OK = 0
@@ -34,23 +34,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         raise UsageError(message)
-
-
-def port_type(text: str) -> PortSpec:
-    """argparse type for ``80``, ``80/TCP``, ``53/udp``."""
-    try:
-        return PortSpec.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def cidr_type(text: str) -> str:
-    """argparse type for a CIDR such as ``10.244.0.0/16`` (host bits allowed)."""
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a CIDR such as 10.244.0.0/16") from None
-    return text
 
 
 def add_pod_cidr_option(parser: Any) -> None:

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 
 import networkx as nx
 
-from npm.load import load_paths
-from npm.model import Cluster
+from kube.load import load_paths
+from kube.model import Cluster
 from simulator import diff_render, exposure, html_report, lint
 from simulator.cli_common import (
     EXIT_FAIL,
@@ -136,7 +136,7 @@ def _deletion(text: str) -> Deletion:
 
 def _write_diff(diff: Diff, args: argparse.Namespace, out: TextIO) -> int:
     if args.output == "json":
-        out.write(diff_render.to_json(diff))
+        out.write(diff_render.render_json(diff))
     elif args.output == "markdown":
         out.write(diff_render.to_markdown(diff))
     elif args.output == "html":
@@ -193,7 +193,7 @@ def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     started = time.perf_counter()
     findings = lint.lint(cluster)
     print(f"linted {len(cluster.policies)} policies in {time.perf_counter() - started:.3f} s", file=sys.stderr)
-    out.write(lint.to_json(findings) if args.output == "json" else lint.to_text(findings))
+    out.write(lint.render_json(findings) if args.output == "json" else lint.to_text(findings))
     return EXIT_FAIL if lint.failed(findings, args.fail_on) else EXIT_OK
 
 

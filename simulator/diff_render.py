@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from npm.model import Cluster, Pod
+from kube.model import Cluster, Pod
 from simulator.whatif import Change, Diff
 
 POD_SPECIFIC_LABELS = frozenset(
@@ -117,7 +117,7 @@ def policy_lines(diff: Diff) -> list[str]:
     return [f"+ {k}" for k in pc.added] + [f"~ {k}" for k in pc.edited] + [f"- {k}" for k in pc.deleted]
 
 
-def to_json(diff: Diff) -> str:
+def render_json(diff: Diff) -> str:
     """The JSON document: exactly ``{"gained": [...], "lost": [...]}``."""
     return json.dumps(diff.to_json(), indent=2) + "\n"
 
@@ -177,4 +177,4 @@ def to_markdown(diff: Diff, *, limit: int = MARKDOWN_GROUP_LIMIT) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Group", "fold_ports", "group_changes", "name_prefix", "to_json", "to_markdown", "to_text", "workload"]
+__all__ = ["Group", "fold_ports", "group_changes", "name_prefix", "render_json", "to_markdown", "to_text", "workload"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from npm.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Peer, Pod, PolicyPort, PortSpec, Rule
+from kube.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Peer, Pod, PolicyPort, PortSpec, Rule
 from simulator import semantics
 from simulator.classes import ClassTable, build_classes, policy_ip_blocks
 from simulator.semantics import Endpoint, External

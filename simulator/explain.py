@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from npm.model import EGRESS, INGRESS, Cluster, Pod, PortSpec
+from kube.model import EGRESS, INGRESS, Cluster, Pod, PortSpec
 from simulator import semantics
 from simulator.engine import Simulator
 from simulator.semantics import DirectionVerdict, Endpoint, External

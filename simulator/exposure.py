@@ -20,7 +20,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from npm.model import Pod, PortSpec
+from kube.model import Pod, PortSpec
 from simulator.diff_render import fold_ports, workload
 from simulator.engine import Simulator
 

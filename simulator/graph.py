@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import networkx as nx
 import numpy as np
 
-from npm.model import IPBlock, PortSpec
+from kube.model import IPBlock, PortSpec
 from simulator.classes import ip_blocks
 from simulator.engine import Simulator
 

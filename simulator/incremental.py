@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from npm.model import Cluster, NetworkPolicy, PortSpec
+from kube.model import Cluster, NetworkPolicy, PortSpec
 from simulator.classes import ClassTable
 from simulator.engine import NeedsRebuild, Simulator
 

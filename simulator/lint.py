@@ -28,12 +28,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from npm.model import (
+from kube.model import (
+    DIRECTIONS,
     EGRESS,
     INGRESS,
     PROTOCOLS,
     Cluster,
     ContainerPort,
+    Direction,
     IPBlock,
     Labels,
     NetworkPolicy,
@@ -77,16 +79,8 @@ class Finding:
         return f"{self.severity}: {self.kind}: {where}: {self.reason}"
 
 
-def _field(direction: str) -> str:
-    return "ingress" if direction == INGRESS else "egress"
-
-
-def _rules(policy: NetworkPolicy, direction: str) -> tuple[Rule, ...]:
-    return policy.ingress if direction == INGRESS else policy.egress
-
-
-def _directions(policy: NetworkPolicy) -> list[str]:
-    return [d for d in (INGRESS, EGRESS) if d in policy.policy_types]
+def _directions(policy: NetworkPolicy) -> list[Direction]:
+    return [d for d in DIRECTIONS if d in policy.policy_types]
 
 
 class Linter:
@@ -126,10 +120,10 @@ class Linter:
         out = []
         for policy in self.cluster.policies:
             for direction in _directions(policy):
-                word = "from" if direction == INGRESS else "to"
-                for ri, rule in enumerate(_rules(policy, direction)):
+                word = direction.peer_field
+                for ri, rule in enumerate(direction.rules(policy)):
                     for pi, peer in enumerate(rule.peers):
-                        where = f"{_field(direction)}[{ri}].{word}[{pi}]"
+                        where = f"{direction.word}[{ri}].{word}[{pi}]"
                         if peer.ip_block is not None:
                             if representative_ip(peer.ip_block) is None:
                                 out.append(Finding("peer-matches-nothing", "warning", policy.key, where,
@@ -145,7 +139,7 @@ class Linter:
         for policy in self.cluster.policies:
             selected = self.sim.selected_classes(policy)
             for direction in _directions(policy):
-                for ri, rule in enumerate(_rules(policy, direction)):
+                for ri, rule in enumerate(direction.rules(policy)):
                     named = [(i, e) for i, e in enumerate(rule.ports) if e.is_named]
                     if not named:
                         continue
@@ -163,7 +157,7 @@ class Linter:
                         reason = (f"named port {entry.port!r}/{entry.protocol}: {who} serves it"
                                   + (f" on {entry.protocol}; served on {'/'.join(other)} only" if other else ""))
                         out.append(Finding("named-port-unserved", "warning", policy.key,
-                                           f"{_field(direction)}[{ri}].ports[{i}]", reason, policy.namespace))
+                                           f"{direction.word}[{ri}].ports[{i}]", reason, policy.namespace))
         return out
 
     def unprotected(self) -> list[Finding]:
@@ -190,7 +184,7 @@ class Linter:
                         only.setdefault(by_class[c], []).append(pod.key)
             for keys, pods in only.items():
                 out.append(Finding("allow-all-only", "info", keys[0], None,
-                                   f"{len(pods)} pod(s) (e.g. {pods[0]}) are isolated for {_field(direction)} only by "
+                                   f"{len(pods)} pod(s) (e.g. {pods[0]}) are isolated for {direction.word} only by "
                                    f"allow-all policies ({', '.join(keys)}): isolation without restriction",
                                    keys[0].split("/", 1)[0]))
         return out
@@ -231,8 +225,8 @@ class Linter:
         pod_classes = self.t.selectable
         for policy in self.cluster.policies:
             for direction in _directions(policy):
-                word = "from" if direction == INGRESS else "to"
-                for ri, rule in enumerate(_rules(policy, direction)):
+                word = direction.peer_field
+                for ri, rule in enumerate(direction.rules(policy)):
                     for pi, peer in enumerate(rule.peers):
                         if peer.ip_block is None:
                             continue
@@ -240,7 +234,7 @@ class Linter:
                         count = int(self.t.sizes[members].sum())
                         if count:
                             out.append(Finding(
-                                "ipblock-covers-pods", "warning", policy.key, f"{_field(direction)}[{ri}].{word}[{pi}]",
+                                "ipblock-covers-pods", "warning", policy.key, f"{direction.word}[{ri}].{word}[{pi}]",
                                 f"ipBlock {peer.ip_block.cidr} covers {count} pod address(es); whether ipBlocks match "
                                 "pod traffic differs between implementations: select pods with selectors",
                                 policy.namespace))
@@ -306,7 +300,7 @@ class Linter:
             if not len(self.sim.selected_classes(policy)):
                 continue  # its rules do nothing; reported as selects-no-pod
             for direction in _directions(policy):
-                for ri, rule in enumerate(_rules(policy, direction)):
+                for ri, rule in enumerate(direction.rules(policy)):
                     trial = {**removed, policy.key: removed.get(policy.key, set()) | {(direction, ri)}}
                     changes = {k: _without(self.cluster.policy_by_key[k], r) for k, r in trial.items()
                                if k.split("/", 1)[0] == policy.namespace}
@@ -315,7 +309,7 @@ class Linter:
                         p.ip_block for p in rule.peers)) else []
                     if self._unchanged(base, changes, ports, probes):
                         removed = trial
-                        out.append(Finding("redundant-rule", "info", policy.key, f"{_field(direction)}[{ri}]",
+                        out.append(Finding("redundant-rule", "info", policy.key, f"{direction.word}[{ri}]",
                                            "covered by other rules: removing it (with the other redundant rules) "
                                            "changes no verdict", policy.namespace))
         if out:
@@ -364,7 +358,7 @@ def _without(policy: NetworkPolicy, removed: Iterable[tuple[str, int]]) -> Netwo
 
 
 def _allows_all(policy: NetworkPolicy, direction: str) -> bool:
-    return any(not r.peers and not r.ports for r in _rules(policy, direction))
+    return any(not r.peers and not r.ports for r in direction.rules(policy))
 
 
 def _describe_peer(peer: Peer) -> str:
@@ -398,9 +392,9 @@ def to_text(findings: Sequence[Finding]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(findings: Sequence[Finding]) -> str:
+def render_json(findings: Sequence[Finding]) -> str:
     counts = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
     return json.dumps({"findings": [f.to_json() for f in findings], "counts": counts}, indent=2) + "\n"
 
 
-__all__ = ["Finding", "Linter", "failed", "lint", "to_json", "to_text"]
+__all__ = ["Finding", "Linter", "failed", "lint", "render_json", "to_text"]

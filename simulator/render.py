@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from npm.model import PortSpec
+from kube.model import PortSpec
 from simulator.engine import Summary
 
 ALLOWED, DENIED, NOT_CHECKED = ".", "X", "-"
@@ -64,7 +64,7 @@ def table(reach: Reach) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def to_json(reach: Reach) -> str:
+def render_json(reach: Reach) -> str:
     """``{"connections": [{"src", "dst", "port", "protocol", "allowed"}, ...]}``."""
     rows = [{"src": s, "dst": d, "port": p.port, "protocol": p.protocol, "allowed": ok} for s, d, p, ok in reach.rows()]
     return json.dumps({"connections": rows}, indent=2) + "\n"

@@ -4,7 +4,7 @@ This is the readable, scalar statement of the rules. ``simulator.engine`` comput
 thing vectorised over equivalence classes; ``simulator.explain`` uses these functions to
 attribute a verdict to policies and rules; the tests check that both agree.
 
-An endpoint is a :class:`npm.model.Pod` or an :class:`External` address (anything that is
+An endpoint is a :class:`kube.model.Pod` or an :class:`External` address (anything that is
 not a pod: selectors never match it, only ipBlocks and peer-less rules do).
 """
 
@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from npm.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Peer, Pod, PolicyPort, PortSpec, Rule
+from kube.model import EGRESS, INGRESS, Cluster, Direction, NetworkPolicy, Peer, Pod, PolicyPort, PortSpec, Rule
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ class RuleRef:
     port: int | None
 
     def describe(self) -> str:
-        field = "ingress" if self.direction == INGRESS else "egress"
-        peers = "from" if self.direction == INGRESS else "to"
+        field = Direction(self.direction).word
+        peers = Direction(self.direction).peer_field
         where = f"{self.policy} spec.{field}[{self.rule}]"
         peer = f"{peers}[{self.peer}]" if self.peer is not None else f"(no {peers}: any peer)"
         port = f"ports[{self.port}]" if self.port is not None else "(no ports: any port)"
@@ -182,7 +182,7 @@ def evaluate_direction(
     if not policies:
         return DirectionVerdict(direction, False, (), True)
     for policy in policies:
-        rules = policy.egress if direction == EGRESS else policy.ingress
+        rules = Direction(direction).rules(policy)
         for ri, rule in enumerate(rules):
             hit = rule_match(cluster, policy, rule, other, dst, spec)
             if hit is not None:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from npm.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Pod, PortSpec
+from kube.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Pod, PortSpec
 from simulator import semantics
 from simulator.classes import ClassTable
 

@@ -1,7 +1,7 @@
 """Build the before and after states of a what-if: a snapshot plus applied and deleted objects.
 
 ``overlay(paths, apply=..., delete=...)`` loads the snapshot once into an
-:class:`npm.load.ObjectSet`, then derives the second state from it in memory: applied
+:class:`kube.load.ObjectSet`, then derives the second state from it in memory: applied
 objects replace objects with the same identity (as ``kubectl apply`` would), and
 ``KIND/NAMESPACE/NAME`` (or ``KIND/NAME`` for cluster-scoped kinds) deletes one object.
 Deleting a Namespace deletes its Pods and NetworkPolicies too, as the API server does.
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from npm.errors import ObjectError
-from npm.load import LoadResult, ObjectSet, add_documents, finish, read_documents
-from npm.model import Cluster, Source
+from kube.errors import ObjectError
+from kube.load import LoadResult, ObjectSet, add_documents, finish, read_documents
+from kube.model import Cluster, Source
 
 KIND_ALIASES = {
     "networkpolicy": "NetworkPolicy",

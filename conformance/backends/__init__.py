@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from npm.model import Cluster, PortSpec
+from kube.model import Cluster, PortSpec
 
 
 class BackendError(RuntimeError):

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from conformance.backends import BackendError, ProbeRequest
-from npm.model import NAMESPACE_NAME_LABEL, Cluster, Pod, PortSpec
+from kube.model import NAMESPACE_NAME_LABEL, Cluster, Pod, PortSpec
 
 AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 OWNED = "npm-conformance/owned"

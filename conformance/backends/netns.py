@@ -42,7 +42,7 @@ import yaml
 
 from conformance.backends import BackendError, ProbeRequest
 from conformance.manifests import namespace_manifest, node_manifest, pod_status_manifest
-from npm.model import Cluster, ContainerPort, Labels, Namespace, Node, Pod, PortSpec
+from kube.model import Cluster, ContainerPort, Labels, Namespace, Node, Pod, PortSpec
 
 BARRIER_NAMESPACE = "npm-conformance-barrier"
 BARRIER_PORTS = (7001, 7002, 7003)

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from npm.model import ContainerPort, PortSpec
+from kube.model import ContainerPort, PortSpec
 
 STATE_ROOT = Path(os.environ.get("NPM_NETNS_STATE", "/run/npm-netns"))
 GATEWAY = "169.254.1.1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.expect import ExpectError, parse_expect, parse_table, peer_matches
-from npm.model import PortSpec
+from kube.model import PortSpec
 
 TCP80, TCP81 = PortSpec(80), PortSpec(81)
 

@@ -20,7 +20,7 @@ from conformance.backends.kind import (
     kind_load_argv,
     kindnet_without_policy,
 )
-from npm.model import ContainerPort, Labels, Pod, PortSpec
+from kube.model import ContainerPort, Labels, Pod, PortSpec
 
 
 def test_agnhost_container_per_port_and_protocol_as_upstream():

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 from conformance.report import dumps_json, junit_report, summarize, table_report, truth_table
 from conformance.results import ProbeResult, ScenarioResult, StepResult
-from npm.model import PortSpec
+from kube.model import PortSpec
 
 KEYS = ["x/a", "x/b"]
 

@@ -209,7 +209,7 @@ def test_actions_replay_labels_and_deletions(tmp_path):
 
 def test_state_rejects_duplicate_pod():
     from conformance.state import State
-    from npm.model import Pod
+    from kube.model import Pod
 
     state = State(("n1",))
     state.add_pod(Pod("x", "a"))

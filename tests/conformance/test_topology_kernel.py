@@ -15,7 +15,7 @@ from conformance.backends.netns import NetnsBackend
 from conformance.netns.topology import STATE_ROOT, Topology, ip
 from conformance.runner import Runner, RunOptions
 from conformance.scenario import load_scenarios
-from npm.model import ContainerPort, PortSpec
+from kube.model import ContainerPort, PortSpec
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[2]

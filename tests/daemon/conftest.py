@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from npm.cli_start import Daemon
-from npm.config import DaemonConfig
+from npm.daemon.config import DaemonConfig
+from npm.daemon.daemon import Daemon
 from tests.daemon.apiserver import ApiServer
 from tests.daemon.recorder import RecordingDataplane
 

@@ -3,7 +3,7 @@
 It implements the two methods the controller calls (``apply``, ``reconcile``) and nothing
 of the kernel side: it is for testing the controller's own logic (sync, coalescing,
 deletes, failed-closed reporting). Enforcement itself is tested against the real
-``npm.enforcer.Enforcer`` in network namespaces.
+``npm.dataplane.enforcer.Enforcer`` in network namespaces.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 import time
 
-from npm.enforcer import ApplyResult
-from npm.model import Cluster
+from kube.model import Cluster
+from npm.dataplane.enforcer import ApplyResult
 
 
 class RecordingDataplane:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from npm.config import ConfigError, DaemonConfig, load
+from npm.daemon.config import ConfigError, DaemonConfig, load
 
 
 def test_a_partial_file_keeps_the_other_defaults(tmp_path):

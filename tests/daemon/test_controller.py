@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from npm.controller import Controller, ObjectCache
-from npm.metrics import Metrics
+from npm.daemon.cache import ObjectCache
+from npm.daemon.controller import Controller
+from npm.daemon.metrics import Metrics
 from tests.daemon import objects as o
 from tests.daemon.recorder import RecordingDataplane
 

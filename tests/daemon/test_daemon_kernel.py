@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from npm.model import ContainerPort, PortSpec
+from kube.model import ContainerPort, PortSpec
 from tests.daemon import objects as o
 from tests.daemon.apiserver import ApiServer
 
@@ -177,7 +177,7 @@ def test_manifest_daemon_enforces_follows_changes_and_survives_restarts(node, tm
     assert reach(topo, "y/client", web) is False
     assert stop(daemon) == 0
     assert reach(topo, "y/client", web) is True
-    from npm.names import CHAIN_PREFIX, SET_PREFIX
+    from npm.dataplane.names import CHAIN_PREFIX, SET_PREFIX
 
     saved = topo.node_run("n1", ["iptables-save", "-t", "filter"]).stdout
     assert CHAIN_PREFIX not in saved

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from npm.config import DaemonConfig
-from npm.http_server import MAIN_ROUTES
-from npm.metrics import Metrics
+from npm.daemon.config import DaemonConfig
+from npm.daemon.http import MAIN_ROUTES
+from npm.daemon.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "npm" / "azure-npm.yaml"
@@ -83,7 +83,7 @@ def test_probes_and_ports_point_at_the_daemons_endpoints():
 
 
 def test_configmap_holds_a_valid_config_file(tmp_path):
-    from npm.config import load
+    from npm.daemon.config import load
 
     cm = by_kind("ConfigMap")
     assert cm["metadata"]["name"] == "azure-npm-config"

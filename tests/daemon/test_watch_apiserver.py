@@ -6,7 +6,7 @@ import json
 import time
 import urllib.request
 
-from npm.model import Cluster
+from kube.model import Cluster
 from tests.daemon import objects as o
 from tests.daemon.apiserver import ApiServer
 
@@ -52,7 +52,7 @@ def test_first_apply_has_the_whole_listed_state_and_readyz_follows(apiserver, st
 
 def test_readyz_is_503_until_every_kind_is_listed():
     server = ApiServer()  # not started: lists fail
-    from npm.cli_start import Daemon
+    from npm.daemon.daemon import Daemon
     from tests.daemon.conftest import FAST, api_client_for
     from tests.daemon.recorder import RecordingDataplane
 
@@ -273,8 +273,8 @@ def test_failed_closed_policy_is_logged_counted_and_posted_as_an_event(apiserver
 
 
 def test_a_second_report_of_the_same_event_patches_its_count(apiserver):
-    from npm.events import ApiEvents
-    from npm.model import LabelSelector, NetworkPolicy
+    from kube.model import LabelSelector, NetworkPolicy
+    from npm.daemon.events import ApiEvents
     from tests.daemon.conftest import api_client_for
 
     policy = NetworkPolicy("prod", "p", LabelSelector(), uid="u-1")

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from npm.model import (
+from kube.model import (
     NAMESPACE_NAME_LABEL,
     Cluster,
     ContainerPort,
@@ -20,7 +20,7 @@ from npm.model import (
     Pod,
     PortSpec,
 )
-from npm.parse import parse_network_policy
+from kube.parse import parse_network_policy
 
 
 def policy(ns: str, name: str, spec: Mapping[str, Any]) -> NetworkPolicy:
@@ -96,8 +96,8 @@ class World:
 def world(pods: Sequence[Pod], *, backend: str = "nft", nodes: Sequence[str] = ("n1",)) -> Iterator[World]:
     """Build nodes and pods (agents serving their container ports) and an Enforcer per node."""
     from conformance.netns.topology import Topology
-    from npm.enforcer import DataplaneConfig, Enforcer
-    from npm.kernel import Runner
+    from npm.dataplane.enforcer import DataplaneConfig, Enforcer
+    from npm.dataplane.kernel import Runner
 
     with Topology() as topo:
         for n in nodes:

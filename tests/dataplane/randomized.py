@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from npm.model import Cluster, ContainerPort
+from kube.model import Cluster, ContainerPort
 from tests.dataplane.helpers import cluster, pod, policy
 
 NAMESPACES = ("a", "b", "c")

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from npm import names
-from npm.enforcer import DataplaneConfig, Enforcer
-from npm.kernel import Runner
-from npm.translate import translate
+from kube.model import INGRESS
+from npm.dataplane import names
+from npm.dataplane.enforcer import DataplaneConfig, Enforcer
+from npm.dataplane.kernel import Runner
+from npm.dataplane.translate import translate
 from tests.conftest import needs_real_root
 from tests.dataplane.helpers import cluster, never_reaches, pod, policy, web_ports, world
 
@@ -99,13 +100,13 @@ def test_reconcile_repairs_a_deleted_policy_chain_and_destroyed_sets() -> None:
     with world(pods) as w:
         e = w.enforcers["n1"]
         w.apply(cluster(pods, [ALLOW_CLIENT]))
-        (chain,) = e._desired.chains_of_policy["x/allow-client"]
+        (chain,) = e.desired.chains_of_policy["x/allow-client"]
         _sh(w, "iptables-nft", "-F", "AZURE-NPM-INGRESS")
-        _sh(w, "iptables-nft", "-F", names.namespace_chain_name("ingress", "x"))
+        _sh(w, "iptables-nft", "-F", names.namespace_chain_name(INGRESS, "x"))
         _sh(w, "iptables-nft", "-F", "AZURE-NPM-SETS")
         _sh(w, "iptables-nft", "-F", chain)
         _sh(w, "iptables-nft", "-X", chain)
-        for name in e._desired.sets:
+        for name in e.desired.sets:
             _sh(w, "ipset", "destroy", name)
         assert w.reach("x/stranger", "x/web")
         res = e.reconcile()
@@ -119,7 +120,7 @@ def test_reconcile_refills_a_set_flushed_from_outside() -> None:
     with world(pods) as w:
         e = w.enforcers["n1"]
         w.apply(cluster(pods, [ALLOW_CLIENT]))
-        client_set = next(n for n, s in e._desired.sets.items() if s.meaning == "podlabel:app=client")
+        client_set = next(n for n, s in e.desired.sets.items() if s.meaning == "podlabel:app=client")
         _sh(w, "ipset", "flush", client_set)
         assert not w.reach("x/client", "x/web"), "flushing the peer set should close the flow"
         res = e.reconcile()
@@ -266,7 +267,7 @@ def test_killed_applier_never_opens_and_the_next_run_converges(tmp_path: Path) -
             assert res.returncode == 0, res.stderr
         assert w.reach("x/client", "x/web")
         fresh = Enforcer("n1", config=DataplaneConfig(backend="nft"), runner=Runner(w.topo.node_runner("n1")))
-        from npm.load import load_paths
+        from kube.load import load_paths
 
         result = fresh.apply(load_paths([str(big)]).cluster)
         assert not result.changed, result.summary
@@ -303,7 +304,7 @@ def test_a_rejected_rule_is_reported_precisely_and_its_policy_fails_closed() -> 
         e = w.enforcers["n1"]
         good = policy("x", "good", {"podSelector": {"matchLabels": {"app": "stranger"}}, "ingress": [{}]})
         c = cluster(pods, [ALLOW_CLIENT, good])
-        desired = translate(c, "n1")
+        desired = translate(c)
         client_set = next(n for n, s in desired.sets.items() if s.meaning == "podlabel:app=client")
         # The kernel will refuse rules referencing a set that does not exist.
         base = tuple(
@@ -313,7 +314,7 @@ def test_a_rejected_rule_is_reported_precisely_and_its_policy_fails_closed() -> 
             for ch in desired.base_chains
         )
         broken = replace(desired, sets={n: s for n, s in desired.sets.items() if n != client_set}, base_chains=base)
-        res = e._converge(broken, reread=True)
+        res = e.apply_desired(broken)
         assert len(res.failures) == 1, res.failures
         msg = res.failures[0]
         assert "x/allow-client ingress[0] from[0] ports[any]" in msg and "line " in msg and "fails closed" in msg
@@ -337,7 +338,7 @@ def test_switching_backend_removes_our_rules_from_the_other_one_without_a_gap() 
 
 
 def test_backend_detection_follows_kubelet_markers() -> None:
-    from npm.backend import detect
+    from npm.dataplane.backend import detect
 
     with world([]) as w:
         runner = Runner(w.topo.node_runner("n1"))

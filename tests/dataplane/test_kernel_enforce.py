@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from npm.model import ContainerPort, PortSpec
+from kube.model import ContainerPort, PortSpec
 from tests.dataplane.helpers import TCP80, cluster, pod, policy, web_ports, world
 
 pytestmark = pytest.mark.kernel

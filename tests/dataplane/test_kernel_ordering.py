@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from npm.kernel import Runner
+from npm.dataplane.kernel import Runner
 from tests.dataplane.helpers import TCP80, cluster, never_reaches, pod, policy, web_ports, world
 
 pytestmark = pytest.mark.kernel

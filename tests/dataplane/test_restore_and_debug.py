@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from npm.cli import main
-from npm.debug import Packet, convert, desired_as_saved, evaluate, set_meanings
-from npm.ipset_restore import IpsetPayload, create_line
-from npm.ipset_restore import parse_save as parse_ipsets
-from npm.iptables_restore import Payload, parse_save, quote, render_rule, spec_fingerprint
-from npm.translate import HASH_NET, LIST_SET, RuleSpec, SetSpec, translate
+from npm.dataplane.debug import Packet, convert, desired_as_saved, evaluate, set_meanings
+from npm.dataplane.ipset import IpsetPayload, create_line
+from npm.dataplane.ipset import parse_save as parse_ipsets
+from npm.dataplane.iptables import Payload, parse_save, quote, render_rule, spec_fingerprint
+from npm.dataplane.translate import translate
+from npm.dataplane.types import HASH_NET, LIST_SET, Failure, LineOwner, RuleSpec, SetSpec
 from tests.dataplane.helpers import cluster, pod, policy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,9 +85,12 @@ def test_payload_maps_a_failing_line_back_to_its_owner() -> None:
     text = payload.text()
     assert text.startswith("*filter\n") and text.endswith("COMMIT\n")
     for stderr in ("iptables-restore: line 3 failed", "Error occurred at line: 3"):
-        line, owner = payload.explain_failure(stderr)
-        assert line == 3 and owner == "x/p ingress[0] from[0] ports[0] (policy x/p)"
-    assert payload.explain_failure("something else") == (None, "")
+        failure = payload.locate(Failure("iptables-nft", stderr, 1))
+        assert failure.line == 3 and failure.policy == "x/p"
+        assert failure.owner == LineOwner("x/p ingress[0] from[0] ports[0]", "x/p")
+        assert failure.line_text.startswith("-A AZURE-NPM-IN-X -j ACCEPT")
+    unlocated = Failure("iptables-nft", "something else", 1)
+    assert payload.locate(unlocated) is unlocated
 
 
 def test_ipset_payload_and_save_parsing() -> None:
@@ -95,7 +99,8 @@ def test_ipset_payload_and_save_parsing() -> None:
     payload.create(spec)
     payload.members(spec, "add", spec.members)
     assert payload.lines[0] == create_line(spec) and payload.lines[1] == "add azure-npm-abc 10.0.0.0/8"
-    assert payload.explain_failure("ipset v7.17: Error in line 2: Element cannot be added") == (2, spec.meaning)
+    failure = payload.locate(Failure("ipset", "ipset v7.17: Error in line 2: Element cannot be added", 1))
+    assert failure.line == 2 and failure.owner == LineOwner(f"set {spec.meaning}") and failure.policy is None
     assert create_line(SetSpec("l", LIST_SET, "m", frozenset())).startswith("create l list:set size ")
     sets = parse_ipsets(SETS)
     assert sets["blocked"].members == {"10.0.0.0/8", "10.9.0.0/16 nomatch"}
@@ -196,7 +201,7 @@ def test_apply_with_invalid_input_exits_2_before_touching_the_kernel(tmp_path: P
     ],
 )
 def test_dataplane_config_rejects_bad_values(kwargs: dict) -> None:
-    from npm.enforcer import DataplaneConfig
+    from npm.dataplane.enforcer import DataplaneConfig
 
     with pytest.raises(ValueError):
         DataplaneConfig(**kwargs)

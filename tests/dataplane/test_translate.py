@@ -1,7 +1,7 @@
 """Translation: Cluster -> sets and chains, checked by structure and by verdicts.
 
 Verdicts come from running the translated rules through the debug evaluator
-(npm.debug.evaluate) over the rendered iptables-save / ipset save text, and are compared
+(npm.dataplane.debug.evaluate) over the rendered iptables-save / ipset save text, and are compared
 with the project's oracle, the reachability simulator (simulator/, which never shares the
 translation's code).
 """
@@ -12,12 +12,13 @@ from dataclasses import replace
 
 import pytest
 
-from npm import names
-from npm.debug import Packet, desired_as_saved, evaluate
-from npm.ipset_restore import parse_save as parse_ipsets
-from npm.iptables_restore import parse_save
-from npm.model import EGRESS, INGRESS, ContainerPort, PortSpec
-from npm.translate import HASH_IP_PORT, HASH_NET, LIST_SET, Marks, translate
+from kube.model import EGRESS, INGRESS, ContainerPort, PortSpec
+from npm.dataplane import names
+from npm.dataplane.debug import Packet, desired_as_saved, evaluate
+from npm.dataplane.ipset import parse_save as parse_ipsets
+from npm.dataplane.iptables import parse_save
+from npm.dataplane.translate import translate
+from npm.dataplane.types import HASH_IP_PORT, HASH_NET, LIST_SET, Marks
 from simulator import semantics
 from simulator.engine import Simulator
 from tests.dataplane.helpers import cluster, pod, policy
@@ -31,7 +32,7 @@ OUTSIDE = "192.0.2.9"
 
 def kernel_view(c):
     """The translated state as parsed iptables-save / ipset save content."""
-    ipt, ips = desired_as_saved(translate(c, "n1"))
+    ipt, ips = desired_as_saved(translate(c))
     return parse_save(ipt)["filter"], parse_ipsets(ips)
 
 
@@ -142,7 +143,7 @@ def test_only_referenced_sets_exist_and_hold_cluster_wide_members() -> None:
     deny = translate(cluster([*PODS, remote], [policy("x", "p", {"podSelector": {"matchLabels": {"app": "web"}}})]))
     assert {s.meaning for s in deny.sets.values()} == {"ns:x", "isolated:ingress"}  # a deny-all needs no label set
     c = cluster([*PODS, remote], [policy("x", "p", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{}]})])
-    d = translate(c, "n1")
+    d = translate(c)
     meanings = {s.meaning: s for s in d.sets.values()}
     assert set(meanings) == {"ns:x", "podlabel:app=web", "isolated:ingress"}
     assert meanings["podlabel:app=web"].members == {"10.1.0.2", "10.2.0.9"}
@@ -482,7 +483,7 @@ def test_translation_with_a_reused_index_equals_a_fresh_one(seed: int) -> None:
     must give exactly what a fresh translation gives (sets shared through list sets too)."""
     import random
 
-    from npm.translate import ClusterIndex
+    from npm.dataplane.index import ClusterIndex
     from tests.dataplane.randomized import random_cluster
 
     c, _ = random_cluster(seed)

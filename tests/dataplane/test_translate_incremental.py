@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from npm.model import Labels
-from npm.translate import ClusterIndex, translate
+from kube.model import Labels
+from npm.dataplane.index import ClusterIndex
+from npm.dataplane.translate import translate
 from tests.dataplane.helpers import cluster, pod, policy
 from tests.dataplane.randomized import random_cluster
 

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from conformance.fuzz_model import RandomChooser, scenario, strategy
 from conformance.scenario import parse_scenario
 from conformance.state import materialize
-from npm.model import Source
+from kube.model import Source
 from simulator.engine import Simulator
 
 

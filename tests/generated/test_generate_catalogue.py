@@ -13,7 +13,7 @@ from conformance.generate import ALL_TAGS, PRIMARY_OF, case, select, step, write
 from conformance.runner import probe_requests
 from conformance.scenario import load_scenarios
 from conformance.state import materialize
-from npm.model import PortSpec
+from kube.model import PortSpec
 from simulator.engine import Simulator
 
 

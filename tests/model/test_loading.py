@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from npm.load import load_paths
-from npm.model import NAMESPACE_NAME_LABEL
+from kube.load import load_paths
+from kube.model import NAMESPACE_NAME_LABEL
 from simulator.build import namespace, node, pod, policy
 
 OBJS = [

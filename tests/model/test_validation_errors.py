@@ -1,4 +1,4 @@
-"""Every validation rule of npm.parse reports file, document, object and field path."""
+"""Every validation rule of kube.parse reports file, document, object and field path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from npm.load import load_paths
+from kube.load import load_paths
 
 VALID = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npm.model import PortSpec
+from kube.model import PortSpec
 from simulator import semantics
 from simulator.engine import Simulator
 

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from npm.model import PortSpec
+from kube.model import PortSpec
 from simulator import semantics
 from simulator.build import cluster_of, container_port, namespace, node, pod, policy
 from simulator.engine import Simulator

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from npm.model import IPBlock, PortSpec
+from kube.model import IPBlock, PortSpec
 from simulator.build import cluster_of, container_port, namespace, node, pod, policy
 from simulator.engine import Simulator
 from simulator.explain import explain

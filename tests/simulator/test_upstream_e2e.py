@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from npm.model import Cluster, PortSpec
+from kube.model import Cluster, PortSpec
 from simulator.build import cluster_of, container_port, namespace, pod, policy
 from simulator.engine import Simulator
 

@@ -6,7 +6,7 @@ import copy
 
 from whatif_helpers import ALLOW_DB, BASE, DB, WEB
 
-from npm.model import PortSpec
+from kube.model import PortSpec
 from simulator.build import cluster_of, namespace, pod, policy
 from simulator.engine import Simulator
 from simulator.whatif import diff_states

@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 from cluster_gen import generate
 
-from npm.model import PortSpec
+from kube.model import PortSpec
 from simulator import exposure
 from simulator.build import cluster_of, namespace, pod, policy
 from simulator.engine import Simulator, all_declared_ports

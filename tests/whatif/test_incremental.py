@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from cluster_gen import generate
 
-from npm.parse import parse_network_policy
+from kube.parse import parse_network_policy
 from simulator.build import policy
 from simulator.engine import NeedsRebuild, Simulator, all_declared_ports
 from simulator.incremental import IncrementalSimulator, evaluate_change

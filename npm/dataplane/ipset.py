@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from npm.translate import HASH_IP, HASH_IP_PORT, HASH_NET, LIST_SET, SetSpec
+from npm.dataplane.types import HASH_IP, HASH_IP_PORT, HASH_NET, LIST_SET, Failure, LineOwner, SetSpec
 
 # Hash sets grow on demand; maxelem and list:set size are only ceilings, so make them wide
 # enough that pod churn never needs a re-create.
@@ -43,7 +43,7 @@ class IpsetPayload:
     """Lines for one ``ipset restore -exist`` run, with the owner (set meaning) of each line."""
 
     lines: list[str] = field(default_factory=list)
-    owners: dict[int, str] = field(default_factory=dict)
+    owners: dict[int, str] = field(default_factory=dict)  # line -> the set's meaning
 
     def add(self, line: str, owner: str) -> None:
         self.lines.append(line)
@@ -70,12 +70,15 @@ class IpsetPayload:
     def text(self) -> str:
         return "\n".join([*self.lines, ""])
 
-    def explain_failure(self, stderr: str) -> tuple[int | None, str]:
-        m = _ERROR_LINE.search(stderr)
+    def locate(self, failure: Failure) -> Failure:
+        """``failure`` with the line ``ipset restore`` named, its text and the set it concerns."""
+        m = _ERROR_LINE.search(failure.message)
         if not m:
-            return None, ""
+            return failure
         line = int(m.group(1))
-        return line, self.owners.get(line, "")
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        owner = self.owners.get(line)
+        return replace(failure, line=line, line_text=text, owner=LineOwner(f"set {owner}") if owner else None)
 
 
 def parse_save(text: str) -> dict[str, SavedSet]:

@@ -5,7 +5,7 @@ Each ``ResourceWatcher`` is a thread: it lists (in pages), hands the whole list 
 passing every event on. A watch that ends (server timeout, dropped connection) resumes
 from the last resourceVersion seen; ``410 Gone`` (an ERROR event or the HTTP status) means
 that version is too old, so it lists again. Failures back off exponentially with jitter.
-Raw JSON streams (``_preload_content=False``) are read so objects reach ``npm.parse`` as
+Raw JSON streams (``_preload_content=False``) are read so objects reach ``kube.parse`` as
 the plain dicts it validates, without a round trip through the client's model classes.
 """
 
@@ -15,24 +15,25 @@ import contextlib
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-log = logging.getLogger("npm.watch")
+from npm.backoff import Backoff
+
+log = logging.getLogger("npm.daemon.sources.watch")
 
 LIST_PAGE_SIZE = 500
 CONNECT_TIMEOUT = 10.0
 LIST_READ_TIMEOUT = 120.0
 GONE = 410
+DEFAULT_BACKOFF = Backoff()
 OPTIONAL_KINDS = ("Node",)  # forbidden or missing: go on without them
 
 
 class Sink(Protocol):
-    """Where a watcher sends what it learns (``npm.controller.ObjectCache``)."""
+    """Where a watcher sends what it learns (``npm.daemon.cache.ObjectCache``)."""
 
     def replace_raw(self, kind: str, items: list[dict[str, Any]], seen: float) -> None: ...
 
@@ -40,7 +41,7 @@ class Sink(Protocol):
 
 
 class WatchMetrics(Protocol):
-    """The counters a watcher updates (``npm.metrics.Metrics`` has them)."""
+    """The counters a watcher updates (``npm.daemon.metrics.Metrics`` has them)."""
 
     watch_events: Any
     watch_relists: Any
@@ -49,20 +50,6 @@ class WatchMetrics(Protocol):
 
 class Gone(Exception):
     """The resourceVersion we resume from is no longer available: list again."""
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with full jitter between ``initial`` and ``maximum`` seconds."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        """How long to wait before retry number ``attempt`` (0 is the first)."""
-        ceiling = min(self.maximum, self.initial * (2 ** min(attempt, 30)))
-        # Jitter spreads reconnects of every node in the cluster after an API server restart.
-        return random.uniform(ceiling / 2, ceiling)
 
 
 # kind -> (API class name, list function for all namespaces)
@@ -81,7 +68,7 @@ def api_client(kubeconfig: str = "") -> Any:
     """
     from kubernetes import client, config  # imported here: only the API-server source needs it
 
-    from npm.config import ConfigError
+    from npm.daemon.config import ConfigError
 
     configuration = client.Configuration()
     try:
@@ -136,7 +123,7 @@ class ResourceWatcher(threading.Thread):
         stop: threading.Event,
         *,
         watch_timeout: float = 300.0,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         optional: bool = False,
     ) -> None:
         super().__init__(name=f"watch-{kind}", daemon=True)

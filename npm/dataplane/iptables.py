@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from npm.translate import RuleSpec
+from npm.dataplane.types import Failure, LineOwner, RuleSpec
 
 _SAFE = re.compile(r"^[A-Za-z0-9_./:,!=+@%-]+$")
 _FAILED_LINE = re.compile(r"line (\d+) failed|Error occurred at line: (\d+)")
@@ -38,23 +38,22 @@ class Payload:
 
     table: str = "filter"
     lines: list[str] = field(default_factory=list)
-    owners: dict[int, str] = field(default_factory=dict)
+    owners: dict[int, LineOwner] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.lines.append(f"*{self.table}")
 
-    def add(self, line: str, owner: str = "") -> None:
+    def add(self, line: str, owner: LineOwner | None = None) -> None:
         self.lines.append(line)
-        if owner:
+        if owner is not None:
             self.owners[len(self.lines)] = owner
 
     def declare(self, chain: str) -> None:
         """``:CHAIN - [0:0]``: creates the chain, or flushes it if it exists (--noflush)."""
-        self.add(f":{chain} - [0:0]", f"chain {chain}")
+        self.add(f":{chain} - [0:0]", LineOwner(f"chain {chain}"))
 
     def rule(self, rule: RuleSpec, op: str = "-A", position: int | None = None) -> None:
-        owner = f"{rule.comment}" + (f" (policy {rule.policy})" if rule.policy else "")
-        self.add(render_rule(rule, op, position), owner)
+        self.add(render_rule(rule, op, position), LineOwner(rule.comment, rule.policy))
 
     @property
     def changes(self) -> int:
@@ -63,14 +62,14 @@ class Payload:
     def text(self) -> str:
         return "\n".join([*self.lines, "COMMIT", ""])
 
-    def explain_failure(self, stderr: str) -> tuple[int | None, str]:
-        """(line, owner) for an iptables-restore error message, as precisely as it says."""
-        m = _FAILED_LINE.search(stderr)
+    def locate(self, failure: Failure) -> Failure:
+        """``failure`` with the line iptables-restore named, its text and its owner."""
+        m = _FAILED_LINE.search(failure.message)
         if not m:
-            return None, ""
+            return failure
         line = int(m.group(1) or m.group(2))
         text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        return line, self.owners.get(line, text)
+        return replace(failure, line=line, line_text=text, owner=self.owners.get(line))
 
 
 @dataclass(frozen=True)

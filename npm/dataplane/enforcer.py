@@ -22,7 +22,6 @@ the kernel (``iptables-save``, ``ipset save``) and repairs drift.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -30,28 +29,31 @@ from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
 from functools import lru_cache
 
-from npm import backend as backends
-from npm import names
-from npm.ipset_restore import IpsetPayload
-from npm.ipset_restore import parse_save as parse_ipset_save
-from npm.iptables_restore import Fingerprint, Payload, SavedRule, SavedTable, parse_save, spec_fingerprint
-from npm.iptables_restore import quote as _q
-from npm.kernel import Completed, Runner
-from npm.model import Cluster
-from npm.translate import (
+from kube.model import Cluster
+from npm.backoff import Backoff
+from npm.dataplane import backend as backends
+from npm.dataplane import names
+from npm.dataplane.index import ClusterIndex
+from npm.dataplane.ipset import IpsetPayload
+from npm.dataplane.ipset import parse_save as parse_ipset_save
+from npm.dataplane.iptables import Fingerprint, Payload, SavedRule, SavedTable, parse_save, spec_fingerprint
+from npm.dataplane.iptables import quote as _q
+from npm.dataplane.kernel import Completed, Runner
+from npm.dataplane.translate import translate
+from npm.dataplane.types import (
     DEFAULT_EGRESS_MARK,
     DEFAULT_INGRESS_MARK,
     LIST_SET,
     ChainSpec,
-    ClusterIndex,
     DesiredState,
+    Failure,
+    LineOwner,
     Marks,
     RuleSpec,
     SetSpec,
-    translate,
 )
 
-log = logging.getLogger("npm.enforcer")
+log = logging.getLogger("npm.dataplane.enforcer")
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class ApplyResult:
     changed: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     latencies: list[tuple[str, float]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     unenforceable: list[tuple[str, str]] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
     backend: str = ""
@@ -120,14 +122,19 @@ class ApplyResult:
             "backend": self.backend,
             "counts": self.counts,
             "latencies": [{"restore": k, "seconds": round(s, 6)} for k, s in self.latencies],
-            "failures": self.failures,
+            "failures": [str(f) for f in self.failures],
+            "failure_details": [f.to_json() for f in self.failures],
             "unenforceable": [{"policy": k, "reason": r} for k, r in self.unenforceable],
             "summary": self.summary,
         }
 
 
 class ApplyError(Exception):
-    """A restore failed after all retries."""
+    """A restore failed after all retries; ``failure`` says which, where and why."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
 
 
 @dataclass
@@ -160,6 +167,7 @@ class Enforcer:
         self._other_checked = False
         self._index: ClusterIndex | None = None  # translation cache, brought up to date by translate
         self._fps: dict[str, tuple[ChainSpec, tuple[Fingerprint, ...]]] = {}  # by chain name
+        self._backoff = Backoff(self.config.retry_initial_delay, self.config.retry_max_delay, jitter=False)
 
     # ---- public API ---------------------------------------------------------------------
     @property
@@ -173,9 +181,19 @@ class Enforcer:
         """Make the kernel hold exactly what ``cluster`` asks for (incremental)."""
         if self._index is None:
             self._index = ClusterIndex(cluster)
-        desired = translate(cluster, self.node_name, self.config.marks, self._index)
+        desired = translate(cluster, self.config.marks, self._index)
         self._desired = desired
         return self._converge(desired, reread=self._kernel is None)
+
+    @property
+    def desired(self) -> DesiredState | None:
+        """What the last apply asked the kernel to hold (None before the first)."""
+        return self._desired
+
+    def apply_desired(self, desired: DesiredState) -> ApplyResult:
+        """Make the kernel hold exactly ``desired`` (already translated), reading it first."""
+        self._desired = desired
+        return self._converge(desired, reread=True)
 
     def reconcile(self) -> ApplyResult:
         """Re-read the kernel and repair any drift from the last applied Cluster."""
@@ -282,7 +300,7 @@ class Enforcer:
                 if attempt == 0 and not reread:
                     reread = True  # our memory may be stale (someone changed the kernel): read and retry
                     continue
-                result.failures.append(str(exc))
+                result.failures.append(exc.failure)
             else:
                 chains = {c.name: self._fingerprints(c) for c in applied.chains.values()}
                 self._fps = {name: self._fps[name] for name in chains}
@@ -416,18 +434,18 @@ class Enforcer:
             try:
                 self._restore_iptables(payload, result, self.backend, f"iptables-{self.backend}")
             except _LineRejected as exc:
-                policy = exc.policy
+                policy = exc.failure.policy
                 if policy is None or policy in excluded:
-                    raise ApplyError(str(exc)) from None
+                    raise ApplyError(exc.failure) from None
                 excluded.add(policy)
-                result.failures.append(f"{exc} -> policy {policy} applied without its allow rules (fails closed)")
+                result.failures.append(replace(exc.failure, failed_closed=policy))
                 desired = _without_allows(desired, policy)
                 rules = self._rules_payload(desired, current)
                 continue
             result.changed = True
             result.summary.append(stats)
             return desired
-        raise ApplyError("iptables-restore kept rejecting rules")
+        raise ApplyError(Failure(f"iptables-{self.backend}", "iptables-restore kept rejecting rules"))
 
     def _rules_payload(self, desired: DesiredState, current: _Kernel) -> tuple[Payload | None, str]:
         chains = desired.chains
@@ -464,17 +482,18 @@ class Enforcer:
         for c, ops in edits:
             for _, i1, i2, j1, j2 in reversed(ops):  # from the end, so earlier positions stay valid
                 for _ in range(i2 - i1):
-                    payload.add(f"-D {c.name} {i1 + 1}", f"chain {c.name} (old rule {i1 + 1})")
+                    payload.add(f"-D {c.name} {i1 + 1}", LineOwner(f"chain {c.name} (old rule {i1 + 1})"))
                 for k, rule in enumerate(c.rules[j1:j2]):
                     payload.rule(rule, "-I", i1 + 1 + k)
         if fix_forward:
             for saved in current.forward:
-                payload.add(" ".join(["-D", "FORWARD", *(_q(t) for t in saved.tokens)]), "FORWARD jump (old)")
+                line = " ".join(["-D", "FORWARD", *(_q(t) for t in saved.tokens)])
+                payload.add(line, LineOwner("FORWARD jump (old)"))
             payload.rule(desired.forward_jump, "-I", self.config.forward_position)
         for name in stale:
-            payload.add(f"-F {name}", f"chain {name} (stale)")
+            payload.add(f"-F {name}", LineOwner(f"chain {name} (stale)"))
         for name in stale:
-            payload.add(f"-X {name}", f"chain {name} (stale)")
+            payload.add(f"-X {name}", LineOwner(f"chain {name} (stale)"))
         new_policy = sum(1 for c in whole if c.policy is not None)
         parts = [f"chains: {new_policy} policy chains written, {len(stale)} removed"]
         rewritten = sorted(c.name for c in whole if c.policy is None)
@@ -505,56 +524,44 @@ class Enforcer:
 
     # ---- running restores ---------------------------------------------------------------
     def _retry(self, argv: list[str], stdin: str | None, what: str) -> Completed:
-        delay = self.config.retry_initial_delay
         res: Completed | None = None
         for attempt in range(self.config.retry_attempts):
             res = self.runner.run(argv, stdin)
             if res.ok:
                 return res
             if attempt + 1 < self.config.retry_attempts:
-                time.sleep(delay)
-                delay = min(delay * 2, self.config.retry_max_delay)
+                time.sleep(self._backoff.delay(attempt))
         assert res is not None
-        raise ApplyError(f"{what} failed (exit {res.rc}): {res.stderr.strip()[:500]}")
+        raise ApplyError(Failure(what, res.stderr.strip()[:500], res.rc))
 
     def _restore_ipset(self, payload: IpsetPayload, what: str, result: ApplyResult) -> None:
         # -exist makes every line idempotent, so a retry after a partial run is safe.
         try:
             res = self._retry(["ipset", "restore", "-exist"], payload.text(), what)
         except ApplyError as exc:
-            line, owner = payload.explain_failure(str(exc))
-            where = f" (line {line}: set {owner})" if line else ""
-            raise ApplyError(f"{exc}{where}") from None
+            raise ApplyError(payload.locate(exc.failure)) from None
         result.latencies.append((what, res.seconds))
 
     def _restore_iptables(self, payload: Payload, result: ApplyResult, be: str, what: str) -> None:
         argv = [backends.Tools(be).restore, "--noflush", "-w", str(self.config.lock_wait_seconds)]
-        delay = self.config.retry_initial_delay
         res: Completed | None = None
         for attempt in range(self.config.retry_attempts):
             res = self.runner.run(argv, payload.text())
             if res.ok:
                 result.latencies.append((what, res.seconds))
                 return
-            line, owner = payload.explain_failure(res.stderr)
-            if line is not None and "lock" not in res.stderr.lower():
-                text = payload.lines[line - 1] if 0 < line <= len(payload.lines) else ""
-                policy = owner.rsplit("(policy ", 1)[1].rstrip(")") if "(policy " in owner else None
-                if policy is not None or attempt + 1 == self.config.retry_attempts:
-                    raise _LineRejected(
-                        f"{what} rejected line {line} [{owner}]: {res.stderr.strip()[:300]} ({text[:200]})", policy
-                    )
+            failure = payload.locate(Failure(what, res.stderr.strip()[:300], res.rc))
+            last = attempt + 1 == self.config.retry_attempts
+            if failure.line is not None and "lock" not in res.stderr.lower() and (failure.policy is not None or last):
+                raise _LineRejected(failure)
             if attempt + 1 < self.config.retry_attempts:
-                time.sleep(delay)
-                delay = min(delay * 2, self.config.retry_max_delay)
+                time.sleep(self._backoff.delay(attempt))
         assert res is not None
-        raise ApplyError(f"{what} failed (exit {res.rc}): {res.stderr.strip()[:500]}")
+        raise ApplyError(Failure(what, res.stderr.strip()[:500], res.rc))
 
 
 class _LineRejected(ApplyError):
-    def __init__(self, message: str, policy: str | None) -> None:
-        super().__init__(message)
-        self.policy = policy
+    """The kernel refused one line of a rules payload (``failure.policy``: whose)."""
 
 
 def _without_allows(desired: DesiredState, policy: str) -> DesiredState:
@@ -617,11 +624,6 @@ def _policies_in(table: SavedTable) -> dict[str, tuple[str, ...]]:
 def _target(rule: RuleSpec) -> str:
     args = rule.args
     return args[args.index("-j") + 1] if "-j" in args else ""
-
-
-def result_json(result: ApplyResult) -> str:
-    """``ApplyResult`` as indented JSON."""
-    return json.dumps(result.to_json(), indent=2)
 
 
 __all__ = ["ApplyError", "ApplyResult", "DataplaneConfig", "Enforcer", "SetSpec"]

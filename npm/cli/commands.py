@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from npm import cli_start
+from npm.cli import start as cli_start
 
 EXIT_OK = 0
 EXIT_KERNEL = 1
@@ -143,8 +143,8 @@ def _err(msg: str) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from npm.enforcer import DataplaneConfig, Enforcer
-    from npm.load import load_paths
+    from kube.load import load_paths
+    from npm.dataplane.enforcer import DataplaneConfig, Enforcer
 
     loaded = load_paths(args.paths)
     for note in loaded.notes:
@@ -173,7 +173,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from npm.enforcer import ApplyError, DataplaneConfig, Enforcer
+    from npm.dataplane.enforcer import ApplyError, DataplaneConfig, Enforcer
 
     try:
         Enforcer("", config=DataplaneConfig(backend=args.backend)).cleanup()
@@ -185,10 +185,10 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def _read_saved(args: argparse.Namespace) -> tuple[object, dict] | None:
-    from npm import backend as backends
-    from npm.ipset_restore import parse_save as parse_ipsets
-    from npm.iptables_restore import parse_save
-    from npm.kernel import Runner
+    from npm.dataplane import backend as backends
+    from npm.dataplane.ipset import parse_save as parse_ipsets
+    from npm.dataplane.iptables import parse_save
+    from npm.dataplane.kernel import Runner
 
     runner = Runner()
     try:
@@ -218,7 +218,7 @@ def _read_saved(args: argparse.Namespace) -> tuple[object, dict] | None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from npm.debug import convert
+    from npm.dataplane.debug import convert
 
     saved = _read_saved(args)
     if saved is None:
@@ -248,9 +248,9 @@ def _resolve(text: str, pods: dict[str, str]) -> str | None:
 
 
 def cmd_gettuples(args: argparse.Namespace) -> int:
-    from npm.debug import Packet, evaluate
-    from npm.load import load_paths
-    from npm.model import PortSpec
+    from kube.load import load_paths
+    from kube.model import PortSpec
+    from npm.dataplane.debug import Packet, evaluate
 
     try:
         port = PortSpec.parse(args.port)

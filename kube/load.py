@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 import yaml
 
-from npm.errors import ObjectError
-from npm.model import NAMESPACE_NAME_LABEL, Cluster, Labels, Namespace, NetworkPolicy, Node, Pod, Source
-from npm.parse import PARSERS, ParseFailure, object_name
+from kube.errors import ObjectError
+from kube.model import NAMESPACE_NAME_LABEL, Cluster, Labels, Namespace, NetworkPolicy, Node, Pod, Source, raw_key
+from kube.parse import PARSERS, ParseFailure, object_name
 
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # kind's default pod subnet
 DEFAULT_NODE_CIDR = "172.18.0.0/16"  # kind's default node network
@@ -141,14 +141,18 @@ class ObjectSet:
         api = raw.get("apiVersion")
         if kind == "NetworkPolicy" and api not in (None, "networking.k8s.io/v1"):
             self.errors.append(
-                ObjectError(source, object_name(raw), "apiVersion", f'"{api}" is not supported (networking.k8s.io/v1)')
+                ObjectError(
+                    source, object_name(raw), "apiVersion", f'"{api}" is not supported (networking.k8s.io/v1)',
+                    kind, raw_key(kind, raw),
+                )
             )
             return
         try:
             obj = parser(raw, source)
         except ParseFailure as failure:
+            name, key = object_name(raw), raw_key(kind, raw)
             for err in failure.errors:
-                self.errors.append(ObjectError(source, object_name(raw), err.path, err.message))
+                self.errors.append(ObjectError(source, name, err.path, err.message, kind, key))
             return
         self.add(obj)
 
@@ -302,7 +306,7 @@ def load_live(
         ("NetworkPolicy", net.list_network_policy_for_all_namespaces),
     ]
     for kind, lister in listings:
-        # Raw JSON, as npm.watch reads it: the client's model classes would reject a whole list
+        # Raw JSON, as npm.daemon.sources.watch reads it: the client's model classes would reject a whole list
         # for one object that lacks a field they require, instead of one located error.
         response = lister(_preload_content=False, _request_timeout=(10, 120))  # never hang
         try:

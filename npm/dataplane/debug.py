@@ -18,10 +18,10 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from npm import names
-from npm.ipset_restore import SavedSet, create_line
-from npm.iptables_restore import SavedRule, SavedTable, render_rule
-from npm.translate import LIST_SET, DesiredState
+from npm.dataplane import names
+from npm.dataplane.ipset import SavedSet, create_line
+from npm.dataplane.iptables import SavedRule, SavedTable, render_rule
+from npm.dataplane.types import LIST_SET, DesiredState
 
 _TERMINAL = {"ACCEPT", "DROP", "REJECT"}
 

@@ -2,7 +2,7 @@
 
 The directory tree is scanned every ``poll_interval`` seconds (modification time, size and
 inode of every .yaml/.yml/.json file; no inotify needed). A changed file is read with
-``npm.load.read_documents``; a file that does not parse (half written, broken YAML) keeps
+``kube.load.read_documents``; a file that does not parse (half written, broken YAML) keeps
 its last good version in force and is logged. Within a file that parses, an object that
 fails validation is skipped, or keeps its last valid version if it had one. The merged
 objects of all files (later files, in sorted path order, win over earlier ones) replace the
@@ -17,9 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from npm.controller import KINDS, Obj, ObjectCache
-from npm.errors import ObjectError
-from npm.load import MANIFEST_SUFFIXES, ObjectSet, add_documents, read_documents
+from kube.errors import ObjectError
+from kube.load import MANIFEST_SUFFIXES, ObjectSet, add_documents, read_documents
+from npm.daemon.cache import KINDS, Obj, ObjectCache
 
 log = logging.getLogger("npm.static")
 
@@ -54,10 +54,9 @@ def scan(directory: str) -> dict[str, Stamp]:
     return out
 
 
-def _identity_of(name: str) -> tuple[str, str] | None:
-    """(kind, key) from an error's object name such as ``NetworkPolicy ns/x``."""
-    kind, _, key = name.partition(" ")
-    return (kind, key) if kind in KINDS and key else None
+def _identity_of(error: ObjectError) -> tuple[str, str] | None:
+    """(kind, key) of the object an error is about, if it is one the daemon keeps."""
+    return (error.kind, error.key) if error.kind in KINDS and error.key else None
 
 
 def read_file(path: str, previous: FileState | None, stamp: Stamp) -> FileState:
@@ -82,7 +81,7 @@ def read_file(path: str, previous: FileState | None, stamp: Stamp) -> FileState:
             objects[(kind, key)] = obj
     invalid: dict[tuple[str, str], list[ObjectError]] = {}
     for error in parsed.errors:
-        ident = _identity_of(error.obj)
+        ident = _identity_of(error)
         old = previous.objects.get(ident) if previous and ident else None
         log.error("invalid object: %s; %s", error, "keeping its last valid version" if old else "skipped")
         if ident:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from npm.model import Source
+from kube.model import Source
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,8 @@ class ObjectError:
     obj: str  # e.g. "NetworkPolicy x/deny-all"; "" when the file itself is bad
     path: str  # field path, e.g. "spec.ingress[0].from[1].ipBlock.cidr"; "" if none
     message: str
+    kind: str = ""  # the object's kind and key (object_key), when the object could be named
+    key: str = ""
 
     def __str__(self) -> str:
         where = str(self.source)

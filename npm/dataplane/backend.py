@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from npm.kernel import Runner
+from npm.dataplane.kernel import Runner
 
 BACKENDS = ("nft", "legacy")
 MARKERS = ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY")

@@ -14,6 +14,8 @@ import base64
 import hashlib
 from functools import lru_cache
 
+from kube.model import Direction
+
 SET_PREFIX = "azure-npm-"
 CHAIN_PREFIX = "AZURE-NPM"
 INGRESS_POLICY_PREFIX = "AZURE-NPM-IN-"
@@ -55,22 +57,22 @@ def set_name(meaning: str) -> str:
     return name
 
 
-def policy_chain_name(direction: str, identity: str) -> str:
+def policy_chain_name(direction: Direction, identity: str) -> str:
     """``AZURE-NPM-IN-``/``AZURE-NPM-EG-`` plus 15 base32 characters (75 bits) of ``identity``.
 
     ``identity`` includes the chain's rendered rules, so a changed policy gets a new chain
     (a new generation) and the old one stays intact until the jump is switched.
     """
-    prefix = INGRESS_POLICY_PREFIX if direction == "ingress" else EGRESS_POLICY_PREFIX
+    prefix = direction.pick(INGRESS_POLICY_PREFIX, EGRESS_POLICY_PREFIX)
     name = prefix + _digest(identity, MAX_CHAIN_NAME - len(prefix))
     assert len(name) <= MAX_CHAIN_NAME
     return name
 
 
-def namespace_chain_name(direction: str, namespace: str) -> str:
+def namespace_chain_name(direction: Direction, namespace: str) -> str:
     """``AZURE-NPM-NSI-``/``AZURE-NPM-NSE-`` plus 14 base32 characters (70 bits) of the namespace."""
-    prefix = INGRESS_NS_PREFIX if direction == "ingress" else EGRESS_NS_PREFIX
-    return prefix + _digest(f"{direction}:{namespace}", MAX_CHAIN_NAME - len(prefix))
+    prefix = direction.pick(INGRESS_NS_PREFIX, EGRESS_NS_PREFIX)
+    return prefix + _digest(f"{direction.word}:{namespace}", MAX_CHAIN_NAME - len(prefix))
 
 
 def is_ours_set(name: str) -> bool:

@@ -15,9 +15,9 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from npm.model import NetworkPolicy
+from kube.model import NetworkPolicy
 
-log = logging.getLogger("npm.events")
+log = logging.getLogger("npm.daemon.events")
 
 REASON_FAILED_CLOSED = "PolicyFailedClosed"
 COMPONENT = "azure-npm"

@@ -1,7 +1,7 @@
 """The Kubernetes object model shared by the enforcer, the simulator and the harness.
 
 Everything here is immutable and already validated and defaulted the way the API server
-does it (see ``npm.parse``), so consumers never re-check syntax or apply defaults.
+does it (see ``kube.parse``), so consumers never re-check syntax or apply defaults.
 Evaluation of policy semantics does not live here: the enforcer translates these objects
 into ipsets and rules, the simulator evaluates them on its own.
 """
@@ -11,12 +11,74 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-INGRESS = "Ingress"
-EGRESS = "Egress"
+
+
+class Direction(StrEnum):
+    """Ingress or egress: the one spelling of a direction, and what follows from it.
+
+    Its value is the API's spelling (``policyTypes``), so it compares equal to it.
+    """
+
+    INGRESS = "Ingress"
+    EGRESS = "Egress"
+
+    @property
+    def word(self) -> str:
+        """``ingress`` / ``egress``: the spec field holding the rules."""
+        return self.value.lower()
+
+    @property
+    def peer_field(self) -> str:
+        """``from`` / ``to``: the field of a rule holding its peers."""
+        return "from" if self is Direction.INGRESS else "to"
+
+    @property
+    def peer_side(self) -> str:
+        """Which end of a connection the peers are: ``src`` for ingress, ``dst`` for egress."""
+        return "src" if self is Direction.INGRESS else "dst"
+
+    @property
+    def subject_side(self) -> str:
+        """Which end of a connection the selected pods are: ``dst`` for ingress, ``src`` for egress."""
+        return "dst" if self is Direction.INGRESS else "src"
+
+    def pick(self, ingress: _T, egress: _T) -> _T:
+        """``ingress`` or ``egress``, whichever belongs to this direction."""
+        return ingress if self is Direction.INGRESS else egress
+
+    def rules(self, policy: NetworkPolicy) -> tuple[Rule, ...]:
+        """The policy's rules in this direction."""
+        return policy.ingress if self is Direction.INGRESS else policy.egress
+
+
+INGRESS = Direction.INGRESS
+EGRESS = Direction.EGRESS
+DIRECTIONS = (INGRESS, EGRESS)
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+DEFAULT_NAMESPACE = "default"
+CLUSTER_SCOPED_KINDS = frozenset({"Namespace", "Node"})
+
+
+def object_key(kind: str, namespace: str | None, name: str) -> str:
+    """An object's identity within its kind: ``name``, or ``namespace/name`` (``default``
+    when a namespaced object names no namespace, as the API server does)."""
+    return name if kind in CLUSTER_SCOPED_KINDS else f"{namespace or DEFAULT_NAMESPACE}/{name}"
+
+
+def raw_key(kind: str, raw: Any) -> str:
+    """:func:`object_key` of a raw object (a dict as read), tolerant of malformed metadata."""
+    meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+    meta = meta if isinstance(meta, Mapping) else {}
+    name = meta.get("name") if isinstance(meta.get("name"), str) else "<unnamed>"
+    namespace = meta.get("namespace") if isinstance(meta.get("namespace"), str) else None
+    return object_key(kind, namespace, name)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -224,14 +286,14 @@ class NetworkPolicy:
     pod_selector: LabelSelector
     ingress: tuple[Rule, ...] = ()
     egress: tuple[Rule, ...] = ()
-    policy_types: tuple[str, ...] = (INGRESS,)
+    policy_types: tuple[Direction, ...] = (INGRESS,)
     uid: str = ""
     resource_version: str = ""
     source: Source = field(default=NO_SOURCE, compare=False)
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return object_key(type(self).__name__, self.namespace, self.name)
 
     @property
     def affects_ingress(self) -> bool:
@@ -270,7 +332,7 @@ class Pod:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return object_key(type(self).__name__, self.namespace, self.name)
 
     def named_port(self, name: str, protocol: str) -> int | None:
         """The number this pod serves ``name`` on with ``protocol``, or None."""

@@ -13,8 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from npm.errors import FieldError
-from npm.model import (
+from kube.errors import FieldError
+from kube.model import (
+    DEFAULT_NAMESPACE,
     EGRESS,
     INGRESS,
     NAMESPACE_NAME_LABEL,
@@ -33,6 +34,7 @@ from npm.model import (
     Requirement,
     Rule,
     Source,
+    raw_key,
 )
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -311,7 +313,7 @@ def _metadata(raw: Mapping[str, Any], problems: Problems, *, namespaced: bool) -
         name = str(name)
     namespace = ""
     if namespaced:
-        namespace = meta.get("namespace") or "default"
+        namespace = meta.get("namespace") or DEFAULT_NAMESPACE
         if not isinstance(namespace, str) or len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
             problems.add("metadata.namespace", f"{_quote(namespace)} is not a valid namespace name")
             namespace = str(namespace)
@@ -324,12 +326,7 @@ def object_name(raw: Any) -> str:
     if not isinstance(raw, Mapping):
         return "object"
     kind = raw.get("kind") if isinstance(raw.get("kind"), str) else "object"
-    meta = raw.get("metadata") if isinstance(raw.get("metadata"), Mapping) else {}
-    name = meta.get("name") if isinstance(meta.get("name"), str) else "<unnamed>"
-    if kind in ("Namespace", "Node"):
-        return f"{kind} {name}"
-    ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else "default"
-    return f"{kind} {ns}/{name}"
+    return f"{kind} {raw_key(kind, raw)}"
 
 
 def parse_network_policy(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> NetworkPolicy:

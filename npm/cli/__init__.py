@@ -1,0 +1,5 @@
+"""The ``azure-npm`` command."""
+
+from npm.cli.commands import main
+
+__all__ = ["main"]

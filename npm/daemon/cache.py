@@ -1,0 +1,299 @@
+"""The daemon's cache of watched objects.
+
+Sources (API-server watchers, the manifest directory) feed ``ObjectCache``: every object is
+validated by ``kube.parse`` on arrival, an invalid one is logged with its located error and
+skipped (a previously valid version stays in force), and each change is stamped with the
+time it was seen. The controller takes snapshots of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any
+
+from kube.errors import ObjectError
+from kube.load import ObjectSet, build_cluster
+from kube.model import Cluster, Namespace, NetworkPolicy, Node, Pod, Source, raw_key
+from kube.model import object_key as model_key
+from npm.daemon.metrics import Metrics
+
+log = logging.getLogger("npm.daemon.cache")
+
+KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node")
+Obj = Namespace | Pod | NetworkPolicy | Node
+
+
+def object_key(kind: str, obj: Obj | Mapping[str, Any]) -> str:
+    """The identity of an object (model or raw) in its kind: ``name`` or ``namespace/name``."""
+    if isinstance(obj, Mapping):
+        return raw_key(kind, obj)
+    return model_key(kind, getattr(obj, "namespace", None), obj.name)
+
+
+def parse_object(raw: Any, source: Source) -> tuple[Obj | None, list[ObjectError]]:
+    """Validate one raw object with the loader's own rules: the object, or its errors."""
+    single = ObjectSet()
+    single.add_raw(source, raw)
+    for table in (single.namespaces, single.pods, single.policies, single.nodes):
+        for obj in table.values():
+            return obj, single.errors
+    return None, single.errors
+
+
+@dataclass
+class Snapshot:
+    """The desired state at one cache version, and when its not-yet-applied changes were seen."""
+
+    version: int
+    cluster: Cluster
+    seen: list[float]
+    changes: dict[str, int]
+
+
+class ObjectCache:
+    """Thread-safe store of the valid objects of each kind, fed by the sources."""
+
+    def __init__(
+        self,
+        kinds: Iterable[str] = KINDS,
+        *,
+        metrics: Metrics | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.kinds = tuple(kinds)
+        self.metrics = metrics
+        self.on_change = on_change or (lambda: None)
+        self._lock = threading.Lock()
+        self._tables: dict[str, dict[str, Obj]] = {kind: {} for kind in KINDS}
+        self._invalid: dict[tuple[str, str], list[ObjectError]] = {}
+        self._synced: set[str] = set()
+        self._version = 0
+        self._seen: list[float] = []
+        self._changes: dict[str, int] = {}
+
+    # -- sources --------------------------------------------------------------------------
+
+    def replace_raw(self, kind: str, items: list[dict[str, Any]], seen: float) -> None:
+        """A full list of ``kind``: objects not in it are deleted (they vanished meanwhile)."""
+        table: dict[str, Obj] = {}
+        invalid: dict[tuple[str, str], list[ObjectError]] = {}
+        with self._lock:
+            old = self._tables[kind]
+        for index, raw in enumerate(items):
+            key = object_key(kind, raw)
+            obj, errors = parse_object(raw, Source(f"api:{kind}", index))
+            if obj is None:
+                invalid[(kind, key)] = errors
+                self._log_invalid(errors, kept=key in old)
+                if key in old:
+                    table[key] = old[key]  # keep the last valid version in force
+                continue
+            table[key] = obj
+        self.replace(kind, table, seen, invalid=invalid)
+
+    def event_raw(self, kind: str, event_type: str, raw: dict[str, Any], seen: float) -> None:
+        """One watch event (ADDED, MODIFIED, DELETED) for ``kind``."""
+        started = time.perf_counter()
+        key = object_key(kind, raw)
+        operation = {"ADDED": "create", "MODIFIED": "update", "DELETED": "delete"}.get(event_type, "noop")
+        had_error = False
+        if event_type == "DELETED":
+            changed = self._delete(kind, key, seen)
+        else:
+            obj, errors = parse_object(raw, Source(f"api:{kind}"))
+            if obj is None:
+                had_error = True
+                with self._lock:
+                    kept = key in self._tables[kind]
+                    self._invalid[(kind, key)] = errors
+                self._log_invalid(errors, kept=kept)
+                self._update_invalid_gauge()
+                changed = False
+            else:
+                changed = self._put(kind, key, obj, seen)
+        if not changed:
+            operation = "noop" if not had_error else operation
+        self._observe(kind, operation, had_error, started)
+
+    def replace(
+        self,
+        kind: str,
+        table: Mapping[str, Obj],
+        seen: float,
+        *,
+        invalid: Mapping[tuple[str, str], list[ObjectError]] | None = None,
+    ) -> int:
+        """Set every object of ``kind`` at once and mark it synced; returns how many changed."""
+        with self._lock:
+            old = self._tables[kind]
+            changed = sum(1 for k, v in table.items() if old.get(k) != v) + sum(1 for k in old if k not in table)
+            self._tables[kind] = dict(table)
+            for ident in [i for i in self._invalid if i[0] == kind]:
+                del self._invalid[ident]
+            self._invalid.update(invalid or {})
+            first_sync = kind not in self._synced
+            self._synced.add(kind)
+            if changed:
+                self._mark(kind, seen, changed)
+        self._update_invalid_gauge()
+        if changed or first_sync:
+            self.on_change()
+        return changed
+
+    def replace_all(
+        self,
+        tables: Mapping[str, Mapping[str, Obj]],
+        seen: float,
+        *,
+        invalid: Mapping[tuple[str, str], list[ObjectError]] | None = None,
+    ) -> int:
+        """Set every kind at once (one consistent change) and mark all synced."""
+        changed = 0
+        with self._lock:
+            first_sync = not all(kind in self._synced for kind in KINDS)
+            for kind in KINDS:
+                table = tables.get(kind, {})
+                old = self._tables[kind]
+                count = sum(1 for k, v in table.items() if old.get(k) != v) + sum(1 for k in old if k not in table)
+                self._tables[kind] = dict(table)
+                if count:
+                    self._mark(kind, seen, count)
+                changed += count
+            self._invalid = dict(invalid or {})
+            self._synced.update(KINDS)
+        self._update_invalid_gauge()
+        if self.metrics is not None:
+            self.metrics.pods_watched.set(self.count("Pod"))
+        if changed or first_sync:
+            self.on_change()
+        return changed
+
+    def _put(self, kind: str, key: str, obj: Obj, seen: float) -> bool:
+        with self._lock:
+            self._invalid.pop((kind, key), None)
+            if self._tables[kind].get(key) == obj:
+                return False
+            self._tables[kind][key] = obj
+            self._mark(kind, seen, 1)
+        self.on_change()
+        return True
+
+    def _delete(self, kind: str, key: str, seen: float) -> bool:
+        with self._lock:
+            self._invalid.pop((kind, key), None)
+            if self._tables[kind].pop(key, None) is None:
+                return False
+            self._mark(kind, seen, 1)
+        self.on_change()
+        return True
+
+    def _mark(self, kind: str, seen: float, count: int) -> None:
+        # Caller holds the lock.
+        self._version += 1
+        self._seen.append(seen)
+        self._changes[kind] = self._changes.get(kind, 0) + count
+
+    def _observe(self, kind: str, operation: str, had_error: bool, started: float) -> None:
+        if self.metrics is None:
+            return
+        summary = self.metrics.exec_time(kind)
+        if summary is not None:
+            summary.labels(operation, str(had_error).lower()).observe((time.perf_counter() - started) * 1000)
+        if kind == "Pod":
+            self.metrics.pods_watched.set(self.count("Pod"))
+
+    def _log_invalid(self, errors: list[ObjectError], *, kept: bool) -> None:
+        suffix = "; keeping its last valid version" if kept else "; skipped"
+        for error in errors:
+            log.error("invalid object: %s%s", error, suffix)
+
+    def _update_invalid_gauge(self) -> None:
+        if self.metrics is None:
+            return
+        with self._lock:
+            counts = {kind: 0 for kind in KINDS}
+            for kind, _key in self._invalid:
+                counts[kind] = counts.get(kind, 0) + 1
+        for kind, count in counts.items():
+            self.metrics.invalid_objects.labels(kind).set(count)
+
+    # -- the controller ----------------------------------------------------------------------
+
+    @property
+    def synced(self) -> bool:
+        """Whether every kind this cache waits for has been listed at least once."""
+        with self._lock:
+            return all(kind in self._synced for kind in self.kinds)
+
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return self._version
+
+    def first_pending(self) -> float | None:
+        """When the oldest change not yet taken by ``snapshot`` was seen."""
+        with self._lock:
+            return self._seen[0] if self._seen else None
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            return len(self._tables[kind])
+
+    def snapshot(self) -> Snapshot:
+        """The desired state now; takes the pending change times (for latency)."""
+        with self._lock:
+            objects = ObjectSet(
+                namespaces=dict(self._tables["Namespace"]),  # type: ignore[arg-type]
+                pods=dict(self._tables["Pod"]),  # type: ignore[arg-type]
+                policies=dict(self._tables["NetworkPolicy"]),  # type: ignore[arg-type]
+                nodes=dict(self._tables["Node"]),  # type: ignore[arg-type]
+            )
+            version, seen, changes = self._version, self._seen, self._changes
+            self._seen, self._changes = [], {}
+        # Pods without an IP cannot be matched by rules yet: they are left out, not invented.
+        cluster, _notes = build_cluster(objects, allocate_ips=False)
+        return Snapshot(version, cluster, seen, changes)
+
+    def restore_pending(self, snapshot: Snapshot) -> None:
+        """Put back the change times of a snapshot whose apply failed (it will be retried)."""
+        with self._lock:
+            self._seen = snapshot.seen + self._seen
+            for kind, count in snapshot.changes.items():
+                self._changes[kind] = self._changes.get(kind, 0) + count
+
+    def dump(self) -> dict[str, Any]:
+        """The cache as JSON-ready data, for the debug endpoint."""
+        with self._lock:
+            tables = {kind: list(table.values()) for kind, table in self._tables.items()}
+            invalid = [
+                {"kind": kind, "key": key, "errors": [e.to_json() for e in errors]}
+                for (kind, key), errors in sorted(self._invalid.items())
+            ]
+            synced = sorted(self._synced)
+            version = self._version
+        return {
+            "version": version,
+            "synced": synced,
+            "namespaces": [json_data(o) for o in tables["Namespace"]],
+            "pods": [json_data(o) for o in tables["Pod"]],
+            "policies": [json_data(o) for o in tables["NetworkPolicy"]],
+            "nodes": [json_data(o) for o in tables["Node"]],
+            "invalid": invalid,
+        }
+
+
+def json_data(value: Any) -> Any:
+    """Model objects as plain JSON data (dataclass fields, label maps, tuples)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: json_data(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): json_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_data(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

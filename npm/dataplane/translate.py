@@ -1,0 +1,462 @@
+"""Translate a Cluster into the dataplane-neutral desired state: ipsets and ACL chains.
+
+Pure functions: no kernel, no subprocess. The shape follows the Go original's v2
+dataplane, with the verdict made explicit:
+
+* Sets (all cluster-wide, only those some policy references are materialised):
+  ``ns:<name>`` pod IPs of a namespace; ``podlabel:<k>`` / ``podlabel:<k>=<v>`` pod IPs by
+  label; ``podlabel:<k> in (a,b)`` a list of the ``k=v`` sets; ``nslabel:...`` lists of
+  namespace sets; ``all-namespaces`` the list of every namespace set (= every pod);
+  ``namedport:<name>/<PROTO>`` entries ``IP,proto:port``; ``cidr:...`` hash:net with
+  ``nomatch`` entries for ``except``.
+* Chains: ``FORWARD -> AZURE-NPM`` accepts ESTABLISHED/RELATED, clears our mark bits, then
+  ``AZURE-NPM-INGRESS`` returns at once for a destination no policy isolates
+  (``isolated:ingress``), otherwise goes to the chain of the destination's namespace, which
+  jumps (by the pod selector's sets on ``dst``) to each of that namespace's policies' chains.
+  Their rules jump to ``AZURE-NPM-INGRESS-ALLOW`` (sets the ingress mark). Back in the
+  namespace chain a marked packet returns, an unmarked one is dropped.
+  ``AZURE-NPM-EGRESS`` does the same on ``src`` with the egress mark. In ``AZURE-NPM`` a
+  packet carrying either mark goes to ``AZURE-NPM-ACCEPT`` (clears the marks, ACCEPT); a
+  packet no policy isolates returns to FORWARD untouched. See docs/dataplane.md.
+
+Every selector match also requires membership in a namespace set (or ``all-namespaces``),
+so selectors made only of negative requirements match pod IPs only, never off-cluster IPs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+
+from kube.model import (
+    DIRECTIONS,
+    EGRESS,
+    INGRESS,
+    Cluster,
+    Direction,
+    LabelSelector,
+    NetworkPolicy,
+    Peer,
+    PolicyPort,
+    Requirement,
+)
+from npm.dataplane import names
+from npm.dataplane.index import ClusterIndex
+from npm.dataplane.types import (
+    ALL_NAMESPACES,
+    FORWARD_COMMENT,
+    HASH_IP,
+    HASH_IP_PORT,
+    HASH_NET,
+    LIST_SET,
+    ChainSpec,
+    DesiredState,
+    Marks,
+    PolicyRendering,
+    RuleSpec,
+    SetRef,
+    SetSpec,
+    namespace_list_ref,
+    namespace_ref,
+    pod_label_ref,
+    set_ref,
+)
+
+
+# ---- policy rendering (pure: the policy and the marks only) ---------------------------------
+class _Refs:
+    """The sets a policy's rules use, and what it cannot enforce."""
+
+    def __init__(self) -> None:
+        self.used: list[SetRef] = []
+        self.unenforceable: list[tuple[str, str]] = []
+
+    def use(self, ref: SetRef) -> str:
+        self.used.append(ref)
+        return ref.name
+
+    def pod_requirements(self, sel: LabelSelector) -> list[tuple[bool, str]]:
+        """(negated, set) matches whose AND is ``sel`` over pod labels (no scope)."""
+        out: list[tuple[bool, str]] = []
+        for r in sel.requirements:
+            if r.operator == "In" and len(r.values) == 1:
+                out.append((False, self.use(pod_label_ref(r.key, r.values[0]))))
+            elif r.operator == "In":
+                vals = sorted(set(r.values))
+                meaning = f"podlabel:{r.key} in ({','.join(vals)})"
+                out.append((False, self.use(set_ref(meaning, LIST_SET, "podlist", r.key, *vals))))
+            elif r.operator == "NotIn":
+                out.extend((True, self.use(pod_label_ref(r.key, v))) for v in sorted(set(r.values)))
+            else:
+                key_set = self.use(set_ref(f"podlabel:{r.key}", HASH_IP, "podkey", r.key))
+                out.append((r.operator == "DoesNotExist", key_set))
+        return out
+
+    def ns_requirements(self, sel: LabelSelector) -> list[tuple[bool, str]]:
+        """(negated, set) matches for a namespaceSelector, always scoped to pod IPs."""
+        out: list[tuple[bool, str]] = []
+        for r in sel.requirements:
+            if r.operator == "In" and len(r.values) == 1:
+                ref = namespace_list_ref(f"nslabel:{r.key}={r.values[0]}", Requirement(r.key, "In", (r.values[0],)))
+                out.append((False, self.use(ref)))
+            elif r.operator == "In":
+                vals = tuple(sorted(set(r.values)))
+                ref = namespace_list_ref(f"nslabel:{r.key} in ({','.join(vals)})", Requirement(r.key, "In", vals))
+                out.append((False, self.use(ref)))
+            elif r.operator == "NotIn":
+                for v in sorted(set(r.values)):
+                    ref = namespace_list_ref(f"nslabel:{r.key}={v}", Requirement(r.key, "In", (v,)))
+                    out.append((True, self.use(ref)))
+            else:
+                ref = namespace_list_ref(f"nslabel:{r.key}", Requirement(r.key, "Exists"))
+                out.append((r.operator == "DoesNotExist", self.use(ref)))
+        if not any(not neg for neg, _ in out):
+            # Only negative (or no) requirements: still only pods, never other addresses.
+            out.insert(0, (False, self.use(ALL_NAMESPACES)))
+        return out
+
+    def peer(self, policy: NetworkPolicy, peer: Peer, where: str) -> list[tuple[bool, str]] | None:
+        """Set matches for one peer, or None (recorded as unenforceable) if it cannot be."""
+        if peer.ip_block is not None:
+            net = peer.ip_block.network
+            if net.version != 4:
+                self.unenforceable.append(
+                    (
+                        policy.key,
+                        f"{where}.ipBlock.cidr {peer.ip_block.cidr}: IPv6 is not enforced by this IPv4 dataplane",
+                    )
+                )
+                return None
+            excepts = [e for e in peer.ip_block.except_networks if isinstance(e, ipaddress.IPv4Network)]
+            return [(False, self.cidr(net, excepts))]  # type: ignore[arg-type]
+        if peer.namespace_selector is None:
+            matches = [(False, self.use(namespace_ref(policy.namespace)))]
+        else:
+            matches = self.ns_requirements(peer.namespace_selector)
+        if peer.pod_selector is not None:
+            matches += self.pod_requirements(peer.pod_selector)
+        return matches
+
+    def cidr(self, network: ipaddress.IPv4Network, excepts: Sequence[ipaddress.IPv4Network]) -> str:
+        meaning = f"cidr:{network}" + (f" except {','.join(str(e) for e in excepts)}" if excepts else "")
+        members = {_net_entry(n) for n in _split_zero(network)}
+        members |= {f"{_net_entry(e)} nomatch" for e in excepts for e in _split_zero(e)}
+        return self.use(set_ref(meaning, HASH_NET, "static", *sorted(members)))
+
+    def named_port(self, port_name: str, protocol: str) -> str:
+        return self.use(set_ref(f"namedport:{port_name}/{protocol}", HASH_IP_PORT, "named", port_name, protocol))
+
+
+def _split_zero(net: ipaddress.IPv4Network) -> list[ipaddress.IPv4Network]:
+    """hash:net cannot hold a /0: split it into two /1 halves."""
+    return list(net.subnets(new_prefix=1)) if net.prefixlen == 0 else [net]
+
+
+def _net_entry(net: ipaddress.IPv4Network) -> str:
+    """A hash:net member as ``ipset save`` prints it (a /32 without its prefix)."""
+    return str(net.network_address) if net.prefixlen == 32 else str(net)
+
+
+def set_match(matches: Sequence[tuple[bool, str]], side: str) -> list[str]:
+    """``-m set [!] --match-set NAME dir`` tokens for every match."""
+    out: list[str] = []
+    for negated, name in matches:
+        out += ["-m", "set", *(["!"] if negated else []), "--match-set", name, side]
+    return out
+
+
+def port_match(refs: _Refs, port: PolicyPort) -> list[str]:
+    """Protocol and destination-port tokens; a named port matches a ``dst,dst`` ip,port set."""
+    proto = port.protocol.lower()
+    if port.port is None:
+        return ["-p", proto]
+    if isinstance(port.port, str):
+        return ["-p", proto, "-m", "set", "--match-set", refs.named_port(port.port, port.protocol), "dst,dst"]
+    dport = (
+        f"{port.port}:{port.end_port}" if port.end_port is not None and port.end_port != port.port else str(port.port)
+    )
+    return ["-p", proto, "-m", proto, "--dport", dport]
+
+
+def _policy_chain(refs: _Refs, policy: NetworkPolicy, direction: Direction) -> ChainSpec | None:
+    """The chain holding a policy's allow rules for one direction (None when it allows nothing)."""
+    rules = direction.rules(policy)
+    peer_dir, peer_word = direction.peer_side, direction.peer_field
+    allow = direction.pick(names.CHAIN_INGRESS_ALLOW, names.CHAIN_EGRESS_ALLOW)
+    body: list[tuple[tuple[str, ...], str]] = []
+    for i, rule in enumerate(rules):
+        peers: Sequence[Peer | None] = rule.peers or (None,)
+        ports: Sequence[PolicyPort | None] = rule.ports or (None,)
+        for j, peer in enumerate(peers):
+            where = f"{direction.word}[{i}].{peer_word}[{j}]"
+            if peer is None:
+                peer_tokens: list[str] = []
+            else:
+                matches = refs.peer(policy, peer, f"spec.{where}")
+                if matches is None:
+                    continue  # fail closed: this peer allows nothing
+                peer_tokens = set_match(matches, peer_dir)
+            for k, port in enumerate(ports):
+                port_tokens = [] if port is None else port_match(refs, port)
+                peer_label = f"{peer_word}[{j}]" if peer is not None else f"{peer_word}[any]"
+                port_label = f"ports[{k}]" if port is not None else "ports[any]"
+                text = names.rule_comment(policy.key, f"{direction.word}[{i}] {peer_label} {port_label}")
+                body.append(((*peer_tokens, *port_tokens, "-j", allow), text))
+    if not body:
+        return None
+    identity = "\n".join([policy.key, direction.word] + [" ".join(t) + " #" + c for t, c in body])
+    name = names.policy_chain_name(direction, identity)
+    return ChainSpec(name, tuple(RuleSpec(name, t, c, policy.key) for t, c in body), policy.key)
+
+
+def render_policy(policy: NetworkPolicy, marks: Marks) -> PolicyRendering:
+    """Render one policy into its chains and jumps (pure)."""
+    refs = _Refs()
+    parts: list[tuple[str, ChainSpec | None, RuleSpec | None]] = []
+    directions = [d for d in DIRECTIONS if d in policy.policy_types]
+    for direction in directions:
+        side = direction.subject_side
+        mark = direction.pick(marks.ingress, marks.egress)
+        chain = _policy_chain(refs, policy, direction)
+        jump = None
+        if chain is not None:
+            # The namespace chain is only entered for pods of the policy's namespace, so the
+            # jump needs the pod selector's sets only.
+            target = set_match(refs.pod_requirements(policy.pod_selector), side)
+            jump = RuleSpec(
+                names.namespace_chain_name(direction, policy.namespace),
+                ("-m", "mark", "!", "--mark", f"{mark:#x}/{mark:#x}", *target, "-j", chain.name),
+                names.rule_comment(policy.key, f"{direction.word} rules"),
+                policy.key,
+            )
+        parts.append((direction, chain, jump))
+    words = ",".join(d.word for d in directions)
+    marker = RuleSpec(names.CHAIN_POLICIES, ("-j", "RETURN"), names.comment(f"policy {policy.key} {words}"))
+    return PolicyRendering(
+        policy, marks, tuple(parts), marker, tuple(dict.fromkeys(refs.used)), tuple(refs.unenforceable)
+    )
+
+
+def _rendering(index: ClusterIndex, policy: NetworkPolicy, marks: Marks) -> PolicyRendering:
+    """``render_policy(policy, marks)``, computed once per policy version."""
+    found = index.renderings.get(policy.key)
+    if found is None or (found.policy is not policy and found.policy != policy) or found.marks != marks:
+        found = index.renderings[policy.key] = render_policy(policy, marks)
+    return found
+
+
+
+# ---- assembly ---------------------------------------------------------------------------------
+def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex | None = None) -> DesiredState:
+    """The desired ipsets and chains of a node (every node holds the same ones).
+
+    Targets are matched against cluster-wide sets, so every node checks both directions
+    of a flow it forwards: the verdict is the same on every node, and cross-node traffic
+    is enforced at the source node (egress) and the destination node (ingress). ``index``
+    (a cache, brought up to date with ``cluster`` here) makes a translation cost what
+    changed since the last one. Raises :class:`npm.dataplane.names.NameCollision` if two meanings
+    would share a kernel name.
+    """
+    marks = marks or Marks()
+    if index is None:
+        index = ClusterIndex(cluster)
+    else:
+        index.update(cluster)
+    registry = names.NameRegistry()
+    used: dict[str, SetRef] = {}
+
+    def use(ref: SetRef) -> str:
+        used[registry.claim(ref.name, ref.meaning)] = ref
+        return ref.name
+
+    policy_chains: dict[str, ChainSpec] = {}
+    chains_of: dict[str, tuple[str, ...]] = {}
+    # direction -> namespace -> jump rules / pod selectors of the policies of that namespace
+    ns_jumps: dict[Direction, dict[str, list[RuleSpec]]] = {d: defaultdict(list) for d in DIRECTIONS}
+    targets: dict[Direction, dict[str, list[LabelSelector]]] = {d: defaultdict(list) for d in DIRECTIONS}
+    markers: list[RuleSpec] = []
+    unenforceable: list[tuple[str, str]] = []
+    for policy in sorted(cluster.policies, key=lambda p: p.key):
+        rendered = _rendering(index, policy, marks)
+        for ref in rendered.sets:
+            use(ref)
+        unenforceable += rendered.unenforceable
+        mine: list[str] = []
+        for direction, chain, jump in rendered.parts:
+            targets[direction][policy.namespace].append(policy.pod_selector)
+            jumps = ns_jumps[direction][policy.namespace]  # present even when the policy allows nothing
+            if chain is None or jump is None:
+                continue
+            policy_chains[registry.claim(chain.name, f"{direction.word} chain of {policy.key}")] = chain
+            mine.append(chain.name)
+            jumps.append(jump)
+        chains_of[policy.key] = tuple(mine)
+        markers.append(rendered.marker)
+    dispatch, isolated = _dispatch_chains(index, registry, use, marks, ns_jumps, targets)
+    sets: dict[str, SetSpec] = {}
+    todo = list(used.values())
+    while todo:  # the referenced sets and the sets list sets hold
+        ref = todo.pop()
+        if ref.name in sets:
+            continue
+        sets[ref.name] = isolated.get(ref.name) or index.spec(ref)
+        if ref.kind == LIST_SET:
+            for child in index.children(ref):
+                registry.claim(child.name, child.meaning)
+                todo.append(child)
+    sets = dict(sorted(sets.items()))
+    base_chains = _base_chains(index, marks, dispatch, markers, sets)
+    index.keep(chains_of, (c.name for c in base_chains))
+    return DesiredState(
+        sets=sets,
+        base_chains=base_chains,
+        policy_chains=policy_chains,
+        chains_of_policy=chains_of,
+        forward_jump=FORWARD_JUMP,
+        unenforceable=tuple(unenforceable),
+        policies=len(cluster.policies),
+    )
+
+
+FORWARD_JUMP = RuleSpec("FORWARD", ("-j", names.CHAIN_MAIN), FORWARD_COMMENT)
+
+
+def _dispatch_chains(
+    index: ClusterIndex,
+    registry: names.NameRegistry,
+    use: Callable[[SetRef], str],
+    marks: Marks,
+    ns_jumps: Mapping[Direction, Mapping[str, list[RuleSpec]]],
+    targets: Mapping[Direction, Mapping[str, list[LabelSelector]]],
+) -> tuple[dict[Direction, list[ChainSpec]], dict[str, SetSpec]]:
+    """Per direction: the base chain (skip non-isolated pods, go to the namespace's chain,
+    drop the rest) followed by one chain per namespace holding its policies' jumps, then
+    the verdict; and the ``isolated:<direction>`` sets.
+
+    A policy selects pods of its own namespace only, so a packet for an isolated pod only
+    walks the jumps of that namespace's policies; a pod no policy isolates costs one set
+    lookup. The final DROP of the base chain is never reached in a converged state (every
+    isolated pod is in the set of a namespace with policies); during a change it keeps a
+    pod isolated whose namespace chain is not in the kernel yet (see npm/dataplane/enforcer.py).
+    """
+    out: dict[Direction, list[ChainSpec]] = {}
+    isolated: dict[str, SetSpec] = {}
+    for direction in DIRECTIONS:
+        base = direction.pick(names.CHAIN_INGRESS, names.CHAIN_EGRESS)
+        side = direction.subject_side
+        mark = direction.pick(marks.ingress, marks.egress)
+        word = direction.word
+        chains: list[ChainSpec] = []
+        base_rules: list[RuleSpec] = []
+        namespaces = sorted(ns_jumps[direction])
+        if namespaces:
+            ref = set_ref(f"isolated:{word}", HASH_IP, "isolated", word)
+            parts = tuple(index.isolated(direction, ns, tuple(targets[direction][ns])) for ns in namespaces)
+            isolated[use(ref)] = index.isolated_spec(ref, parts)
+            base_rules.append(
+                RuleSpec(
+                    base,
+                    ("-m", "set", "!", "--match-set", ref.name, side, "-j", "RETURN"),
+                    f"azure-npm: not isolated for {word}",
+                )
+            )
+        for ns in namespaces:
+            chain = registry.claim(names.namespace_chain_name(direction, ns), f"{word} namespace {ns}")
+            base_rules.append(
+                RuleSpec(
+                    base,
+                    ("-m", "set", "--match-set", use(namespace_ref(ns)), side, "-g", chain),
+                    names.comment(f"namespace {ns}"),
+                )
+            )
+            rules = (
+                *ns_jumps[direction][ns],
+                RuleSpec(
+                    chain,
+                    ("-m", "mark", "--mark", f"{mark:#x}/{mark:#x}", "-j", "RETURN"),
+                    names.comment(f"namespace {ns}: allowed by an {word} rule"),
+                ),
+                RuleSpec(chain, ("-j", "DROP"), names.comment(f"namespace {ns}: isolated for {word}")),
+            )
+            chains.append(index.chain(chain, rules))
+        if namespaces:
+            base_rules.append(
+                RuleSpec(base, ("-j", "DROP"), f"azure-npm: isolated for {word}, namespace not dispatched")
+            )
+        out[direction] = [index.chain(base, tuple(base_rules)), *chains]
+    return out, isolated
+
+
+def _base_chains(
+    index: ClusterIndex,
+    marks: Marks,
+    dispatch: Mapping[Direction, list[ChainSpec]],
+    markers: list[RuleSpec],
+    sets: Mapping[str, SetSpec],
+) -> tuple[ChainSpec, ...]:
+    both = f"{marks.both:#x}"
+    main = names.CHAIN_MAIN
+
+    def r(chain: str, *args: str, text: str) -> RuleSpec:
+        return RuleSpec(chain, tuple(args), text)
+
+    main_rules = (
+        r(main, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT", text="azure-npm: established"),
+        r(main, "-j", "MARK", "--set-xmark", f"0x0/{both}", text="azure-npm: clear marks"),
+        r(main, "-j", names.CHAIN_INGRESS, text="azure-npm: ingress policies"),
+        r(main, "-j", names.CHAIN_EGRESS, text="azure-npm: egress policies"),
+        r(
+            main,
+            "-m",
+            "mark",
+            "--mark",
+            f"{marks.ingress:#x}/{marks.ingress:#x}",
+            "-j",
+            names.CHAIN_ACCEPT,
+            text="azure-npm: allowed by ingress",
+        ),
+        r(
+            main,
+            "-m",
+            "mark",
+            "--mark",
+            f"{marks.egress:#x}/{marks.egress:#x}",
+            "-j",
+            names.CHAIN_ACCEPT,
+            text="azure-npm: allowed by egress",
+        ),
+    )
+    chains = [index.chain(main, main_rules), *dispatch[INGRESS], *dispatch[EGRESS]]
+    chains.append(
+        index.chain(
+            names.CHAIN_ACCEPT,
+            (
+                r(names.CHAIN_ACCEPT, "-j", "MARK", "--set-xmark", f"0x0/{both}", text="azure-npm: clear marks"),
+                r(names.CHAIN_ACCEPT, "-j", "ACCEPT", text="azure-npm: allowed"),
+            ),
+        )
+    )
+    for chain, mark, what in (
+        (names.CHAIN_INGRESS_ALLOW, marks.ingress, "ingress"),
+        (names.CHAIN_EGRESS_ALLOW, marks.egress, "egress"),
+    ):
+        chains.append(
+            index.chain(
+                chain,
+                (
+                    r(
+                        chain,
+                        "-j",
+                        "MARK",
+                        "--set-xmark",
+                        f"{mark:#x}/{mark:#x}",
+                        text=f"azure-npm: mark {what} allowed",
+                    ),
+                    r(chain, "-j", "RETURN", text=f"azure-npm: {what} allowed"),
+                ),
+            )
+        )
+    chains.append(index.chain(names.CHAIN_POLICIES, tuple(markers)))
+    chains.append(index.chain(names.CHAIN_SETS, tuple(index.index_rule(spec) for spec in sets.values())))
+    return tuple(chains)

@@ -1,0 +1,210 @@
+"""The dataplane's data types: sets, rules, chains, marks, the desired state, set references.
+
+Shared by translation (which produces them), the kernel payloads (which render them) and
+the enforcer (which compares them with the kernel); they depend on nothing but the names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kube.model import NetworkPolicy, Requirement
+from npm.dataplane import names
+
+HASH_IP = "hash:ip"
+HASH_NET = "hash:net"
+HASH_IP_PORT = "hash:ip,port"
+LIST_SET = "list:set"
+DEFAULT_INGRESS_MARK = 0x2000
+DEFAULT_EGRESS_MARK = 0x1000
+FORWARD_COMMENT = "azure-npm: enforce network policies"
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    """One ipset: kernel name, type, what it means, and its members in ipset-save form."""
+
+    name: str
+    kind: str
+    meaning: str
+    members: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One iptables rule of ``chain``: its tokens (after ``-A CHAIN``) and attribution."""
+
+    chain: str
+    args: tuple[str, ...]
+    comment: str
+    policy: str | None = None
+
+    def tokens(self) -> tuple[str, ...]:
+        """Arguments including the comment match, ready for rendering."""
+        return (*self.args, "-m", "comment", "--comment", self.comment)
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    """A chain and its rules in order; ``policy`` is set for per-policy chains."""
+
+    name: str
+    rules: tuple[RuleSpec, ...]
+    policy: str | None = None
+
+
+@dataclass(frozen=True)
+class Marks:
+    """The skb mark bits the verdict uses (each a single bit; they must differ)."""
+
+    ingress: int = DEFAULT_INGRESS_MARK
+    egress: int = DEFAULT_EGRESS_MARK
+
+    def __post_init__(self) -> None:
+        for bit in (self.ingress, self.egress):
+            if bit <= 0 or bit & (bit - 1):
+                raise ValueError(f"mark {bit:#x} must be a single bit")
+        if self.ingress == self.egress:
+            raise ValueError("ingress and egress marks must differ")
+
+    @property
+    def both(self) -> int:
+        return self.ingress | self.egress
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything the kernel should hold for one node."""
+
+    sets: Mapping[str, SetSpec]
+    base_chains: tuple[ChainSpec, ...]
+    policy_chains: Mapping[str, ChainSpec]
+    chains_of_policy: Mapping[str, tuple[str, ...]]
+    forward_jump: RuleSpec
+    unenforceable: tuple[tuple[str, str], ...] = ()
+    policies: int = 0
+
+    @property
+    def chains(self) -> dict[str, ChainSpec]:
+        """Base and policy chains by name."""
+        out = {c.name: c for c in self.base_chains}
+        out.update(self.policy_chains)
+        return out
+
+    def rule_count(self) -> int:
+        """Rules in all our chains plus the FORWARD jump."""
+        return 1 + sum(len(c.rules) for c in self.base_chains) + sum(len(c.rules) for c in self.policy_chains.values())
+
+    def entry_count(self) -> int:
+        """Members over all sets."""
+        return sum(len(s.members) for s in self.sets.values())
+
+
+@dataclass(frozen=True)
+class SetRef:
+    """A set rules refer to: kernel name, meaning, type, and where its members come from.
+
+    ``recipe`` is one of ``("ns", ns)``, ``("podlabel", k, v)``, ``("podkey", k)``,
+    ``("named", name, PROTO)`` (tables of the cluster index), ``("podlist", k, v, ...)``,
+    ``("nslist", requirement)``, ``("all",)`` (list sets), ``("static", member, ...)`` or
+    ``("isolated", direction)``. Policy renderings hold references only, so they do not
+    depend on pods or namespaces.
+    """
+
+    name: str
+    meaning: str
+    kind: str
+    recipe: tuple[Any, ...]
+
+
+def set_ref(meaning: str, kind: str, *recipe: Any) -> SetRef:
+    return SetRef(names.set_name(meaning), meaning, kind, recipe)
+
+
+def namespace_ref(ns: str) -> SetRef:
+    return set_ref(f"ns:{ns}", HASH_IP, "ns", ns)
+
+
+def pod_label_ref(key: str, value: str) -> SetRef:
+    return set_ref(f"podlabel:{key}={value}", HASH_IP, "podlabel", key, value)
+
+
+def namespace_list_ref(meaning: str, requirement: Requirement) -> SetRef:
+    return set_ref(meaning, LIST_SET, "nslist", requirement)
+
+
+ALL_NAMESPACES = set_ref("all-namespaces", LIST_SET, "all")
+LIST_RECIPES_OF_NAMESPACES = ("nslist", "all")
+
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyRendering:
+    """A policy's chains and namespace-chain jumps per direction, its index marker, and the
+    sets its rules use. Depends on the policy and the marks only."""
+
+    policy: NetworkPolicy
+    marks: Marks
+    parts: tuple[tuple[str, ChainSpec | None, RuleSpec | None], ...]
+    marker: RuleSpec
+    sets: tuple[SetRef, ...]
+    unenforceable: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class LineOwner:
+    """What one line of a restore payload belongs to: a rule, chain or set, and its policy."""
+
+    what: str
+    policy: str | None = None
+
+    def __str__(self) -> str:
+        return self.what + (f" (policy {self.policy})" if self.policy else "")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One thing the kernel refused or a kernel tool could not do, located as precisely as it said."""
+
+    restore: str  # the operation: "ipset", "ipset-after", "iptables-nft", "ipset save", ...
+    message: str  # the tool's own words
+    exit_code: int | None = None
+    line: int | None = None  # 1-based line of the payload the tool named
+    line_text: str = ""
+    owner: LineOwner | None = None
+    failed_closed: str | None = None  # the policy applied without its allow rules because of it
+
+    @property
+    def policy(self) -> str | None:
+        """The policy the refused line belongs to, if any."""
+        return self.owner.policy if self.owner is not None else None
+
+    @property
+    def iptables(self) -> bool:
+        return self.restore.startswith("iptables")
+
+    def __str__(self) -> str:
+        code = f" (exit {self.exit_code})" if self.exit_code is not None else ""
+        if self.line is None:
+            text = f"{self.restore} failed{code}: {self.message}"
+        else:
+            owner = f" [{self.owner}]" if self.owner is not None else ""
+            shown = f" ({self.line_text[:200]})" if self.line_text else ""
+            text = f"{self.restore} rejected line {self.line}{owner}: {self.message}{shown}"
+        if self.failed_closed:
+            text += f" -> policy {self.failed_closed} applied without its allow rules (fails closed)"
+        return text
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "restore": self.restore,
+            "message": self.message,
+            "exit_code": self.exit_code,
+            "line": self.line,
+            "line_text": self.line_text,
+            "owner": self.owner.what if self.owner is not None else None,
+            "policy": self.policy,
+            "failed_closed": self.failed_closed,
+        }
