@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
+from kube.manifests import Raw, cluster_of, container_port, namespace, node, pod, policy
 from kube.model import Cluster
-from simulator.build import Raw, cluster_of, container_port, namespace, node, pod, policy
 
 TIERS = {
     "frontend": [container_port(80, name="http"), container_port(443, name="https")],

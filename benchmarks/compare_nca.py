@@ -36,8 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cluster_gen import generate_objects
 
+from kube.manifests import cluster_of
 from kube.model import Cluster, Pod, PortSpec
-from simulator.build import cluster_of
 from simulator.engine import Simulator, all_declared_ports
 from simulator.explain import explain
 
@@ -165,7 +165,7 @@ def run_one(nca: str, pods: int, policies: int, seed: int, host_network: bool = 
 
 def ipblock_probe(nca: str) -> dict[str, object]:
     """A two-pod cluster where only an ipBlock covering x/a's address admits x/a -> x/b."""
-    from simulator.build import namespace, pod, policy
+    from kube.manifests import namespace, pod, policy
 
     objects = [
         namespace("x"),

@@ -34,10 +34,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
 from cluster_gen import generate
 
+from kube.manifests import policy
 from kube.model import NetworkPolicy, PolicyPort
 from kube.parse import parse_network_policy
 from simulator import exposure
-from simulator.build import policy
 from simulator.engine import Simulator, all_declared_ports
 from simulator.incremental import IncrementalSimulator
 from simulator.lint import lint

@@ -200,6 +200,103 @@ class FuzzReport:
 Filter = Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]]
 
 
+class _FuzzRun:
+    """The state of one differential run: the report, the failing cases seen, the previous
+    case (for history-dependent disagreements), and a backend failure once one happened."""
+
+    def __init__(
+        self,
+        diff: Differential,
+        cases: int,
+        seed: int,
+        out_dir: str | Path,
+        *,
+        shrink_budget: int,
+        fresh: Callable[[], Differential],
+        say: Callable[[str], None],
+    ) -> None:
+        self.diff, self.cases, self.seed, self.out_dir = diff, cases, seed, out_dir
+        self.shrink_budget, self.fresh, self.say = shrink_budget, fresh, say
+        self.report = FuzzReport()
+        self.failing: dict[str, Disagreement] = {}
+        self.broken: BaseException | None = None  # every later call fails fast
+        self.previous: Mapping[str, Any] | None = None
+        self.started = time.monotonic()
+
+    def check(self, doc: dict[str, Any]) -> None:
+        """One case (hypothesis calls it): raise :class:`Disagreement` if the two disagree."""
+        if self.broken is not None:
+            raise self.broken
+        key = doc_hash(doc)
+        if key in self.failing:
+            raise self.failing[key]
+        shrinking = bool(self.failing)
+        if not self._count(key, shrinking):
+            return
+        before = self.diff.probes
+        try:
+            mismatches, errors = self.diff.check(doc)
+            if (mismatches or errors) and not shrinking:
+                mismatches, errors = self.fresh_check(doc)
+                if not (mismatches or errors):
+                    self._triage(doc)
+        except BackendError as exc:
+            self.broken = exc
+            raise
+        if not shrinking:
+            self.previous = doc
+            self.report.probes += self.diff.probes - before
+            if self.report.cases % 10 == 0 or mismatches or errors:
+                rate = self.report.cases / max(time.monotonic() - self.started, 1e-9)
+                self.say(f"[{self.report.cases}/{self.cases}] {self.report.probes} probes, {rate:.2f} cases/s")
+        if mismatches or errors:
+            self.failing[key] = Disagreement(doc, mismatches, errors)
+            if len(self.failing) == 1:
+                self.say(f"case {self.report.cases}: disagreement, shrinking:\n{describe(mismatches, errors)}")
+            raise self.failing[key]
+
+    def _count(self, key: str, shrinking: bool) -> bool:
+        """Whether to run this case: a new distinct draw, or a shrink run within the budget."""
+        if shrinking:
+            self.report.shrink_runs += 1
+            return self.report.shrink_runs <= self.shrink_budget  # past it, the smallest so far stands
+        if key in self.report.seen or self.report.cases >= self.cases:
+            return False  # a duplicate draw, or enough distinct cases already
+        self.report.seen.add(key)
+        self.report.cases += 1
+        return True
+
+    def _triage(self, doc: Mapping[str, Any]) -> None:
+        """A disagreement that a fresh cluster does not show: history, or a transient? Run the pair again."""
+        again: list[ProbeResult] = []
+        if self.previous is not None:
+            self.diff.check(self.previous)
+            again, _ = self.diff.check(doc)
+        if again and self.previous is not None:
+            path = write_history(self.previous, doc, again, self.out_dir, self.seed)
+            self.report.history.append(path)
+            self.say(f"case {self.report.cases}: disagreement after the previous case only; wrote {path}")
+        else:
+            self.report.transient += 1
+            self.say(f"case {self.report.cases}: disagreement did not happen again (transient)")
+
+    def fresh_check(self, doc: Mapping[str, Any]) -> tuple[list[ProbeResult], list[str]]:
+        with self.fresh() as fresh:
+            return fresh.check(doc)
+
+    def conclude(self, exc: Disagreement) -> None:
+        """Shrinking ran on the shared cluster: keep the smallest case only if it still
+        disagrees on a fresh one, else the case as first found (confirmed fresh)."""
+        first = next(iter(self.failing.values()))
+        found = exc
+        if exc is not first:
+            mismatches, errors = self.fresh_check(exc.doc)
+            found = Disagreement(exc.doc, mismatches, errors) if mismatches or errors else first
+        self.report.disagreement = found
+        self.report.first = first
+        self.report.reproducer = write_reproducer(found.doc, found, self.out_dir, self.seed)
+
+
 def fuzz(
     cases: int,
     seed: int,
@@ -229,92 +326,26 @@ def fuzz(
     from conformance.fuzz_model import strategy
 
     say = progress or (lambda _msg: None)
-    report = FuzzReport()
-    failing: dict[str, Disagreement] = {}
-    broken: list[BaseException] = []  # a backend failure: every later call fails fast
-    previous: list[Mapping[str, Any]] = []
-    started = time.monotonic()
 
-    def fresh_check(doc: Mapping[str, Any]) -> tuple[list[ProbeResult], list[str]]:
-        with Differential(converge_timeout=converge_timeout, manifest_filter=manifest_filter, log=say) as fresh:
-            return fresh.check(doc)
+    def fresh() -> Differential:
+        return Differential(converge_timeout=converge_timeout, manifest_filter=manifest_filter, log=say)
 
-    with Differential(converge_timeout=converge_timeout, manifest_filter=manifest_filter, log=say) as diff:
-
-        @settings(
+    with fresh() as diff:
+        run = _FuzzRun(diff, cases, seed, out_dir, shrink_budget=shrink_budget, fresh=fresh, say=say)
+        agree = settings(
             max_examples=cases + cases // 10 + 10,  # room for duplicate draws: ``cases`` distinct ones run
             database=None,
             deadline=None,
             phases=[Phase.generate, Phase.shrink],
             suppress_health_check=list(HealthCheck),
             report_multiple_bugs=False,
-        )
-        @fixed_seed(seed)
-        @given(strategy(max_steps=max_steps))
-        def agree(doc: dict[str, Any]) -> None:
-            if broken:
-                raise broken[0]
-            key = doc_hash(doc)
-            if key in failing:
-                raise failing[key]
-            shrinking = bool(failing)
-            if shrinking:
-                report.shrink_runs += 1
-                if report.shrink_runs > shrink_budget:
-                    return  # budget spent: the smallest failure so far stands
-            else:
-                if key in report.seen or report.cases >= cases:
-                    return  # a duplicate draw, or enough distinct cases already
-                report.seen.add(key)
-                report.cases += 1
-            before = diff.probes
-            try:
-                mismatches, errors = diff.check(doc)
-                if (mismatches or errors) and not shrinking:
-                    mismatches, errors = fresh_check(doc)
-                    if not (mismatches or errors) and not shrinking:
-                        # Not on a fresh cluster: history, or a transient? Run the pair again.
-                        again: list[ProbeResult] = []
-                        if previous:
-                            diff.check(previous[-1])
-                            again, _ = diff.check(doc)
-                        if again:
-                            path = write_history(previous[-1], doc, again, out_dir, seed)
-                            report.history.append(path)
-                            say(f"case {report.cases}: disagreement after the previous case only; wrote {path}")
-                        else:
-                            report.transient += 1
-                            say(f"case {report.cases}: disagreement did not happen again (transient)")
-            except BackendError as exc:
-                broken.append(exc)
-                raise
-            if not shrinking:
-                previous[:] = [doc]
-                report.probes += diff.probes - before
-                if report.cases % 10 == 0 or mismatches or errors:
-                    rate = report.cases / max(time.monotonic() - started, 1e-9)
-                    say(f"[{report.cases}/{cases}] {report.probes} probes, {rate:.2f} cases/s")
-            if mismatches or errors:
-                failing[key] = Disagreement(doc, mismatches, errors)
-                if len(failing) == 1:
-                    say(f"case {report.cases}: disagreement, shrinking:\n{describe(mismatches, errors)}")
-                raise failing[key]
-
+        )(fixed_seed(seed)(given(strategy(max_steps=max_steps))(run.check)))
         try:
             agree()
         except Disagreement as exc:
-            # Shrinking ran on the shared cluster: keep the smallest case only if it still
-            # disagrees on a fresh one, else the case as first found (confirmed fresh).
-            first = next(iter(failing.values()))
-            found = exc
-            if exc is not first:
-                mismatches, errors = fresh_check(exc.doc)
-                found = Disagreement(exc.doc, mismatches, errors) if mismatches or errors else first
-            report.disagreement = found
-            report.first = first
-            report.reproducer = write_reproducer(found.doc, found, out_dir, seed)
-    report.seconds = time.monotonic() - started
-    return report
+            run.conclude(exc)
+    run.report.seconds = time.monotonic() - run.started
+    return run.report
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,8 +12,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from npm.cli import start as cli_start
+
+if TYPE_CHECKING:
+    from npm.dataplane.ipset import SavedSet
+    from npm.dataplane.iptables import SavedTable
 
 EXIT_OK = 0
 EXIT_KERNEL = 1
@@ -184,37 +189,33 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read_saved(args: argparse.Namespace) -> tuple[object, dict] | None:
-    from npm.dataplane import backend as backends
+def _read_saved(args: argparse.Namespace) -> tuple[SavedTable | None, dict[str, SavedSet]] | None:
+    """The rules and sets to inspect: saved files where given (-i, -c), else the live kernel."""
+    from npm.dataplane.enforcer import ApplyError, DataplaneConfig, Enforcer
     from npm.dataplane.ipset import parse_save as parse_ipsets
     from npm.dataplane.iptables import parse_save
-    from npm.dataplane.kernel import Runner
 
-    runner = Runner()
     try:
+        live = None
+        if not (args.iptables_file and args.ipset_file):
+            live = Enforcer("", config=DataplaneConfig(backend=args.backend)).saved_state()
         if args.iptables_file:
             with open(args.iptables_file) as fh:
-                ipt = fh.read()
+                table = parse_save(fh.read()).get("filter")
         else:
-            be, _ = backends.detect(runner, args.backend)
-            res = runner.run([backends.Tools(be).save, "-t", "filter"])
-            if not res.ok:
-                _err(f"iptables-{be}-save failed: {res.stderr.strip()}")
-                return None
-            ipt = res.stdout
+            table = live[0] if live else None
         if args.ipset_file:
             with open(args.ipset_file) as fh:
-                ips = fh.read()
+                sets = parse_ipsets(fh.read())
         else:
-            res = runner.run(["ipset", "save"])
-            if not res.ok:
-                _err(f"ipset save failed: {res.stderr.strip()}")
-                return None
-            ips = res.stdout
+            sets = live[1] if live else {}
     except OSError as exc:
         _err(f"cannot read {exc.filename}: {exc.strerror}")
         return None
-    return parse_save(ipt).get("filter"), parse_ipsets(ips)
+    except ApplyError as exc:
+        _err(f"cannot read the kernel: {exc}")
+        return None
+    return table, sets
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -224,7 +225,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if saved is None:
         return EXIT_INPUT if (args.iptables_file or args.ipset_file) else EXIT_KERNEL
     table, sets = saved
-    doc = convert(table, sets)  # type: ignore[arg-type]
+    doc = convert(table, sets)
     if args.output == "json":
         print(json.dumps(doc, indent=2))
     else:
@@ -275,7 +276,7 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
     if table is None:
         _err("no filter table in the iptables input")
         return EXIT_INPUT
-    trace = evaluate(table, sets, Packet(src, dst, port.protocol.lower(), port.port))  # type: ignore[arg-type]
+    trace = evaluate(table, sets, Packet(src, dst, port.protocol.lower(), port.port))
     doc = {"src": src, "dst": dst, "port": str(port), **trace.to_json()}
     if args.output == "json":
         print(json.dumps(doc, indent=2))

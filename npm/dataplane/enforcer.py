@@ -34,7 +34,7 @@ from npm.backoff import Backoff
 from npm.dataplane import backend as backends
 from npm.dataplane import names
 from npm.dataplane.index import ClusterIndex
-from npm.dataplane.ipset import IpsetPayload
+from npm.dataplane.ipset import IpsetPayload, SavedSet
 from npm.dataplane.ipset import parse_save as parse_ipset_save
 from npm.dataplane.iptables import Fingerprint, Payload, SavedRule, SavedTable, parse_save, spec_fingerprint
 from npm.dataplane.iptables import quote as _q
@@ -217,6 +217,12 @@ class Enforcer:
         self._kernel = None
 
     # ---- kernel reading -----------------------------------------------------------------
+    def saved_state(self) -> tuple[SavedTable | None, dict[str, SavedSet]]:
+        """The kernel as it is: the filter table of our backend and every ipset (ours or not)."""
+        table = parse_save(self._save(self.backend)).get("filter")
+        sets = parse_ipset_save(self._retry(["ipset", "save"], None, "ipset save").stdout)
+        return table, sets
+
     def _save(self, be: str) -> str:
         res = self._retry([backends.Tools(be).save, "-t", "filter"], None, f"iptables-{be}-save")
         return res.stdout

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.runner import check_expectations
 from conformance.scenario import load_file, load_scenarios
 from conformance.state import StateError
 
@@ -35,6 +36,17 @@ def test_every_shipped_scenario_loads():
         "example: allow inbound traffic based on a pod label",
         "example: allow traffic only from within a defined namespace",
     }
+
+
+def test_every_shipped_scenario_states_what_the_simulator_predicts():
+    # The upstream e2e cases (scenarios/upstream) are written down once, there; this checks
+    # each of their truth tables, step by step, against the simulator.
+    scenarios, errors = load_scenarios([str(ROOT / "scenarios")])
+    assert errors == []
+    checked = [s for s in scenarios if any(step.expect is not None for step in s.steps)]
+    assert len([s for s in checked if "upstream" in s.tags]) >= 45
+    for scenario in checked:
+        assert check_expectations(scenario) == [], scenario.name
 
 
 def test_upstream_model_builds_nine_pods_with_named_ports(tmp_path):

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kube import manifests
 from kube.model import (
     NAMESPACE_NAME_LABEL,
     Cluster,
@@ -25,13 +26,7 @@ from kube.parse import parse_network_policy
 
 def policy(ns: str, name: str, spec: Mapping[str, Any]) -> NetworkPolicy:
     """A validated NetworkPolicy from a spec dict (as in YAML)."""
-    raw = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": dict(spec),
-    }
-    return parse_network_policy(raw)
+    return parse_network_policy(manifests.policy(ns, name, spec))
 
 
 def pod(

@@ -316,7 +316,9 @@ def test_a_rejected_rule_is_reported_precisely_and_its_policy_fails_closed() -> 
         broken = replace(desired, sets={n: s for n, s in desired.sets.items() if n != client_set}, base_chains=base)
         res = e.apply_desired(broken)
         assert len(res.failures) == 1, res.failures
-        msg = res.failures[0]
+        failure = res.failures[0]
+        assert failure.policy == failure.failed_closed == "x/allow-client" and failure.line is not None
+        msg = str(failure)
         assert "x/allow-client ingress[0] from[0] ports[any]" in msg and "line " in msg and "fails closed" in msg
         assert not w.reach("x/client", "x/web")  # isolated, nothing allowed
         assert w.reach("x/client", "x/stranger")  # the other policy is in force

@@ -8,11 +8,13 @@ from conformance.fuzz_model import RandomChooser, scenario, strategy
 from conformance.scenario import parse_scenario
 from conformance.state import materialize
 from kube.model import Source
+from simulator import semantics
 from simulator.engine import Simulator
 
 
 def check(doc: dict) -> int:
-    """Load ``doc`` and simulate every step; the number of probes it makes."""
+    """Load ``doc``, simulate every step and check each verdict against the reference
+    semantics; the number of probes it made."""
     loaded, errors = parse_scenario(doc, Source("<test>"))
     assert errors == [], errors
     assert loaded is not None
@@ -23,7 +25,8 @@ def check(doc: dict) -> int:
         for src in cluster.pods:
             for dst in cluster.pods:
                 for port in step.ports:
-                    sim.allowed(src, dst, port)
+                    assert sim.allowed(src, dst, port) == semantics.allowed(cluster, src, dst, port), (
+                        step.index, src.key, dst.key, str(port))
                     probes += 1
     return probes
 

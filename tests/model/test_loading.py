@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from kube.load import load_paths
+from kube.manifests import namespace, node, pod, policy
 from kube.model import NAMESPACE_NAME_LABEL
-from simulator.build import namespace, node, pod, policy
 
 OBJS = [
     namespace("x", {"team": "a"}),

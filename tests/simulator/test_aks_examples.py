@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kube.manifests import cluster_of, container_port, namespace, pod, policy
 from kube.model import PortSpec
-from simulator.build import cluster_of, container_port, namespace, pod, policy
 from simulator.engine import Simulator
 from simulator.explain import explain
 

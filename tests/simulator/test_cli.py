@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.build import container_port, namespace, pod, policy
+from kube.manifests import container_port, namespace, pod, policy
 from tests.sim_cli import run_npm_sim as run
 
 OBJECTS = [

@@ -7,9 +7,9 @@ import random
 import numpy as np
 import pytest
 
+from kube.manifests import cluster_of, container_port, namespace, node, pod, policy
 from kube.model import PortSpec
 from simulator import semantics
-from simulator.build import cluster_of, container_port, namespace, node, pod, policy
 from simulator.engine import Simulator
 from simulator.explain import explain
 

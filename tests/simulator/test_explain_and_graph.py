@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from kube.manifests import cluster_of, container_port, namespace, node, pod, policy
 from kube.model import IPBlock, PortSpec
-from simulator.build import cluster_of, container_port, namespace, node, pod, policy
 from simulator.engine import Simulator
 from simulator.explain import explain
 from simulator.graph import block_name, representative_ip, to_graph

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from kube.manifests import cluster_of, container_port, namespace, node, pod, policy
 from kube.model import PortSpec
 from simulator import semantics
-from simulator.build import cluster_of, container_port, namespace, node, pod, policy
 from simulator.engine import Simulator
 
 TCP80 = PortSpec(80)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from whatif_helpers import ALLOW_DB, BASE, run, write
 
-from simulator.build import policy
+from kube.manifests import policy
 
 
 @pytest.fixture()

@@ -6,8 +6,8 @@ import copy
 
 from whatif_helpers import ALLOW_DB, BASE, DB, WEB
 
+from kube.manifests import cluster_of, namespace, pod, policy
 from kube.model import PortSpec
-from simulator.build import cluster_of, namespace, pod, policy
 from simulator.engine import Simulator
 from simulator.whatif import diff_states
 

@@ -9,9 +9,9 @@ import networkx as nx
 import numpy as np
 from cluster_gen import generate
 
+from kube.manifests import cluster_of, namespace, pod, policy
 from kube.model import PortSpec
 from simulator import exposure
-from simulator.build import cluster_of, namespace, pod, policy
 from simulator.engine import Simulator, all_declared_ports
 
 P80 = PortSpec(80)

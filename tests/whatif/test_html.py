@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from whatif_helpers import ALLOW_DB, BASE, run, write
 
-from simulator.build import policy
+from kube.manifests import policy
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from cluster_gen import generate
 
+from kube.manifests import policy
 from kube.parse import parse_network_policy
-from simulator.build import policy
 from simulator.engine import NeedsRebuild, Simulator, all_declared_ports
 from simulator.incremental import IncrementalSimulator, evaluate_change
 from simulator.whatif import diff_states

@@ -7,8 +7,8 @@ from dataclasses import replace
 import numpy as np
 from whatif_helpers import BASE, WEB
 
+from kube.manifests import cluster_of, container_port, namespace, pod, policy
 from kube.model import PortSpec
-from simulator.build import cluster_of, container_port, namespace, pod, policy
 from simulator.engine import Simulator
 from simulator.lint import Linter, _without, failed, lint
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from simulator.build import container_port, namespace, pod, policy
+from kube.manifests import container_port, namespace, pod, policy
 from tests.sim_cli import run_npm_sim
 
 WEB = [container_port(80, name="http")]

@@ -1,8 +1,9 @@
-"""Build clusters from compact Python descriptions, through the real parser and loader.
+"""Raw Kubernetes objects (dicts as the API server serves them), and clusters built from them.
 
-Tests, examples and the benchmark generator describe objects as the raw Kubernetes dicts
-these helpers return, then ``cluster_of`` runs them through ``kube.load`` exactly as files
-would be (validation, defaults, IP allocation), so nothing bypasses the object model.
+The one place raw manifests are written in code: tests, examples, the benchmark generators
+and the daemon tests' API server describe objects with these builders, then ``cluster_of``
+runs them through ``kube.load`` exactly as files would be (validation, defaults), so nothing
+bypasses the object model.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ def pod(
     node: str | None = None,
     host_network: bool = False,
     phase: str = "Running",
+    host_ip: str | None = None,
 ) -> Raw:
-    """A raw Pod with one container declaring ``ports`` (see ``container_port``)."""
+    """A raw Pod with one container declaring ``ports`` (see ``container_port``); ``ip`` is
+    written as ``status.podIP`` and ``status.podIPs``, as the API server does."""
     spec: Raw = {"containers": [{"name": "main", "image": "agnhost", "ports": list(ports)}]}
     if node:
         spec["nodeName"] = node
@@ -49,6 +52,9 @@ def pod(
     status: Raw = {"phase": phase}
     if ip:
         status["podIP"] = ip
+        status["podIPs"] = [{"ip": ip}]
+    if host_ip:
+        status["hostIP"] = host_ip
     return {
         "apiVersion": "v1",
         "kind": "Pod",
