@@ -27,6 +27,9 @@ DEFAULT_POD_CIDR = "10.244.0.0/16"  # kind's default pod subnet
 DEFAULT_NODE_CIDR = "172.18.0.0/16"  # kind's default node network
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 TERMINATED_PHASES = ("Succeeded", "Failed")
+# The kinds the model holds, and the ObjectSet table of each: the one kind table.
+KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node")
+_TABLES = {"Namespace": "namespaces", "Pod": "pods", "NetworkPolicy": "policies", "Node": "nodes"}
 
 
 @dataclass
@@ -156,17 +159,22 @@ class ObjectSet:
             return
         self.add(obj)
 
+    def table(self, kind: str) -> dict[str, Any]:
+        """The objects of ``kind`` (one of :data:`KINDS`), by key."""
+        return getattr(self, _TABLES[kind])  # type: ignore[no-any-return]
+
+    @classmethod
+    def of(cls, tables: Mapping[str, Mapping[str, Any]]) -> ObjectSet:
+        """An ObjectSet holding copies of ``tables`` (kind -> key -> object)."""
+        objects = cls()
+        for kind, table in tables.items():
+            objects.table(kind).update(table)
+        return objects
+
     def add(self, obj: Namespace | Pod | NetworkPolicy | Node) -> None:
         """Keep a parsed object; a second object with the same identity replaces the first."""
-        if isinstance(obj, Namespace):
-            table: dict[str, Any] = self.namespaces
-            key = obj.name
-        elif isinstance(obj, Node):
-            table, key = self.nodes, obj.name
-        elif isinstance(obj, Pod):
-            table, key = self.pods, obj.key
-        else:
-            table, key = self.policies, obj.key
+        table = self.table(type(obj).__name__)
+        key = obj.name if isinstance(obj, Namespace | Node) else obj.key
         if key in table:
             self.notes.append(f"{type(obj).__name__} {key} appears twice; {obj.source} replaces {table[key].source}")
         table[key] = obj

@@ -66,12 +66,7 @@ def _load_objects(paths: Sequence[str]) -> ObjectSet:
 
 def delete(objects: ObjectSet, target: Deletion) -> None:
     """Remove ``target`` from ``objects``; a missing object is a located error."""
-    table = {
-        "NetworkPolicy": objects.policies,
-        "Pod": objects.pods,
-        "Namespace": objects.namespaces,
-        "Node": objects.nodes,
-    }[target.kind]
+    table = objects.table(target.kind)
     implicit_ns = target.kind == "Namespace" and (
         any(p.namespace == target.key for p in objects.pods.values())
         or any(p.namespace == target.key for p in objects.policies.values())

@@ -16,14 +16,13 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 from kube.errors import ObjectError
-from kube.load import ObjectSet, build_cluster
+from kube.load import KINDS, ObjectSet, build_cluster
 from kube.model import Cluster, Namespace, NetworkPolicy, Node, Pod, Source, raw_key
 from kube.model import object_key as model_key
 from npm.daemon.metrics import Metrics
 
 log = logging.getLogger("npm.daemon.cache")
 
-KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node")
 Obj = Namespace | Pod | NetworkPolicy | Node
 
 
@@ -38,8 +37,8 @@ def parse_object(raw: Any, source: Source) -> tuple[Obj | None, list[ObjectError
     """Validate one raw object with the loader's own rules: the object, or its errors."""
     single = ObjectSet()
     single.add_raw(source, raw)
-    for table in (single.namespaces, single.pods, single.policies, single.nodes):
-        for obj in table.values():
+    for kind in KINDS:
+        for obj in single.table(kind).values():
             return obj, single.errors
     return None, single.errors
 
@@ -246,12 +245,7 @@ class ObjectCache:
     def snapshot(self) -> Snapshot:
         """The desired state now; takes the pending change times (for latency)."""
         with self._lock:
-            objects = ObjectSet(
-                namespaces=dict(self._tables["Namespace"]),  # type: ignore[arg-type]
-                pods=dict(self._tables["Pod"]),  # type: ignore[arg-type]
-                policies=dict(self._tables["NetworkPolicy"]),  # type: ignore[arg-type]
-                nodes=dict(self._tables["Node"]),  # type: ignore[arg-type]
-            )
+            objects = ObjectSet.of(self._tables)
             version, seen, changes = self._version, self._seen, self._changes
             self._seen, self._changes = [], {}
         # Pods without an IP cannot be matched by rules yet: they are left out, not invented.

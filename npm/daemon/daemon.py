@@ -15,8 +15,9 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from kube.load import KINDS
 from npm.daemon import config as npm_config
-from npm.daemon.cache import KINDS, ObjectCache
+from npm.daemon.cache import ObjectCache
 from npm.daemon.config import ConfigError, DaemonConfig
 from npm.daemon.controller import Controller, Dataplane
 from npm.daemon.events import ApiEvents, LogEvents

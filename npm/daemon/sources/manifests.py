@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 from kube.errors import ObjectError
-from kube.load import MANIFEST_SUFFIXES, ObjectSet, add_documents, read_documents
-from npm.daemon.cache import KINDS, Obj, ObjectCache
+from kube.load import KINDS, MANIFEST_SUFFIXES, ObjectSet, add_documents, read_documents
+from npm.daemon.cache import Obj, ObjectCache
 
 log = logging.getLogger("npm.static")
 
@@ -70,15 +70,9 @@ def read_file(path: str, previous: FileState | None, stamp: Stamp) -> FileState:
         log.error("manifest %s; %s", broken[0], kept)
         base = previous or FileState(stamp)
         return FileState(stamp, base.objects, base.invalid, broken=str(broken[0]))
-    objects: dict[tuple[str, str], Obj] = {}
-    for kind, table in (
-        ("Namespace", parsed.namespaces),
-        ("Pod", parsed.pods),
-        ("NetworkPolicy", parsed.policies),
-        ("Node", parsed.nodes),
-    ):
-        for key, obj in table.items():
-            objects[(kind, key)] = obj
+    objects: dict[tuple[str, str], Obj] = {
+        (kind, key): obj for kind in KINDS for key, obj in parsed.table(kind).items()
+    }
     invalid: dict[tuple[str, str], list[ObjectError]] = {}
     for error in parsed.errors:
         ident = _identity_of(error)
