@@ -48,7 +48,8 @@ def test_daemon_survives_hangups_idle_trickling_and_http09_clients(node, tmp_pat
         assert daemon.poll() is None, log.read_text()[-2000:]  # clients that hang up never kill it
         assert seen["healthz_after_hangups"] == 200
         assert seen["healthz_while_held"] == 200  # 200 held connections do not starve the probe
-        assert seen["http09_closed_after"] is not None and seen["http09_closed_after"] < 3.0  # refused, not read-timed-out
+        # refused at once, not left to the read timeout
+        assert seen["http09_closed_after"] is not None and seen["http09_closed_after"] < 3.0
         assert seen["idle_still_open"] == 0 and seen["idle_closed_after_max"] < 7.0  # read timeout
         assert seen["trickle_closed_after"] is not None and seen["trickle_closed_after"] < 11.5  # deadline
         assert seen["healthz_after"] == 200
