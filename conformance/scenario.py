@@ -24,8 +24,9 @@ import jsonschema
 
 from conformance.expect import Expect, ExpectError, parse_expect
 from conformance.state import Action, State, StateError, materialize, placeholders
+from kube.documents import MANIFEST_SUFFIXES, read_documents
 from kube.errors import ObjectError
-from kube.load import MANIFEST_SUFFIXES, ObjectSet, add_documents, read_documents
+from kube.load import ObjectSet, add_documents
 from kube.model import PROTOCOLS, ContainerPort, Labels, Pod, PortSpec, Source
 from kube.parse import ParseFailure, parse_network_policy, parse_pod
 

@@ -11,21 +11,18 @@ import hashlib
 import ipaddress
 import json
 import os
-import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
-import yaml
-
+from kube.documents import flatten, read_documents
 from kube.errors import ObjectError
 from kube.model import NAMESPACE_NAME_LABEL, Cluster, Labels, Namespace, NetworkPolicy, Node, Pod, Source, raw_key
 from kube.parse import PARSERS, ParseFailure, object_name
 
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # kind's default pod subnet
 DEFAULT_NODE_CIDR = "172.18.0.0/16"  # kind's default node network
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 TERMINATED_PHASES = ("Succeeded", "Failed")
 # The kinds the model holds, and the ObjectSet table of each: the one kind table.
 KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node")
@@ -40,80 +37,6 @@ class LoadResult:
     errors: list[ObjectError] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
-
-
-# libyaml's parser is about ten times faster than the pure-Python one on large dumps.
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def read_documents(path: str, stdin: TextIO | None = None) -> Iterator[tuple[Source, Any] | ObjectError]:
-    """Yield ``(source, document)`` for every document under ``path``, or an error per bad file.
-
-    ``-`` reads standard input. Directories are walked recursively, in sorted order, taking
-    files that end in .yaml, .yml or .json.
-    """
-    if path == "-":
-        yield from _parse_text((stdin or sys.stdin).read(), "<stdin>")
-        return
-    if os.path.isdir(path):
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                if name.endswith(MANIFEST_SUFFIXES):
-                    yield from read_documents(os.path.join(root, name))
-        return
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        yield ObjectError(Source(path), "", "", f"cannot read: {exc.strerror or exc}")
-        return
-    if b"\x00" in data:
-        yield ObjectError(Source(path), "", "", "is a binary file, not YAML or JSON")
-        return
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        yield ObjectError(Source(path), "", "", f"is not UTF-8 text (byte {exc.start})")
-        return
-    yield from _parse_text(text, path)
-
-
-def _parse_text(text: str, name: str) -> Iterator[tuple[Source, Any] | ObjectError]:
-    if not text.strip():
-        yield ObjectError(Source(name), "", "", "is empty: no objects found")
-        return
-    if name.endswith(".json") or text.lstrip().startswith(("{", "[")):
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            if name.endswith(".json"):
-                where = f"line {exc.lineno}, column {exc.colno}"
-                yield ObjectError(Source(name), "", "", f"invalid JSON at {where}: {exc.msg}")
-                return
-        else:
-            yield (Source(name, 0), doc)
-            return
-    index = 0
-    try:
-        for doc in yaml.load_all(text, Loader=_YamlLoader):
-            if doc is not None:
-                yield (Source(name, index), doc)
-            index += 1
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        yield ObjectError(Source(name, index), "", "", f"invalid YAML{where}: {problem}")
-
-
-def _flatten(source: Source, doc: Any) -> Iterator[tuple[Source, Any]]:
-    """Expand ``kind: List`` (and ``FooList``) into their items."""
-    if isinstance(doc, Mapping) and isinstance(doc.get("items"), list) and str(doc.get("kind", "")).endswith("List"):
-        for item in doc["items"]:
-            yield from _flatten(source, item)
-    else:
-        yield (source, doc)
 
 
 @dataclass
@@ -275,8 +198,11 @@ def add_documents(objects: ObjectSet, documents: Iterable[tuple[Source, Any] | O
         if isinstance(entry, ObjectError):
             objects.errors.append(entry)
             continue
-        for source, raw in _flatten(*entry):
-            objects.add_raw(source, raw)
+        for item in flatten(*entry):
+            if isinstance(item, ObjectError):
+                objects.errors.append(item)
+            else:
+                objects.add_raw(*item)
 
 
 def finish(objects: ObjectSet, **options: Any) -> LoadResult:

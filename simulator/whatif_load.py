@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kube.documents import read_documents
 from kube.errors import ObjectError
-from kube.load import LoadResult, ObjectSet, add_documents, finish, read_documents
+from kube.load import LoadResult, ObjectSet, add_documents, finish
 from kube.model import Cluster, Source
 
 KIND_ALIASES = {

@@ -17,8 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from kube.documents import MANIFEST_SUFFIXES, read_documents
 from kube.errors import ObjectError
-from kube.load import KINDS, MANIFEST_SUFFIXES, ObjectSet, add_documents, read_documents
+from kube.load import KINDS, ObjectSet, add_documents
 from npm.daemon.cache import Obj, ObjectCache
 
 log = logging.getLogger("npm.static")
