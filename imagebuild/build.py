@@ -161,6 +161,7 @@ def build(image: str, *, engine_name: str, python: str, force: bool, refresh_bas
         if not force and current is not None and current.get(SOURCE_HASH_LABEL) == digest:
             log(f"{image} is up to date (source {digest}); reused in {time.monotonic() - started:.1f} s")
             return image
+        replaced = engine.image_id(image)
         log(f"building {image} with {engine.name} from {base.image} (source {digest})")
         with tempfile.TemporaryDirectory(prefix="azure-npm-image-") as tmp:
             context, secrets_dir = Path(tmp) / "context", Path(tmp) / "secrets"
@@ -187,6 +188,8 @@ def build(image: str, *, engine_name: str, python: str, force: bool, refresh_bas
                 labels=labels(base, version, digest, pip_setup.locked(), [s.line() for s in sources]),
                 secrets=secrets,
             )
+        if replaced and replaced != engine.image_id(image):
+            engine.remove_if_untagged(replaced)  # rebuilds would otherwise pile up unnamed images
     log(f"built {image} in {time.monotonic() - started:.1f} s")
     return image
 

@@ -85,19 +85,34 @@ class Engine:
             raise EngineError(f"{self.name} {' '.join(argv[:2])} failed (exit {proc.returncode}) {detail}".strip())
         return proc.stdout.decode(errors="replace")
 
-    def labels(self, image: str) -> dict[str, str] | None:
-        """The labels of local image ``image``, or None when there is no such image."""
+    def _inspect(self, image: str) -> dict | None:
         argv = ["inspect", "--type", "image", image] if self.name == "buildah" else ["image", "inspect", image]
         proc = subprocess.run([self.name, *argv], capture_output=True, env=self.env)
         if proc.returncode != 0:
             return None
         doc = json.loads(proc.stdout)
-        if isinstance(doc, list):
-            doc = doc[0] if doc else {}
+        return (doc[0] if doc else {}) if isinstance(doc, list) else doc
+
+    def labels(self, image: str) -> dict[str, str] | None:
+        """The labels of local image ``image``, or None when there is no such image."""
+        doc = self._inspect(image)
+        if doc is None:
+            return None
         for config in (doc.get("Config"), doc.get("OCIv1", {}).get("config"), doc):
             if isinstance(config, dict) and config.get("Labels"):
                 return dict(config["Labels"])
         return {}
+
+    def image_id(self, image: str) -> str | None:
+        """The ID of local image ``image``, or None."""
+        doc = self._inspect(image)
+        return None if doc is None else str(doc.get("Id") or doc.get("FromImageID") or "") or None
+
+    def remove_if_untagged(self, image_id: str) -> None:
+        """Remove an image a rebuild replaced, unless it still has a name or a container uses it."""
+        doc = self._inspect(image_id)
+        if doc is not None and not (doc.get("RepoTags") or doc.get("Names")):
+            subprocess.run([self.name, "rmi", image_id], capture_output=True, env=self.env)
 
     def import_rootfs(self, tarball: Path, image: str) -> None:
         """Make image ``image`` out of a root filesystem tarball (no registry involved)."""
@@ -134,7 +149,9 @@ class Engine:
         for name, path in secrets.items():
             argv += ["--secret", f"id={name},src={path}"]
         if self.name != "docker":
-            argv += ["--layers", "--pull=never"]  # FROM is the imported base: never ask a registry
+            # FROM is the imported base: never ask a registry. No layer cache: a build happens
+            # only when the sources changed, and then its one RUN step has to run anyway.
+            argv += ["--layers=false", "--pull=never"]
         argv.append(str(context))
         env = self.env
         if self.name == "docker":
