@@ -2,14 +2,17 @@
 #   make azure-npm          single-file executable: output/azure-npm (a shiv zipapp, dependencies vendored;
 #                           compiled ones such as pydantic-core are unpacked to ~/.shiv or $$SHIV_ROOT on first run)
 #   make azure-npm-archive  output/azure-npm-$(VERSION)-linux.tar.gz holding that executable
-#   make azure-npm-image    container image $(IMAGE):$(VERSION) from the Dockerfile (needs docker/podman)
+#   make azure-npm-image    container image $(IMAGE):$(VERSION) (imagebuild/build.py): docker where its daemon
+#                           answers, else podman or buildah (ENGINE=...); the Debian base is made with
+#                           debootstrap (root), no image registry needed; reused when the sources are unchanged
+#   make azure-npm-image-lock  re-resolve the image's Python dependencies (imagebuild/requirements.txt)
 PYTHON ?= python3
 OUTPUT ?= output
 VERSION ?= $(shell $(PYTHON) -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
 IMAGE ?= azure-npm
-ENGINE ?= $(shell command -v docker || command -v podman)
+ENGINE ?= auto
 
-.PHONY: azure-npm azure-npm-archive azure-npm-image clean
+.PHONY: azure-npm azure-npm-archive azure-npm-image azure-npm-image-lock clean
 
 azure-npm: $(OUTPUT)/azure-npm
 
@@ -27,8 +30,10 @@ azure-npm-archive: $(OUTPUT)/azure-npm
 	@echo "built $(OUTPUT)/azure-npm-$(VERSION)-linux.tar.gz"
 
 azure-npm-image:
-	@test -n "$(ENGINE)" || { echo "no container engine (docker or podman) on this machine" >&2; exit 1; }
-	$(ENGINE) build -t $(IMAGE):$(VERSION) -f Dockerfile .
+	$(PYTHON) -m imagebuild.build --image $(IMAGE):$(VERSION) --engine $(ENGINE) $(IMAGE_FLAGS)
+
+azure-npm-image-lock:
+	$(PYTHON) -m imagebuild.build --lock
 
 clean:
 	rm -rf $(OUTPUT)

@@ -52,8 +52,10 @@ def conformance(session: nox.Session) -> None:
     session.install("-e", ".")
     args = session.posargs or []
     command = ["npm-conformance", "run", "-f", "scenarios", "--out", "reports/conformance", *args]
-    # kind and cluster backends talk to docker and API servers: no private namespace for them.
+    # kind and cluster backends talk to docker and API servers, and --node-image runs podman
+    # on the host's namespaces: no private namespace for them.
     remote = any(a in ("kind", "cluster", "--backend=kind", "--backend=cluster") for a in args)
+    remote = remote or any(a.startswith("--node-image") for a in args)
     session.run(*(command if remote else _privileged(command)), external=True)
 
 

@@ -33,6 +33,7 @@ examples:
   npm-conformance run -f scenarios/upstream --tag udp -v # UDP ones, all truth tables
   npm-conformance run -f policies.yaml --port 80/TCP -o json
   npm-conformance run -f scenarios --backend kind        # on a kind cluster (docker, kind)
+  npm-conformance run -f scenarios --node-image azure-npm:0.1.0  # netns nodes run the image (root, podman)
   npm-conformance validate -f scenarios                  # check files only
 """
 
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="how long a step may take to agree with the prediction (default 10)",
     )
+    run.add_argument(
+        "--node-image",
+        metavar="IMAGE",
+        help="netns backend: run each node's enforcer from this container image, as the DaemonSet "
+        "runs it (podman, root; build it with make azure-npm-image)",
+    )
     kind = run.add_argument_group("kind and cluster backends")
     kind.add_argument(
         "--kind-cluster", default="npm-conformance", metavar="NAME", help="kind cluster name (reused if it exists)"
@@ -142,7 +149,7 @@ def make_backend(args: argparse.Namespace, log: object) -> Backend:
     if args.backend == "netns":
         from conformance.backends.netns import NetnsBackend
 
-        return NetnsBackend(log=log)  # type: ignore[arg-type]
+        return NetnsBackend(log=log, node_image=args.node_image)  # type: ignore[arg-type]
     if args.backend == "kind":
         from conformance.backends.kind import KindBackend
 
@@ -233,6 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "validate":
         return _validate(chosen)
+    if args.node_image:
+        from conformance.netns.container import unavailable
+
+        why = "only the netns backend runs a node image" if args.backend != "netns" else unavailable()
+        if why:
+            print(f"npm-conformance: --node-image: {why}", file=sys.stderr)
+            return EXIT_USAGE
     return _run(args, chosen)
 
 

@@ -42,6 +42,7 @@ import yaml
 
 from conformance.backends import BackendError, ProbeRequest
 from conformance.manifests import namespace_manifest, node_manifest, pod_status_manifest
+from conformance.netns.container import engine_env, run_prefix
 from kube.model import Cluster, ContainerPort, Labels, Namespace, Node, Pod, PortSpec
 
 BARRIER_NAMESPACE = "npm-conformance-barrier"
@@ -54,6 +55,10 @@ BARRIER_NET = "10.255.255."  # reserved for barrier pods: scenario addresses mus
 DAEMON_ENV = "NPM_CONFORMANCE_DAEMON"
 MANIFEST_FILE = "cluster.yaml"
 
+# Scan the directory often: the harness waits on every write. Each write is one whole
+# snapshot (one file, atomic rename), so there is no burst to coalesce: no window.
+DAEMON_ARGS = ("start", "--poll-interval", "0.05", "--coalesce-window", "0", "--no-events")
+
 # (node name, every object of the write) -> what that node's daemon gets. A test hook: it
 # lets a test hand the enforcer a different state than the simulator sees (a "broken enforcer").
 ManifestFilter = Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]]
@@ -64,11 +69,7 @@ def daemon_command() -> list[str]:
     override = os.environ.get(DAEMON_ENV, "").strip()
     if override:
         return shlex.split(override)
-    # Scan the directory often: the harness waits on every write. Each write is one whole
-    # snapshot (one file, atomic rename), so there is no burst to coalesce: no window.
-    return [
-        sys.executable, "-m", "npm.cli", "start", "--poll-interval", "0.05", "--coalesce-window", "0", "--no-events"
-    ]
+    return [sys.executable, "-m", "npm.cli", *DAEMON_ARGS]
 
 
 def served_ports(pod: Pod, serve: Sequence[PortSpec]) -> tuple[ContainerPort, ...]:
@@ -83,7 +84,11 @@ def _shape(pod: Pod, serve: Sequence[PortSpec]) -> tuple[object, ...]:
 
 
 class NetnsBackend:
-    """Scenarios on network namespaces of this machine (root, or a user namespace)."""
+    """Scenarios on network namespaces of this machine (root, or a user namespace).
+
+    With ``node_image``, each node's daemon is that container image run as the DaemonSet
+    runs it (``conformance.netns.container``; root and podman), instead of this checkout.
+    """
 
     name = "netns"
     default_probe_timeout = 0.5
@@ -96,8 +101,10 @@ class NetnsBackend:
         barrier: bool = True,
         barrier_timeout: float = 8.0,
         log: Callable[[str], None] | None = None,
+        node_image: str | None = None,
     ) -> None:
-        self.daemon_argv = list(daemon_argv) if daemon_argv else daemon_command()
+        self.node_image = node_image
+        self.daemon_argv = list(daemon_argv or (DAEMON_ARGS if node_image else daemon_command()))
         self.manifest_filter = manifest_filter
         self.barrier = barrier
         self.barrier_timeout = barrier_timeout
@@ -156,9 +163,29 @@ class NetnsBackend:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
         argv = [*self.daemon_argv, "--manifests", str(directory), "--node-name", name]
         with open(self.work_dir / f"daemon-{name}.log", "wb") as log:  # the daemon keeps its own copy
+            if self.node_image:
+                self._daemons[name] = self.topology.host_popen(
+                    [*self._image_prefix(name, directory), *argv],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=engine_env(env),
+                )
+                return
             self._daemons[name] = self.topology.node_popen(
                 name, argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
+
+    def _image_prefix(self, name: str, directory: Path) -> list[str]:
+        """``podman run`` of the node image in node ``name``'s namespace; the manifest directory
+        is mounted at the same path, so the daemon's arguments stay the same."""
+        assert self.work_dir is not None and self.node_image is not None
+        node = self.topology.nodes[name]
+        return run_prefix(
+            node.netns,
+            node_name=name,
+            scratch=self.work_dir / "container" / name,
+            image=self.node_image,
+            mounts=[(directory, str(directory))],
+            name=f"{self.topology.prefix}-{name}",
+        )
 
     # -- state -------------------------------------------------------------------------
     def sync_workloads(self, cluster: Cluster, serve: Sequence[PortSpec] = ()) -> Cluster:

@@ -229,6 +229,13 @@ class Topology:
         self._processes.append(proc)
         return proc
 
+    def host_popen(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        """Start a long-running process from the host's namespaces, stopped by close(): for a
+        program that enters a node's namespace itself (a container engine given its path)."""
+        proc = subprocess.Popen(list(argv), **kwargs)  # type: ignore[call-overload]
+        self._processes.append(proc)
+        return proc
+
     def node_run(self, node: str, argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         """Run a command in ``node``'s namespace and wait for it."""
         return subprocess.run([*self.node_runner(node), *argv], capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]

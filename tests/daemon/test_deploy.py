@@ -73,6 +73,15 @@ def test_daemonset_runs_on_every_node_with_only_the_capabilities_it_needs():
     assert container["resources"]["requests"] and container["resources"]["limits"]
 
 
+def test_daemonset_names_the_image_of_this_version_under_the_runtimes_seccomp_profile():
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    (container,) = by_kind("DaemonSet")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"azure-npm:{version}"  # what make azure-npm-image builds
+    assert container["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
 def test_probes_and_ports_point_at_the_daemons_endpoints():
     port = int(DaemonConfig().listen.rsplit(":", 1)[1])
     container = by_kind("DaemonSet")["spec"]["template"]["spec"]["containers"][0]

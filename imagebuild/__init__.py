@@ -1,0 +1,1 @@
+"""Building the enforcer's container image (``make azure-npm-image``); not part of the wheel."""
