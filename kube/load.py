@@ -27,6 +27,28 @@ TERMINATED_PHASES = ("Succeeded", "Failed")
 # The kinds the model holds, and the ObjectSet table of each: the one kind table.
 KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node")
 _TABLES = {"Namespace": "namespaces", "Pod": "pods", "NetworkPolicy": "policies", "Node": "nodes"}
+API_VERSIONS = {"Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1", "Node": "v1"}
+
+
+def near_miss(kind: str) -> str | None:
+    """The kind the tools read that ``kind`` is probably a misspelling of (case, plural, a typo)."""
+    low = kind.lower()
+    for known in KINDS:
+        k = known.lower()
+        plurals = {k + "s", k + "es", k[:-1] + "ies"}
+        if low == k or low in plurals or _edits(low, k) <= (2 if len(k) >= 8 else 1):
+            return known
+    return None
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance (short strings only)."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
 
 
 @dataclass
@@ -62,13 +84,19 @@ class ObjectSet:
             return
         parser = PARSERS.get(kind)
         if parser is None:
-            self.skipped[kind] += 1
+            meant = near_miss(kind)
+            if meant is not None:  # a typo must not make a policy vanish without a word
+                self.errors.append(ObjectError(
+                    source, object_name(raw), "kind", f'"{kind}" is not a kind (did you mean "{meant}"?)'))
+            else:
+                self.skipped[kind] += 1
             return
         api = raw.get("apiVersion")
-        if kind == "NetworkPolicy" and api not in (None, "networking.k8s.io/v1"):
+        if api is not None and api != API_VERSIONS[kind]:
             self.errors.append(
                 ObjectError(
-                    source, object_name(raw), "apiVersion", f'"{api}" is not supported (networking.k8s.io/v1)',
+                    source, object_name(raw), "apiVersion",
+                    f"{json.dumps(api, default=str)} is not supported for {kind} ({API_VERSIONS[kind]})",
                     kind, raw_key(kind, raw),
                 )
             )
@@ -112,10 +140,12 @@ def build_cluster(
 ) -> tuple[Cluster, list[str]]:
     """Assemble a Cluster: drop finished pods, add implicit namespaces and nodes, give IPs.
 
-    With ``allocate_ips`` a pod without an IP gets a deterministic one from ``pod_cidr``
-    (stable under adding or removing other pods), and a node without an address one from
-    ``node_cidr``; hostNetwork pods take their node's address. Without it, pods that have
-    no IP are left out, as the enforcer cannot match them.
+    A node's address is its InternalIP, else the ``hostIP`` its pods report, else the
+    ``podIP`` of its hostNetwork pods; hostNetwork pods take their node's address. With
+    ``allocate_ips`` (the simulator) a pod without an IP gets a deterministic one from
+    ``pod_cidr`` (stable under adding or removing other pods) and a node with no known address
+    one from ``node_cidr``, each said in a note. Without it (the enforcer, which never puts an
+    address into the kernel that its input did not give), such pods are left out and counted.
     """
     notes: list[str] = []
     pods = [p for p in objects.pods.values() if p.phase not in TERMINATED_PHASES]
@@ -131,30 +161,41 @@ def build_cluster(
     nodes = dict(objects.nodes)
     for name in sorted({p.node for p in pods if p.node}):
         nodes.setdefault(name, Node(name))
+    nodes.update(_addresses_from_pods(nodes, pods, notes))
     used = {ip for p in pods for ip in p.ips} | {n.ip for n in nodes.values() if n.ip}
+    unknown = sorted(n for n in nodes if not nodes[n].ip)
     if allocate_ips:
-        for name in sorted(nodes):
-            if not nodes[name].ip:
-                ip = allocate_ip(node_cidr, f"node/{name}", used)
-                nodes[name] = replace(nodes[name], ip=ip, ip_allocated=True)
-                notes.append(f"node {name} has no InternalIP; using {ip} from {node_cidr}")
+        for name in unknown:
+            ip = allocate_ip(node_cidr, f"node/{name}", used)
+            nodes[name] = replace(nodes[name], ip=ip, ip_allocated=True, ip_from="made up")
+            notes.append(f"node {name}: no InternalIP, no pod reports its hostIP: made up {ip} from {node_cidr} "
+                         "(verdicts for traffic from this node are a guess)")
+    elif unknown:
+        notes.append(f"{len(unknown)} node(s) with no known address ({', '.join(unknown[:5])}"
+                     f"{', ...' if len(unknown) > 5 else ''}): traffic from them is matched by no rule")
 
     placed: list[Pod] = []
     allocated = 0
+    left_out: list[str] = []
     for pod in sorted(pods, key=lambda p: p.key):
         if pod.host_network and pod.node in nodes and nodes[pod.node].ip:
             node_ip = nodes[pod.node].ip
             if pod.ip != node_ip:
-                pod = replace(pod, ip=node_ip, ips=(node_ip,), ip_allocated=not pod.ip)
+                pod = replace(pod, ip=node_ip, ips=(node_ip,), ip_allocated=nodes[pod.node].ip_allocated)
         elif not pod.ip:
             if not allocate_ips:
+                left_out.append(pod.key)
                 continue
             ip = allocate_ip(pod_cidr, pod.key, used)
             pod = replace(pod, ip=ip, ips=(ip,), ip_allocated=True)
             allocated += 1
         placed.append(pod)
     if allocated:
-        notes.append(f"{allocated} pod(s) had no IP; assigned deterministic addresses from {pod_cidr}")
+        notes.append(f"{allocated} pod(s) had no IP; made up deterministic addresses from {pod_cidr} "
+                     "(verdicts for them hold for whatever address they get)")
+    if left_out:
+        notes.append(f"left out {len(left_out)} pod(s) without an IP ({', '.join(left_out[:5])}"
+                     f"{', ...' if len(left_out) > 5 else ''}): no address of theirs is known to match")
     cluster = Cluster(
         namespaces=tuple(namespaces[n] for n in sorted(namespaces)),
         pods=tuple(placed),
@@ -162,6 +203,26 @@ def build_cluster(
         nodes=tuple(nodes[n] for n in sorted(nodes)),
     )
     return cluster, notes
+
+
+def _addresses_from_pods(nodes: Mapping[str, Node], pods: Sequence[Pod], notes: list[str]) -> dict[str, Node]:
+    """Nodes without an InternalIP, given the address their pods report: ``status.hostIP``,
+    else the ``status.podIP`` of a hostNetwork pod (which is the node's address)."""
+    out: dict[str, Node] = {}
+    for name, node in sorted(nodes.items()):
+        if node.ip:
+            continue
+        found, how = sorted({p.host_ip for p in pods if p.node == name and p.host_ip}), "a pod's hostIP"
+        if not found:
+            found = sorted({p.ip for p in pods if p.node == name and p.host_network and p.ip})
+            how = "a hostNetwork pod's podIP"
+        if not found:
+            continue
+        if len(found) > 1:
+            shown = ", ".join(found[:3])
+            notes.append(f"node {name}: its pods report {len(found)} addresses ({shown}); using {found[0]}")
+        out[name] = replace(node, ip=found[0], ip_from=how)
+    return out
 
 
 def allocate_ip(cidr: str, key: str, used: set[str]) -> str:

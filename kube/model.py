@@ -328,6 +328,7 @@ class Pod:
     ports: tuple[ContainerPort, ...] = ()
     ip_allocated: bool = False
     uid: str = ""
+    host_ip: str = ""  # status.hostIP: the address of the node it runs on, as the kubelet reports it
     source: Source = field(default=NO_SOURCE, compare=False)
 
     @property
@@ -358,8 +359,9 @@ class Node:
 
     name: str
     ip: str = ""
-    ip_allocated: bool = False
+    ip_allocated: bool = False  # made up by the simulator: no input said where the node is
     source: Source = field(default=NO_SOURCE, compare=False)
+    ip_from: str = ""  # where the address came from: InternalIP, a pod's hostIP, a hostNetwork pod's podIP
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kube.errors import FieldError
+from kube.fields import unknown_fields
 from kube.model import (
     DEFAULT_NAMESPACE,
     EGRESS,
@@ -37,11 +38,12 @@ from kube.model import (
     raw_key,
 )
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# Anchored with \Z, not $: "$" also matches before a trailing newline ("web\n").
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
+_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
@@ -53,6 +55,12 @@ class Problems:
 
     def add(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
+
+
+def check_fields(raw: Mapping[str, Any], kind: str, problems: Problems) -> None:
+    """Report every field of ``raw`` that the API's ``kind`` does not have."""
+    for path, message in unknown_fields(raw, kind):
+        problems.add(path, message)
 
 
 def _quote(value: Any) -> str:
@@ -133,15 +141,14 @@ def parse_labels(raw: Any, path: str, problems: Problems) -> Labels:
 def parse_selector(raw: Any, path: str, problems: Problems) -> LabelSelector:
     """Validate a LabelSelector; ``{}`` and ``None`` both give the empty selector."""
     data = _mapping(raw, path, problems)
-    for extra in sorted(set(data) - {"matchLabels", "matchExpressions"}):
-        problems.add(f"{path}.{extra}", "unknown field in a label selector")
     labels = parse_labels(data.get("matchLabels"), f"{path}.matchLabels", problems)
     exprs: list[Requirement] = []
     for i, item in enumerate(_list(data.get("matchExpressions"), f"{path}.matchExpressions", problems)):
         ipath = f"{path}.matchExpressions[{i}]"
-        expr = _mapping(item, ipath, problems, required=True)
-        if not expr:
+        if not isinstance(item, Mapping):
+            _mapping(item, ipath, problems, required=True)
             continue
+        expr = item  # {} is no requirement the API accepts: it lacks key and operator
         key = expr.get("key")
         if key is None:
             problems.add(f"{ipath}.key", "required field is missing")
@@ -205,8 +212,6 @@ def parse_ip_block(raw: Any, path: str, problems: Problems) -> IPBlock | None:
 def parse_peer(raw: Any, path: str, problems: Problems) -> Peer | None:
     """Validate one ``from``/``to`` entry."""
     data = _mapping(raw, path, problems, required=True)
-    for extra in sorted(set(data) - {"podSelector", "namespaceSelector", "ipBlock"}):
-        problems.add(f"{path}.{extra}", "unknown field in a peer")
     present = [k for k in ("podSelector", "namespaceSelector", "ipBlock") if data.get(k) is not None]
     if not present:
         problems.add(path, "must specify a peer (podSelector, namespaceSelector or ipBlock)")
@@ -286,8 +291,6 @@ def _parse_rules(raw: Any, path: str, peer_field: str, problems: Problems) -> tu
     for i, item in enumerate(_list(raw, path, problems)):
         rpath = f"{path}[{i}]"
         data = _mapping(item, rpath, problems)
-        for extra in sorted(set(data) - {peer_field, "ports"}):
-            problems.add(f"{rpath}.{extra}", f"unknown field in a rule (expected {peer_field}, ports)")
         peers = [
             parse_peer(p, f"{rpath}.{peer_field}[{j}]", problems)
             for j, p in enumerate(_list(data.get(peer_field), f"{rpath}.{peer_field}", problems))
@@ -332,11 +335,9 @@ def object_name(raw: Any) -> str:
 def parse_network_policy(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> NetworkPolicy:
     """Validate and default a NetworkPolicy; raises ``ParseFailure`` listing every problem."""
     problems = Problems()
+    check_fields(raw, "NetworkPolicy", problems)
     name, namespace, _labels, uid, rv = _metadata(raw, problems, namespaced=True)
     spec = _mapping(raw.get("spec"), "spec", problems)
-    known = {"podSelector", "ingress", "egress", "policyTypes"}
-    for extra in sorted(set(spec) - known):
-        problems.add(f"spec.{extra}", "unknown field in a NetworkPolicy spec")
     selector = parse_selector(spec.get("podSelector"), "spec.podSelector", problems)
     ingress = _parse_rules(spec.get("ingress"), "spec.ingress", "from", problems)
     egress = _parse_rules(spec.get("egress"), "spec.egress", "to", problems)
@@ -359,7 +360,10 @@ def parse_network_policy(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> 
 
 
 def _ip(raw: Any, path: str, problems: Problems) -> str | None:
-    if raw in (None, ""):
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):  # ip_address() would take 167772161 for 10.0.0.1
+        problems.add(path, f"must be a string, not {type(raw).__name__} {_quote(raw)}")
         return None
     try:
         return str(ipaddress.ip_address(raw))
@@ -371,10 +375,12 @@ def _ip(raw: Any, path: str, problems: Problems) -> str | None:
 def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
     """Read the parts of a Pod that policy depends on. The IP may be empty (allocated later)."""
     problems = Problems()
+    check_fields(raw, "Pod", problems)
     name, namespace, labels, uid, _rv = _metadata(raw, problems, namespaced=True)
     spec = _mapping(raw.get("spec"), "spec", problems)
     status = _mapping(raw.get("status"), "status", problems)
     ip = _ip(status.get("podIP"), "status.podIP", problems)
+    host_ip = _ip(status.get("hostIP"), "status.hostIP", problems) or ""
     ips: list[str] = []
     for i, entry in enumerate(_list(status.get("podIPs"), "status.podIPs", problems)):
         value = _ip(_mapping(entry, f"status.podIPs[{i}]", problems).get("ip"), f"status.podIPs[{i}].ip", problems)
@@ -427,15 +433,17 @@ def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
         ports=tuple(ports),
         uid=uid,
         source=source,
+        host_ip=host_ip,
     )
 
 
 def parse_namespace(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Namespace:
     """Read a Namespace and add the API server's ``kubernetes.io/metadata.name`` label."""
     problems = Problems()
+    check_fields(raw, "Namespace", problems)
     name, _ns, labels, _uid, _rv = _metadata(raw, problems, namespaced=False)
-    if name and not _DNS1123_LABEL.match(name):
-        problems.add("metadata.name", f"{_quote(name)} is not a valid namespace name (a DNS label)")
+    if name and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
+        problems.add("metadata.name", f"{_quote(name)} is not a valid namespace name (a DNS label, at most 63)")
     if problems.errors:
         raise ParseFailure(problems.errors)
     return Namespace(name, labels.with_label(NAMESPACE_NAME_LABEL, name), source=source)
@@ -444,6 +452,7 @@ def parse_namespace(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Names
 def parse_node(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Node:
     """Read a Node's name and InternalIP."""
     problems = Problems()
+    check_fields(raw, "Node", problems)
     name, _ns, _labels, _uid, _rv = _metadata(raw, problems, namespaced=False)
     status = _mapping(raw.get("status"), "status", problems)
     ip = ""
@@ -453,7 +462,7 @@ def parse_node(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Node:
             ip = _ip(data.get("address"), f"status.addresses[{i}].address", problems) or ""
     if problems.errors:
         raise ParseFailure(problems.errors)
-    return Node(name, ip, source=source)
+    return Node(name, ip, source=source, ip_from="InternalIP" if ip else "")
 
 
 class ParseFailure(Exception):

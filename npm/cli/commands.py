@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="apply the valid objects and report the invalid ones, instead of refusing all",
     )
+    ap.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept input with no Namespace, Pod, Node or NetworkPolicy at all, which removes every "
+        "policy from this node (without it such input is refused: a file of comments is not a decision)",
+    )
     ap.set_defaults(func=cmd_apply)
 
     cp = sub.add_parser(
@@ -151,7 +157,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from kube.load import load_paths
     from npm.dataplane.enforcer import DataplaneConfig, Enforcer
 
-    loaded = load_paths(args.paths)
+    loaded = load_paths(args.paths, allocate_ips=False)  # never an address the input did not give
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
     if loaded.errors:
@@ -162,6 +168,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 f"{len(loaded.errors)} invalid object(s); kernel left unchanged (use --skip-invalid to apply the rest)"
             )
             return EXIT_INPUT
+    c = loaded.cluster
+    if not (c.namespaces or c.pods or c.policies or c.nodes) and not args.allow_empty:
+        _err("the input holds no Namespace, Pod, Node or NetworkPolicy; kernel left unchanged "
+             "(--allow-empty removes every policy; `azure-npm cleanup` removes everything)")
+        return EXIT_INPUT
     enforcer = Enforcer(args.node_name, config=DataplaneConfig(backend=args.backend))
     try:
         result = enforcer.apply(loaded.cluster)
@@ -260,7 +271,7 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     pods: dict[str, str] = {}
     if args.paths:
-        loaded = load_paths(args.paths)
+        loaded = load_paths(args.paths, allocate_ips=False)  # never an address the input did not give
         for e in loaded.errors:
             print(f"error: {e}", file=sys.stderr)
         pods = {p.key: p.ip for p in loaded.cluster.pods}

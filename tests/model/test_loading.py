@@ -135,7 +135,28 @@ def test_host_network_pods_take_the_node_ip(tmp_path: Path) -> None:
     n2 = result.cluster.node_by_name["n2"]
     assert n2.ip_allocated and n2.ip.startswith("172.18.")
     assert pods["x/agent2"].ip == n2.ip
-    assert any("node n2 has no InternalIP" in n for n in result.notes)
+    assert any("node n2: no InternalIP" in n and "made up" in n for n in result.notes)
+
+
+def test_a_node_without_internal_ip_takes_the_host_ip_its_pods_report(tmp_path: Path) -> None:
+    # `kubectl get ns,pods,networkpolicies` has no Node objects, but every pod says where it runs.
+    objs = [
+        pod("x", "web", {}, node="n1", ip="10.244.1.5", host_ip="172.18.0.7"),
+        pod("x", "agent", {}, node="n2", host_network=True, ip="172.18.0.8"),
+    ]
+    result = load_paths([write(tmp_path / "c.yaml", yaml.safe_dump_all(objs))])
+    nodes = result.cluster.node_by_name
+    assert (nodes["n1"].ip, nodes["n1"].ip_allocated, nodes["n1"].ip_from) == ("172.18.0.7", False, "a pod's hostIP")
+    assert (nodes["n2"].ip, nodes["n2"].ip_allocated) == ("172.18.0.8", False)
+    assert not any("made up" in n for n in result.notes)
+
+
+def test_without_allocation_pods_without_ip_are_left_out_and_counted(tmp_path: Path) -> None:
+    objs = [pod("x", "pending", {}, node="n1"), pod("x", "web", {}, node="n1", ip="10.244.1.5")]
+    result = load_paths([write(tmp_path / "c.yaml", yaml.safe_dump_all(objs))], allocate_ips=False)
+    assert [p.key for p in result.cluster.pods] == ["x/web"]
+    assert any("left out 1 pod(s) without an IP (x/pending)" in n for n in result.notes)
+    assert result.cluster.node_by_name["n1"].ip == ""  # and no node address made up either
 
 
 def test_implicit_namespaces_and_nodes_are_added(tmp_path: Path) -> None:

@@ -258,7 +258,7 @@ CASES: list[tuple[str, dict[str, Any], str, str, str]] = [
         netpol({"podSelector": {}, "egress": [{"from": []}]}),
         NP,
         "spec.egress[0].from",
-        "unknown field in a rule",
+        "unknown field",
     ),
     ("rules-not-list", netpol({"podSelector": {}, "ingress": {"from": []}}), NP, "spec.ingress", "must be a list"),
     ("spec-unknown-field", netpol({"podSelector": {}, "ingres": []}), NP, "spec.ingres", "unknown field"),
