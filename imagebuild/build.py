@@ -40,7 +40,11 @@ from imagebuild import pip_setup, rootfs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
-PACKAGES_IN_WHEEL = ("npm", "simulator", "conformance")  # as [tool.setuptools.packages.find]
+# The packages the wheel holds, read from [tool.setuptools.packages.find] so the two never differ.
+PACKAGES_IN_WHEEL = tuple(
+    p.rstrip("*")
+    for p in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+)
 PIP_VERSION = "25.1.1"  # runs the install inside the build; pinned like everything else
 LABEL = "org.azure-npm"
 SOURCE_HASH_LABEL = f"{LABEL}.source-hash"

@@ -86,8 +86,10 @@ class ObjectSet:
         if parser is None:
             meant = near_miss(kind)
             if meant is not None:  # a typo must not make a policy vanish without a word
+                # Attributed to the kind it was meant as, so a source keeps that object's last good version.
                 self.errors.append(ObjectError(
-                    source, object_name(raw), "kind", f'"{kind}" is not a kind (did you mean "{meant}"?)'))
+                    source, object_name(raw), "kind", f'"{kind}" is not a kind (did you mean "{meant}"?)',
+                    meant, raw_key(meant, raw)))
             else:
                 self.skipped[kind] += 1
             return

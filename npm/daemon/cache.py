@@ -264,7 +264,12 @@ class ObjectCache:
         with self._lock:
             tables = {kind: list(table.values()) for kind, table in self._tables.items()}
             invalid = [
-                {"kind": kind, "key": key, "errors": [e.to_json() for e in errors]}
+                {
+                    "kind": kind,
+                    "key": key,
+                    "errors": [e.to_json() for e in errors],
+                    "last_valid_version_in_force": key in self._tables[kind],
+                }
                 for (kind, key), errors in sorted(self._invalid.items())
             ]
             synced = sorted(self._synced)

@@ -84,7 +84,7 @@ class Daemon:
             self.controller.start()
             source = StaticSource(
                 self.cfg.manifests, self.cache, self.stop_event, poll_interval=self.cfg.poll_interval,
-                metrics=self.metrics,
+                metrics=self.metrics, events=self.events,
             )
             source.start()
             self.sources.append(source)
@@ -147,6 +147,9 @@ class Daemon:
         return False, "the controller thread is not running"
 
     def ready(self) -> tuple[bool, str]:
+        for source in self.sources:
+            if getattr(source, "failing", False):
+                return False, str(getattr(source, "last_error", "a source is failing"))
         if self.controller.status.ready:
             return True, ""
         if not self.cache.synced:

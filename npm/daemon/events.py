@@ -20,6 +20,7 @@ from kube.model import NetworkPolicy
 log = logging.getLogger("npm.daemon.events")
 
 REASON_FAILED_CLOSED = "PolicyFailedClosed"
+REASON_SOURCE_FAILED = "ManifestSourceFailed"
 COMPONENT = "azure-npm"
 QUEUE_SIZE = 1000
 
@@ -71,6 +72,9 @@ class LogEvents:
 
     def policy_failed_closed(self, policy: NetworkPolicy | None, key: str, reason: str) -> None:
         log.warning("event %s on NetworkPolicy %s: %s", REASON_FAILED_CLOSED, key, reason)
+
+    def source_failed(self, source: str, reason: str) -> None:
+        log.warning("event %s on %s: %s", REASON_SOURCE_FAILED, source, reason)
 
     def close(self) -> None:
         """Nothing to flush."""

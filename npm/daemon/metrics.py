@@ -59,7 +59,10 @@ class Metrics:
             registry=c,
         )
         self.invalid_objects = Gauge(
-            "npm_invalid_objects", "Objects rejected by validation and not enforced, by kind", ["kind"], registry=c
+            "npm_invalid_objects",
+            "Objects whose current version was rejected by validation (a last valid version stays in force), by kind",
+            ["kind"],
+            registry=c,
         )
         # Node metrics (timings), as the original's /node-metrics.
         self.add_policy_exec_time = Summary(

@@ -97,6 +97,7 @@ class StaticSource(threading.Thread):
         *,
         poll_interval: float = 0.25,
         metrics: object = None,
+        events: object = None,
     ) -> None:
         super().__init__(name="manifests", daemon=True)
         self.directory = directory
@@ -104,8 +105,11 @@ class StaticSource(threading.Thread):
         self.stop_event = stop
         self.poll_interval = poll_interval
         self.metrics = metrics
+        self.events = events
         self.files: dict[str, FileState] = {}
         self.scans = 0
+        self.failing = False  # the directory is missing: the last good state stays, /readyz says why
+        self.last_error = ""
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -118,7 +122,16 @@ class StaticSource(threading.Thread):
     def poll(self) -> bool:
         """Scan once; returns whether anything changed (the first scan always publishes)."""
         seen = time.monotonic()
-        stamps = scan(self.directory) if os.path.isdir(self.directory) else {}
+        if not os.path.isdir(self.directory):
+            # Never "no manifests, so no policies": a missing or vanished directory (an unmounted
+            # volume, a typo) keeps what is enforced and makes the node unready until it is back.
+            self._failed(f"manifest directory {self.directory} does not exist (or is not a directory); "
+                         "keeping the last good state")
+            return False
+        if self.failing:
+            log.warning("manifest directory %s is back", self.directory)
+            self.failing, self.last_error = False, ""
+        stamps = scan(self.directory)
         changed = self.scans == 0 or stamps.keys() != self.files.keys()
         new_files: dict[str, FileState] = {}
         for path in sorted(stamps):
@@ -137,6 +150,17 @@ class StaticSource(threading.Thread):
             self._publish(seen)
         return changed
 
+    def _failed(self, reason: str) -> None:
+        if self.failing and self.last_error == reason:
+            return
+        self.failing, self.last_error = True, reason
+        log.error("%s", reason)
+        if self.metrics is not None:
+            self.metrics.source_errors.inc()  # type: ignore[attr-defined]
+        report = getattr(self.events, "source_failed", None)
+        if report is not None:
+            report(self.directory, reason)
+
     def _publish(self, seen: float) -> None:
         tables: dict[str, dict[str, Obj]] = {kind: {} for kind in KINDS}
         invalid: dict[tuple[str, str], list[ObjectError]] = {}
@@ -144,5 +168,6 @@ class StaticSource(threading.Thread):
             state = self.files[path]
             for (kind, key), obj in state.objects.items():
                 tables[kind][key] = obj
-            invalid.update({i: e for i, e in state.invalid.items() if i not in state.objects})
+            # Invalid versions show even where the last valid one stays in force (monitoring sees them).
+            invalid.update(state.invalid)
         self.cache.replace_all(tables, seen, invalid=invalid)
