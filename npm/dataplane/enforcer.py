@@ -202,19 +202,53 @@ class Enforcer:
         return self._converge(self._desired, reread=True)
 
     def cleanup(self) -> None:
-        """Remove every chain, rule and set we created (in both backends) and nothing else."""
+        """Remove every chain, rule and set we created (in both backends) and nothing else.
+
+        A set that a rule of someone else's still uses cannot be destroyed: every other set
+        is removed, then the error names the set and the rules that hold it.
+        """
         for be in backends.BACKENDS:
             self._remove_rules(be)
         sets = self._read_sets()
+        held = self._foreign_references(set(sets))
+        # A held list keeps its members alive too.
+        pinned = set(held) | {m for n in held if sets[n][0] == LIST_SET for m in sets[n][1]}
         payload = IpsetPayload()
-        ordered = sorted(sets.items(), key=lambda kv: kv[1][0] != LIST_SET)  # lists first
-        for name, _ in ordered:
+        ordered = sorted((n for n in sets if n not in pinned), key=lambda n: sets[n][0] != LIST_SET)  # lists first
+        for name in ordered:
             payload.flush(name, name)
-        for name, _ in ordered:
+        for name in ordered:
             payload.destroy(name, name)
         if payload.lines:
             self._restore_ipset(payload, "ipset-cleanup", ApplyResult())
         self._kernel = None
+        if held:
+            users = "; ".join(f"{name} is used by {', '.join(rules[:3])}" for name, rules in sorted(held.items()))
+            raise ApplyError(Failure(
+                "cleanup", f"{len(held)} set(s) left in place because rules we did not make use them: {users}. "
+                "Remove those rules, then run cleanup again"))
+
+    def _foreign_references(self, ours: set[str]) -> dict[str, list[str]]:
+        """Our sets that rules outside our chains match, with those rules (any table, both backends)."""
+        held: dict[str, list[str]] = {}
+        for be in backends.BACKENDS:
+            tools = backends.Tools(be)
+            tables = backends.legacy_tables(self.runner) if be == "legacy" else {None}
+            for table_name in tables:
+                argv = [tools.save] + (["-t", table_name] if table_name else [])
+                res = self.runner.run(argv)
+                if not res.ok:
+                    continue
+                for table in parse_save(res.stdout).values():
+                    for chain, rules in table.chains.items():
+                        if names.is_ours_chain(chain):
+                            continue
+                        for rule in rules:
+                            for _negated, name, _dirs in rule.set_matches():
+                                if name in ours:
+                                    where = f"'-A {chain} {' '.join(rule.tokens)}' (iptables-{be} {table.name})"
+                                    held.setdefault(name, []).append(where)
+        return held
 
     # ---- kernel reading -----------------------------------------------------------------
     def saved_state(self) -> tuple[SavedTable | None, dict[str, SavedSet]]:

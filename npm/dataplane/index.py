@@ -18,7 +18,6 @@ from npm.dataplane.types import (
     SetRef,
     SetSpec,
     namespace_ref,
-    pod_label_ref,
 )
 
 
@@ -94,11 +93,17 @@ class ClusterIndex:
             self.namespaces = namespaces
             self.cluster = cluster  # for namespace labels
             self._specs = {r: s for r, s in self._specs.items() if r.recipe[0] not in LIST_RECIPES_OF_NAMESPACES}
-            self._children = {r: c for r, c in self._children.items() if r.recipe[0] == "podlist"}
+            self._children = {}  # every list left is a list of namespace sets
         if dirty:
+            # A "podin" set draws on the "podlabel" tables of its key.
+            keys = {r[1] for r in dirty if r[0] == "podlabel"}
+
+            def stale(ref: SetRef) -> bool:
+                return ref.recipe in dirty or (ref.recipe[0] == "podin" and ref.recipe[1] in keys)
+
             # Kept aside: a set whose pods changed but whose members did not stays the same object.
-            self._previous = {r: s for r, s in self._specs.items() if r.recipe in dirty}
-            self._specs = {r: s for r, s in self._specs.items() if r.recipe not in dirty}
+            self._previous = {r: s for r, s in self._specs.items() if stale(r)}
+            self._specs = {r: s for r, s in self._specs.items() if not stale(r)}
         if dirty_ns:
             self._isolated = {k: v for k, v in self._isolated.items() if k[1] not in dirty_ns}
 
@@ -183,6 +188,9 @@ class ClusterIndex:
                 members = frozenset(ref.recipe[1:])
             elif ref.kind == LIST_SET:
                 members = frozenset(child.name for child in self.children(ref))
+            elif source == "podin":
+                key = ref.recipe[1]
+                members = frozenset().union(*(self.tables.get(("podlabel", key, v), ()) for v in ref.recipe[2:]))
             else:
                 members = frozenset(self.tables.get(ref.recipe, ()))
             found = self._previous.pop(ref, None)
@@ -196,9 +204,7 @@ class ClusterIndex:
         found = self._children.get(ref)
         if found is None:
             source = ref.recipe[0]
-            if source == "podlist":
-                found = tuple(pod_label_ref(ref.recipe[1], v) for v in ref.recipe[2:])
-            elif source == "all":
+            if source == "all":
                 found = tuple(namespace_ref(n) for n in self.namespaces)
             else:
                 requirement: Requirement = ref.recipe[1]

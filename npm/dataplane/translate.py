@@ -80,14 +80,15 @@ class _Refs:
         """(negated, set) matches whose AND is ``sel`` over pod labels (no scope)."""
         out: list[tuple[bool, str]] = []
         for r in sel.requirements:
-            if r.operator == "In" and len(r.values) == 1:
-                out.append((False, self.use(pod_label_ref(r.key, r.values[0]))))
-            elif r.operator == "In":
+            if r.operator in ("In", "NotIn") and len(set(r.values)) == 1:
+                out.append((r.operator == "NotIn", self.use(pod_label_ref(r.key, r.values[0]))))
+            elif r.operator in ("In", "NotIn"):
+                # One hash set of the pods whose label has any of the values: one lookup per
+                # packet and one set per requirement, however many values (a list of per-value
+                # sets would need a set per value and a lookup per member).
                 vals = sorted(set(r.values))
                 meaning = f"podlabel:{r.key} in ({','.join(vals)})"
-                out.append((False, self.use(set_ref(meaning, LIST_SET, "podlist", r.key, *vals))))
-            elif r.operator == "NotIn":
-                out.extend((True, self.use(pod_label_ref(r.key, v))) for v in sorted(set(r.values)))
+                out.append((r.operator == "NotIn", self.use(set_ref(meaning, HASH_IP, "podin", r.key, *vals))))
             else:
                 key_set = self.use(set_ref(f"podlabel:{r.key}", HASH_IP, "podkey", r.key))
                 out.append((r.operator == "DoesNotExist", key_set))
@@ -104,10 +105,10 @@ class _Refs:
                 vals = tuple(sorted(set(r.values)))
                 ref = namespace_list_ref(f"nslabel:{r.key} in ({','.join(vals)})", Requirement(r.key, "In", vals))
                 out.append((False, self.use(ref)))
-            elif r.operator == "NotIn":
-                for v in sorted(set(r.values)):
-                    ref = namespace_list_ref(f"nslabel:{r.key}={v}", Requirement(r.key, "In", (v,)))
-                    out.append((True, self.use(ref)))
+            elif r.operator == "NotIn":  # not (in any of them): one negated list of namespace sets
+                vals = tuple(sorted(set(r.values)))
+                meaning = f"nslabel:{r.key}={vals[0]}" if len(vals) == 1 else f"nslabel:{r.key} in ({','.join(vals)})"
+                out.append((True, self.use(namespace_list_ref(meaning, Requirement(r.key, "In", vals)))))
             else:
                 ref = namespace_list_ref(f"nslabel:{r.key}", Requirement(r.key, "Exists"))
                 out.append((r.operator == "DoesNotExist", self.use(ref)))
@@ -116,7 +117,15 @@ class _Refs:
             out.insert(0, (False, self.use(ALL_NAMESPACES)))
         return out
 
-    def peer(self, policy: NetworkPolicy, peer: Peer, where: str) -> list[tuple[bool, str]] | None:
+    def peer(self, policy: NetworkPolicy, peer: Peer, where: str, side: str) -> list[str] | None:
+        """Match tokens for one peer at ``side`` (src/dst), or None (recorded as unenforceable)."""
+        if peer.ip_block is not None and not peer.ip_block.except_networks and peer.ip_block.network.version == 4:
+            # A plain CIDR is a native match: no set to create, index and keep in sync.
+            return ["-s" if side == "src" else "-d", str(peer.ip_block.network)]
+        matches = self.peer_sets(policy, peer, where)
+        return None if matches is None else set_match(matches, side)
+
+    def peer_sets(self, policy: NetworkPolicy, peer: Peer, where: str) -> list[tuple[bool, str]] | None:
         """Set matches for one peer, or None (recorded as unenforceable) if it cannot be."""
         if peer.ip_block is not None:
             net = peer.ip_block.network
@@ -193,10 +202,10 @@ def _policy_chain(refs: _Refs, policy: NetworkPolicy, direction: Direction) -> C
             if peer is None:
                 peer_tokens: list[str] = []
             else:
-                matches = refs.peer(policy, peer, f"spec.{where}")
-                if matches is None:
+                found = refs.peer(policy, peer, f"spec.{where}", peer_dir)
+                if found is None:
                     continue  # fail closed: this peer allows nothing
-                peer_tokens = set_match(matches, peer_dir)
+                peer_tokens = found
             for k, port in enumerate(ports):
                 port_tokens = [] if port is None else port_match(refs, port)
                 peer_label = f"{peer_word}[{j}]" if peer is not None else f"{peer_word}[any]"

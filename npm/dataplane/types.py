@@ -107,7 +107,8 @@ class SetRef:
     """A set rules refer to: kernel name, meaning, type, and where its members come from.
 
     ``recipe`` is one of ``("ns", ns)``, ``("podlabel", k, v)``, ``("podkey", k)``,
-    ``("named", name, PROTO)`` (tables of the cluster index), ``("podlist", k, v, ...)``,
+    ``("named", name, PROTO)`` (tables of the cluster index), ``("podin", k, v, ...)`` (the
+    pods whose label ``k`` has one of the values),
     ``("nslist", requirement)``, ``("all",)`` (list sets), ``("static", member, ...)`` or
     ``("isolated", direction)``. Policy renderings hold references only, so they do not
     depend on pods or namespaces.

@@ -89,10 +89,35 @@ def test_a_change_that_fails_half_way_leaves_no_new_sets_behind(node, tmp_path):
     assert azure_npm(topo, "apply", "-f", str(cluster), "--node-name", "n1").returncode == 0
     names = our_sets(topo)
     assert azure_npm(topo, "cleanup").returncode == 0
-    # Only the list sets collide: the hash sets before them in the payload are created first.
-    squat(topo, {n: k for n, k in names.items() if k == "list:set"})
+    # Only the set created last collides (sets are created in name order, lists after the
+    # hash sets): every set before it in the payload is created first.
+    hashes = sorted(n for n, k in names.items() if k != "list:set")
+    lists = sorted(n for n, k in names.items() if k == "list:set")
+    last = (lists or hashes)[-1]
+    squat(topo, {last: names[last]})
+    assert len(names) > 2
     squatters = our_sets(topo)
 
     res = azure_npm(topo, "apply", "-f", str(cluster), "--node-name", "n1")
     assert res.returncode == 1
     assert our_sets(topo) == squatters  # the hash sets created before the failure are gone again
+
+
+def test_cleanup_names_the_foreign_rule_that_holds_one_of_our_sets_and_removes_the_rest(node, tmp_path):
+    topo = node
+    cluster = manifests(tmp_path / "cluster.yaml")
+    assert azure_npm(topo, "apply", "-f", str(cluster), "--node-name", "n1").returncode == 0
+    names = our_sets(topo)
+    held = next(n for n, kind in names.items() if kind == "hash:ip")
+    rule = ["-A", "INPUT", "-m", "set", "--match-set", held, "src", "-j", "ACCEPT"]
+    assert topo.node_run("n1", ["iptables-nft", *rule]).returncode == 0  # someone else's rule
+
+    res = azure_npm(topo, "cleanup")
+    assert res.returncode == 1
+    assert held in res.stderr and "INPUT" in res.stderr and "does not exist" not in res.stderr
+    assert set(our_sets(topo)) == {held}  # everything else is gone
+    assert "AZURE-NPM" not in topo.node_run("n1", ["iptables-save"]).stdout
+
+    assert topo.node_run("n1", ["iptables-nft", "-D", *rule[1:]]).returncode == 0
+    assert azure_npm(topo, "cleanup").returncode == 0
+    assert our_sets(topo) == {}
