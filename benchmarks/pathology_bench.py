@@ -56,10 +56,8 @@ def many_rules(count: int) -> dict:
 
 def many_values(count: int) -> dict:
     values = [f"v{i}" for i in range(count)]
-    return manifests.policy("x", "many-values", {
-        "podSelector": {},
-        "ingress": [{"from": [{"podSelector": {"matchExpressions": [{"key": "v", "operator": "In", "values": values}]}}]}],
-    })
+    selector = {"matchExpressions": [{"key": "v", "operator": "In", "values": values}]}
+    return manifests.policy("x", "many-values", {"podSelector": {}, "ingress": [{"from": [{"podSelector": selector}]}]})
 
 
 def apply_in_netns(objects: list[dict]) -> dict[str, float]:
