@@ -417,8 +417,8 @@ def _replay(state: State, steps: Sequence[Step], source: Source, errs: _Errors) 
 def _manifest_scenario(
     path: str, docs: list[tuple[Source, Any]], default_nodes: int
 ) -> tuple[list[Scenario], list[ObjectError]]:
-    """A file of Namespaces, Pods and NetworkPolicies as a one-step scenario."""
-    objects = ObjectSet()
+    """A file of Namespaces, Pods and NetworkPolicies (lists too) as a one-step scenario."""
+    objects = ObjectSet(keep_raw=True)
     add_documents(objects, docs)
     if objects.errors:
         return [], objects.errors
@@ -438,11 +438,10 @@ def _manifest_scenario(
         state.add_pod(pod)
     name = os.path.splitext(os.path.basename(path))[0]
     errs = _Errors(Source(path), f"scenario {name}")
-    for source, raw in docs:
-        if isinstance(raw, Mapping) and raw.get("kind") == "NetworkPolicy":
-            policy = _policy(raw, "", _Errors(source, errs.obj))
-            if policy is not None:
-                state.set_policy(policy)
+    for key, policy in sorted(objects.policies.items()):
+        manifest = _policy(objects.raw[("NetworkPolicy", key)], "", _Errors(policy.source, errs.obj))
+        if manifest is not None:
+            state.set_policy(manifest)
     step = Step(0)
     _replay(state, [step], Source(path), errs)
     if errs.items:

@@ -72,6 +72,10 @@ class ObjectSet:
     errors: list[ObjectError] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    # With ``keep_raw``, the raw document of each kept object, by (kind, key): for tools that
+    # pass manifests on (the harness writes them to the nodes) rather than only read them.
+    keep_raw: bool = False
+    raw: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
 
     def add_raw(self, source: Source, raw: Any) -> None:
         """Parse one raw object and keep it, or record its error or its skipped kind."""
@@ -111,6 +115,8 @@ class ObjectSet:
                 self.errors.append(ObjectError(source, name, err.path, err.message, kind, key))
             return
         self.add(obj)
+        if self.keep_raw:
+            self.raw[(kind, raw_key(kind, raw))] = raw
 
     def table(self, kind: str) -> dict[str, Any]:
         """The objects of ``kind`` (one of :data:`KINDS`), by key."""

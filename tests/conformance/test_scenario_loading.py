@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conformance.runner import check_expectations
 from conformance.scenario import load_file, load_scenarios
@@ -227,3 +228,21 @@ def test_state_rejects_duplicate_pod():
     state.add_pod(Pod("x", "a"))
     with pytest.raises(StateError, match="already exists"):
         state.add_pod(Pod("x", "a"))
+
+
+def test_a_kind_list_dump_keeps_its_policies(tmp_path):
+    # What `kubectl get ns,pods,networkpolicies -A -o yaml` writes: one List document.
+    from kube import manifests
+
+    items = [
+        manifests.namespace("x"),
+        manifests.pod("x", "a", {"app": "a"}, ip="10.244.0.5", node="n1"),
+        manifests.pod("x", "b", {"app": "b"}, ip="10.244.0.6", node="n1"),
+        manifests.policy("x", "deny", {"podSelector": {}}),
+        {"apiVersion": "v1", "kind": "List", "items": [manifests.policy("x", "nested", {"podSelector": {}})]},
+    ]
+    path = tmp_path / "dump.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+    (scenario,), errors = load_file(str(path))
+    assert errors == []
+    assert sorted(scenario.initial.policies) == ["x/deny", "x/nested"]
