@@ -22,12 +22,12 @@ from typing import Any
 
 import jsonschema
 
-from conformance.expect import Expect, ExpectError, parse_expect
+from conformance.expect import Expect, ExpectError, parse_expect, peer_matches
 from conformance.state import Action, State, StateError, materialize, placeholders
 from kube.documents import MANIFEST_SUFFIXES, read_documents
 from kube.errors import ObjectError
 from kube.load import ObjectSet, add_documents
-from kube.model import PROTOCOLS, ContainerPort, Labels, Pod, PortSpec, Source
+from kube.model import PROTOCOLS, Cluster, ContainerPort, Labels, Pod, PortSpec, Source
 from kube.parse import ParseFailure, parse_network_policy, parse_pod
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "scenario.schema.json"
@@ -408,10 +408,40 @@ def _replay(state: State, steps: Sequence[Step], source: Source, errs: _Errors) 
                 )
                 return
         try:
-            materialize(current, workloads, source.file)
+            cluster, _manifests = materialize(current, workloads, source.file)
         except StateError as exc:
             errs.add(f"steps[{step.index}]", str(exc))
             return
+        problem = _dangling_expectation(step, [p.key for p in cluster.pods]) or _shared_address(cluster)
+        if problem:
+            errs.add(f"steps[{step.index}]", problem)
+            return
+
+
+def _dangling_expectation(step: Step, pods: Sequence[str]) -> str:
+    """An expectation naming pods that do not exist at this step checks nothing: say which."""
+    if step.expect is None:
+        return ""
+    for port, expectation in step.expect.by_port:
+        where = f"expect{f' {port}' if port else ''}"
+        patterns = [p for r in expectation.rules for p in (r.src, r.dst)]
+        patterns += [p for (src, dst), _allowed in (expectation.table or ()) for p in (src, dst)]
+        for pattern in patterns:
+            if not any(peer_matches(pattern, key) for key in pods):
+                return f"{where}: {pattern!r} names no pod that exists at this step"
+    return ""
+
+
+def _shared_address(cluster: Cluster) -> str:
+    """Two pods with one address cannot both be probed: refuse before the dataplane is blamed."""
+    owner: dict[str, str] = {}
+    for pod in cluster.pods:
+        if pod.host_network or not pod.ip:
+            continue
+        if pod.ip in owner:
+            return f"pods {owner[pod.ip]} and {pod.key} both have address {pod.ip}"
+        owner[pod.ip] = pod.key
+    return ""
 
 
 def _manifest_scenario(

@@ -246,3 +246,28 @@ def test_a_kind_list_dump_keeps_its_policies(tmp_path):
     (scenario,), errors = load_file(str(path))
     assert errors == []
     assert sorted(scenario.initial.policies) == ["x/deny", "x/nested"]
+
+
+def test_an_expectation_naming_a_pod_that_does_not_exist_at_that_step_is_refused(tmp_path):
+    text = """
+    name: dangling
+    model: upstream
+    steps:
+      - probe:
+          expect:
+            - {from: x/a, to: q/*, allowed: false}
+    """
+    messages = errors_of(tmp_path, textwrap.dedent(text))
+    assert any("steps[0]" in m and "'q/*' names no pod" in m for m in messages), messages
+
+
+def test_two_pods_with_one_address_are_refused_at_load(tmp_path):
+    text = """
+    name: twins
+    namespaces: {x: {}}
+    pods:
+      - {namespace: x, name: a, ip: 10.244.0.5}
+      - {namespace: x, name: b, ip: 10.244.0.5}
+    """
+    messages = errors_of(tmp_path, textwrap.dedent(text))
+    assert any("x/a and x/b both have address 10.244.0.5" in m for m in messages), messages
