@@ -57,8 +57,41 @@ class LoadResult:
 
     cluster: Cluster
     errors: list[ObjectError] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)  # kinds the tools do not read
     notes: list[str] = field(default_factory=list)
+    left_out: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, reason) of objects read, not used
+
+    def inputs(self) -> dict[str, Any]:
+        """What was used and what was not, and why: the ``inputs`` object of every tool's JSON."""
+        c = self.cluster
+        used = {
+            "Namespace": sum(1 for n in c.namespaces if not n.implicit),
+            "Pod": len(c.pods),
+            "NetworkPolicy": len(c.policies),
+            "Node": len(c.nodes),
+        }
+        other = "not a kind these tools read"
+        ignored = [{"kind": k, "count": n, "reason": other} for k, n in sorted(self.skipped.items())]
+        ignored += [{"kind": k, "count": n, "reason": why} for (k, why), n in sorted(self.left_out.items())]
+        invalid = Counter(e.kind or "unknown" for e in self.errors)
+        return {
+            "used": used,
+            "implied": {"Namespace": sum(1 for n in c.namespaces if n.implicit)},
+            "ignored": ignored,
+            "invalid": dict(sorted(invalid.items())),
+            "notes": list(self.notes),
+        }
+
+    def summary(self) -> str:
+        """One line for stderr: counts used per kind, then what was ignored and why."""
+        info = self.inputs()
+        used = ", ".join(f"{n} {kind}" for kind, n in info["used"].items())
+        parts = [f"inputs: used {used}"]
+        if info["ignored"]:
+            parts.append("ignored " + ", ".join(f"{i['count']} {i['kind']} ({i['reason']})" for i in info["ignored"]))
+        if info["invalid"]:
+            parts.append("invalid " + ", ".join(f"{n} {k}" for k, n in info["invalid"].items()))
+        return "; ".join(parts)
 
 
 @dataclass
@@ -145,6 +178,7 @@ def build_cluster(
     pod_cidr: str = DEFAULT_POD_CIDR,
     node_cidr: str = DEFAULT_NODE_CIDR,
     allocate_ips: bool = True,
+    left_out: Counter[tuple[str, str]] | None = None,
 ) -> tuple[Cluster, list[str]]:
     """Assemble a Cluster: drop finished pods, add implicit namespaces and nodes, give IPs.
 
@@ -160,6 +194,8 @@ def build_cluster(
     finished = len(objects.pods) - len(pods)
     if finished:
         notes.append(f"ignored {finished} pod(s) in phase Succeeded or Failed")
+        if left_out is not None:
+            left_out[("Pod", "phase Succeeded or Failed")] += finished
 
     namespaces = dict(objects.namespaces)
     for name in sorted({p.namespace for p in pods} | {p.namespace for p in objects.policies.values()}):
@@ -184,7 +220,7 @@ def build_cluster(
 
     placed: list[Pod] = []
     allocated = 0
-    left_out: list[str] = []
+    no_ip: list[str] = []
     for pod in sorted(pods, key=lambda p: p.key):
         if pod.host_network and pod.node in nodes and nodes[pod.node].ip:
             node_ip = nodes[pod.node].ip
@@ -192,7 +228,7 @@ def build_cluster(
                 pod = replace(pod, ip=node_ip, ips=(node_ip,), ip_allocated=nodes[pod.node].ip_allocated)
         elif not pod.ip:
             if not allocate_ips:
-                left_out.append(pod.key)
+                no_ip.append(pod.key)
                 continue
             ip = allocate_ip(pod_cidr, pod.key, used)
             pod = replace(pod, ip=ip, ips=(ip,), ip_allocated=True)
@@ -201,9 +237,11 @@ def build_cluster(
     if allocated:
         notes.append(f"{allocated} pod(s) had no IP; made up deterministic addresses from {pod_cidr} "
                      "(verdicts for them hold for whatever address they get)")
-    if left_out:
-        notes.append(f"left out {len(left_out)} pod(s) without an IP ({', '.join(left_out[:5])}"
-                     f"{', ...' if len(left_out) > 5 else ''}): no address of theirs is known to match")
+    if no_ip:
+        if left_out is not None:
+            left_out[("Pod", "no IP yet")] += len(no_ip)
+        notes.append(f"left out {len(no_ip)} pod(s) without an IP ({', '.join(no_ip[:5])}"
+                     f"{', ...' if len(no_ip) > 5 else ''}): no address of theirs is known to match")
     cluster = Cluster(
         namespaces=tuple(namespaces[n] for n in sorted(namespaces)),
         pods=tuple(placed),
@@ -276,12 +314,13 @@ def add_documents(objects: ObjectSet, documents: Iterable[tuple[Source, Any] | O
 
 def finish(objects: ObjectSet, **options: Any) -> LoadResult:
     """Build the cluster and gather errors, skipped kinds and notes into a LoadResult."""
+    left_out: Counter[tuple[str, str]] = Counter()
     try:
-        cluster, notes = build_cluster(objects, **options)
+        cluster, notes = build_cluster(objects, left_out=left_out, **options)
     except ValueError as exc:
         objects.errors.append(ObjectError(Source("<options>"), "", "", str(exc)))
         cluster, notes = Cluster(), []
-    return LoadResult(cluster, objects.errors, objects.skipped, objects.notes + notes)
+    return LoadResult(cluster, objects.errors, objects.skipped, objects.notes + notes, left_out)
 
 
 def load_live(

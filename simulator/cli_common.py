@@ -119,9 +119,7 @@ def accept(result: LoadResult, skip_invalid: bool) -> Cluster:
         print(f"error: {error}", file=sys.stderr)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    if result.skipped:
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items()))
-        print(f"note: skipped objects of other kinds: {kinds}", file=sys.stderr)
+    print(result.summary(), file=sys.stderr)
     if result.errors and not skip_invalid:
         raise UsageError(f"{len(result.errors)} invalid input(s); fix them or use --skip-invalid")
     if result.errors:

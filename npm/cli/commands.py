@@ -160,6 +160,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     loaded = load_paths(args.paths, allocate_ips=False)  # never an address the input did not give
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
+    print(loaded.summary(), file=sys.stderr)
     if loaded.errors:
         for e in loaded.errors:
             print(f"{'skipped' if args.skip_invalid else 'error'}: {e}", file=sys.stderr)
@@ -182,6 +183,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.output == "json":
         out = result.to_json()
         out["input_errors"] = [e.to_json() for e in loaded.errors]
+        out["inputs"] = loaded.inputs()
         print(json.dumps(out, indent=2))
     else:
         print(result.text())
