@@ -320,14 +320,8 @@ class Enforcer:
                 current = self._kernel
                 current_sets = set(current.sets)
                 self._describe_policies(desired, current, result)
-                before, after = self._sets_payloads(desired, current, result)
-                rules = self._rules_payload(desired, current)
-                if rules[0] is None:
-                    before.extend(after)  # no rule change: one restore, closing changes first
-                    after = IpsetPayload()
-                if before.lines:
-                    self._restore_ipset(before, "ipset", result)
-                applied = self._phase_rules(desired, current, rules, result)
+                wanted, after, rules = self._sets_before_rules(desired, current, current_sets, result)
+                applied = self._phase_rules(wanted, current, rules, result)
                 # Only now that our rules are in force here, drop any copy in the other backend
                 # (switching backends must not leave a gap); its references to our sets go too.
                 self._remove_other_backend(result)
@@ -358,6 +352,40 @@ class Enforcer:
             "ipset_entries": desired.entry_count(),
         }
         return result
+
+    def _sets_before_rules(
+        self, desired: DesiredState, current: _Kernel, current_sets: set[str], result: ApplyResult
+    ) -> tuple[DesiredState, IpsetPayload, tuple[Payload | None, str]]:
+        """Make the set changes that go before the rules; the state to apply, the payload of
+        set changes for after the rules, and the rules payload.
+
+        A set the kernel refuses to create or fill (a kernel limit, a name taken by a set of
+        another type) fails closed the policies whose rules use it: they keep isolating their
+        pods without their allow rules, the set and its half-made siblings are removed, and
+        the others are applied. A set no single policy owns fails the whole change.
+        """
+        summary = len(result.summary)
+        while True:
+            del result.summary[summary:]
+            before, after = self._sets_payloads(desired, current, result)
+            rules = self._rules_payload(desired, current)
+            if rules[0] is None:
+                before.extend(after)  # no rule change: one restore, closing changes first
+                after = IpsetPayload()
+            try:
+                if before.lines:
+                    self._restore_ipset(before, "ipset", result)
+                return desired, after, rules
+            except ApplyError as exc:
+                words = exc.failure.line_text.split()
+                name = words[1] if len(words) > 1 and words[0] in ("create", "add") else ""
+                owners = sorted(p for p, sets in desired.sets_of_policy.items() if name in sets)
+                if not owners:
+                    raise
+                self._drop_unreferenced_new_sets(current_sets)
+                for policy in owners:
+                    desired = _without_sets_of(_without_allows(desired, policy), policy)
+                    result.failures.append(replace(exc.failure, failed_closed=policy))
 
     def _drop_unreferenced_new_sets(self, before: set[str] | None) -> None:
         """After a failed change, destroy the sets it created that no rule references.
@@ -615,6 +643,32 @@ def _without_allows(desired: DesiredState, policy: str) -> DesiredState:
     of = dict(desired.chains_of_policy)
     of[policy] = ()
     return replace(desired, base_chains=base, policy_chains=chains, chains_of_policy=of)
+
+
+def _without_sets_of(desired: DesiredState, policy: str) -> DesiredState:
+    """``desired`` without the sets only ``policy``'s (removed) allow rules used, and their index rules."""
+    others = set().union(*(v for k, v in desired.sets_of_policy.items() if k != policy))
+    used = {
+        name
+        for chain in desired.chains.values()
+        if chain.name != names.CHAIN_SETS
+        for rule in chain.rules
+        for _negated, name, _dirs in spec_fingerprint(rule)[2]
+    } | others
+    lists = [s for n, s in desired.sets.items() if n in used and s.kind == LIST_SET]
+    used |= {m for s in lists for m in s.members}
+    sets = {n: s for n, s in desired.sets.items() if n in used}
+
+    def indexed(rule: RuleSpec) -> bool:
+        return all(name in sets for _negated, name, _dirs in spec_fingerprint(rule)[2])
+
+    base = tuple(
+        replace(c, rules=tuple(filter(indexed, c.rules))) if c.name == names.CHAIN_SETS else c
+        for c in desired.base_chains
+    )
+    of = dict(desired.sets_of_policy)
+    of[policy] = frozenset()
+    return replace(desired, sets=sets, base_chains=base, sets_of_policy=of)
 
 
 def _opening_verbs(kernel: _Kernel) -> dict[str, set[str]]:

@@ -281,6 +281,7 @@ def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex 
 
     policy_chains: dict[str, ChainSpec] = {}
     chains_of: dict[str, tuple[str, ...]] = {}
+    sets_of: dict[str, frozenset[str]] = {}
     # direction -> namespace -> jump rules / pod selectors of the policies of that namespace
     ns_jumps: dict[Direction, dict[str, list[RuleSpec]]] = {d: defaultdict(list) for d in DIRECTIONS}
     targets: dict[Direction, dict[str, list[LabelSelector]]] = {d: defaultdict(list) for d in DIRECTIONS}
@@ -301,6 +302,7 @@ def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex 
             mine.append(chain.name)
             jumps.append(jump)
         chains_of[policy.key] = tuple(mine)
+        sets_of[policy.key] = frozenset(ref.name for ref in rendered.sets)
         markers.append(rendered.marker)
     dispatch, isolated = _dispatch_chains(index, registry, use, marks, ns_jumps, targets)
     sets: dict[str, SetSpec] = {}
@@ -322,6 +324,7 @@ def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex 
         base_chains=base_chains,
         policy_chains=policy_chains,
         chains_of_policy=chains_of,
+        sets_of_policy=sets_of,
         forward_jump=FORWARD_JUMP,
         unenforceable=tuple(unenforceable),
         policies=len(cluster.policies),

@@ -7,7 +7,7 @@ the enforcer (which compares them with the kernel); they depend on nothing but t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kube.model import NetworkPolicy, Requirement
@@ -85,6 +85,7 @@ class DesiredState:
     forward_jump: RuleSpec
     unenforceable: tuple[tuple[str, str], ...] = ()
     policies: int = 0
+    sets_of_policy: Mapping[str, frozenset[str]] = field(default_factory=dict)  # the sets its rules use
 
     @property
     def chains(self) -> dict[str, ChainSpec]:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,45 @@ def test_cleanup_names_the_foreign_rule_that_holds_one_of_our_sets_and_removes_t
     assert topo.node_run("n1", ["iptables-nft", "-D", *rule[1:]]).returncode == 0
     assert azure_npm(topo, "cleanup").returncode == 0
     assert our_sets(topo) == {}
+
+
+def test_a_set_the_kernel_refuses_fails_closed_the_policies_using_it_and_the_others_apply(node, tmp_path):
+    topo = node
+    cluster = manifests(tmp_path / "cluster.yaml")
+    other = yaml.safe_dump({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "other", "namespace": "x"},
+        "spec": {"podSelector": {"matchLabels": {"app": "a2"}},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a3"}}}]}]},
+    })
+    both = tmp_path / "both.yaml"
+    both.write_text(cluster.read_text() + "---\n" + other)
+    assert azure_npm(topo, "apply", "-f", str(both), "--node-name", "n1").returncode == 0
+    sets = our_sets(topo)
+    assert azure_npm(topo, "cleanup").returncode == 0
+    # A set only policy x/p uses (pods with tier in (t1,t2,t3)); someone holds its name.
+    (name,) = [n for n, spec in translated(both).items() if spec.meaning.startswith("podlabel:tier in")]
+    assert name not in names_used_by(topo, both, exclude="x/p")
+    squat(topo, {name: sets[name]})
+
+    res = azure_npm(topo, "apply", "-f", str(both), "--node-name", "n1", "-o", "json")
+    assert res.returncode == 1
+    details = json.loads(res.stdout)["failure_details"]
+    assert [d["failed_closed"] for d in details] == ["x/p"] and details[0]["line_text"].startswith("create " + name)
+    rules = topo.node_run("n1", ["iptables-save"]).stdout
+    assert "x/other ingress[0]" in rules  # the other policy is enforced
+    assert "x/p ingress rules" not in rules and "policy x/p ingress" in rules  # x/p isolates, allows nothing
+    assert set(our_sets(topo)) >= set(names_used_by(topo, both, exclude="x/p"))
+
+
+def translated(path: Path, exclude: str = "") -> dict[str, Any]:
+    """The sets (name -> spec) a translation of ``path`` needs, without policy ``exclude``."""
+    from kube.load import load_paths
+    from npm.dataplane.translate import translate
+
+    cluster = load_paths([str(path)], allocate_ips=False).cluster
+    kept = tuple(p for p in cluster.policies if p.key != exclude)
+    return dict(translate(replace(cluster, policies=kept)).sets)
+
+
+def names_used_by(topo: Any, path: Path, exclude: str) -> list[str]:
+    return list(translated(path, exclude))
