@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
@@ -249,7 +250,10 @@ class ObjectCache:
             version, seen, changes = self._version, self._seen, self._changes
             self._seen, self._changes = [], {}
         # Pods without an IP cannot be matched by rules yet: they are left out, not invented.
-        cluster, _notes = build_cluster(objects, allocate_ips=False)
+        left_out: Counter[tuple[str, str]] = Counter()
+        cluster, _notes = build_cluster(objects, allocate_ips=False, left_out=left_out)
+        if self.metrics is not None:
+            self.metrics.pods_without_ip.set(left_out[("Pod", "no IP yet")])
         return Snapshot(version, cluster, seen, changes)
 
     def restore_pending(self, snapshot: Snapshot) -> None:

@@ -53,6 +53,11 @@ class Metrics:
         self.pods_watched = Gauge(
             "npm_pods_watched", "Number of Pods NPM tracks across the cluster", registry=c
         )
+        self.pods_without_ip = Gauge(
+            "npm_pods_without_ip",
+            "Running pods left out of enforcement because they have no IP yet (no address is ever made up)",
+            registry=c,
+        )
         self.num_policies_failed_closed = Gauge(
             "npm_num_policies_failed_closed",
             "Policies the dataplane could not express and enforces as deny-all for their pods",

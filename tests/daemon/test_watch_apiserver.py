@@ -123,13 +123,15 @@ def test_only_the_controller_thread_writes_to_the_dataplane(apiserver, start_dae
 def test_pods_without_an_ip_are_not_enforced_until_they_get_one(apiserver, start_daemon):
     seed(apiserver)
     apiserver.put(o.pod("prod", "pending", None, app="web"))
-    _daemon, dataplane = start_daemon(apiserver)
+    daemon, dataplane = start_daemon(apiserver)
     state = dataplane.wait_for(lambda c: "prod/deny-all" in policy_keys(c))
     assert "prod/pending" not in state.pod_by_key
+    assert daemon.metrics.pods_without_ip._value.get() == 1  # counted, not invented
     apiserver.put(o.pod("prod", "pending", "10.1.0.7", app="web"))
     state = dataplane.wait_for(lambda c: "prod/pending" in c.pod_by_key)
     assert state.pod_by_key["prod/pending"].ip == "10.1.0.7"
     assert not state.pod_by_key["prod/pending"].ip_allocated
+    assert daemon.metrics.pods_without_ip._value.get() == 0
 
 
 def test_an_invalid_policy_is_skipped_and_the_others_are_enforced(apiserver, start_daemon, caplog):
