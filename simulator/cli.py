@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "for egress and the destination for ingress, and the rule (policy, direction, rule, "
         "peer and port index) that allows each side. Exit 0 if allowed, 1 if denied.",
     )
-    exp.add_argument("src", metavar="SRC", help="source: namespace/name or an IP address")
-    exp.add_argument("dst", metavar="DST", help="destination: namespace/name or an IP address")
+    exp.add_argument("src", metavar="SRC", help="source: namespace/name, an IP address, a CIDR or node/NAME")
+    exp.add_argument("dst", metavar="DST", help="destination: namespace/name, an IP address, a CIDR or node/NAME")
     exp.add_argument("--port", type=port_type, default=DEFAULT_PORT, metavar="PORT[/PROTO]", help="default 80/TCP")
     exp.add_argument("-o", "--output", choices=["text", "json"], default="text")
     exp.set_defaults(handler=cmd_explain)

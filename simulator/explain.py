@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from kube.model import EGRESS, INGRESS, Cluster, Pod, PortSpec
 from simulator import semantics
 from simulator.engine import Simulator
+from simulator.outside import outside_blocks
 from simulator.semantics import DirectionVerdict, Endpoint, External
 
 
@@ -76,8 +78,8 @@ def _part_json(part: DirectionVerdict) -> dict[str, Any]:
 def _part_text(part: DirectionVerdict, who: str, kind: str) -> str:
     side = "egress from" if part.direction == EGRESS else "ingress to"
     if not part.isolated:
-        if kind == "external":
-            reason = "an external address is never selected by a policy"
+        if kind in ("external", "node"):
+            reason = f"{'a node' if kind == 'node' else 'an external address'} is never selected by a policy"
         elif kind == "hostNetwork pod":
             reason = "hostNetwork pods are never selected by a policy"
         else:
@@ -89,28 +91,68 @@ def _part_text(part: DirectionVerdict, who: str, kind: str) -> str:
     return f"{side} {who}: DENIED (isolated by {pols}; no rule of theirs matches)"
 
 
-def _kind(ep: Endpoint) -> str:
+def _kind(ep: Endpoint, name: str = "") -> str:
     if isinstance(ep, External):
-        return "external"
+        return "node" if name.startswith("node/") else "external"
     return "hostNetwork pod" if ep.host_network else "pod"
 
 
+def resolve_endpoint(cluster: Cluster, ref: Pod | str) -> tuple[Endpoint, str]:
+    """A pod, ``ns/name``, an IP, ``node/<name>`` or a CIDR as an endpoint, and its display name.
+
+    A CIDR stands for the outside addresses in it; it must lie within one block of outside
+    addresses (see ``simulator.outside``), else which of its addresses is meant matters and
+    the error lists the blocks it spans.
+    """
+    if isinstance(ref, str) and ref.startswith("node/"):
+        node = cluster.node_by_name.get(ref[5:])
+        if node is None:
+            known = ", ".join(sorted(cluster.node_by_name)) or "none"
+            raise ValueError(f"no node {ref[5:]!r} in the cluster (nodes: {known})")
+        if not node.ip:
+            raise ValueError(f"node {node.name} has no known address")
+        return External(node.ip), ref
+    if isinstance(ref, str) and "/" in ref and ref not in cluster.pod_by_key:
+        try:
+            net = ipaddress.ip_network(ref.strip(), strict=False)
+        except ValueError:
+            net = None
+        if net is not None and net.version == 4:
+            return External(_representative(cluster, net)), str(net)
+    ep = semantics.resolve(cluster, ref)
+    return ep, ep.key
+
+
+def _representative(cluster: Cluster, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    inside = [b for b in outside_blocks([cluster]) if any(ipaddress.ip_network(c).overlaps(net) for c in b.cidrs)]
+    if len(inside) > 1:
+        names = ", ".join(b.name for b in inside[:6])
+        raise ValueError(f"{net} spans {len(inside)} blocks that policies treat differently ({names}); "
+                         "explain an address or a CIDR within one of them")
+    taken = {p.ip for p in cluster.pods} | {n.ip for n in cluster.nodes}
+    for host in (net.network_address + i for i in range(min(net.num_addresses, 4096))):
+        if str(host) not in taken:
+            return str(host)
+    raise ValueError(f"every address of {net} checked belongs to a pod or a node: name them instead")
+
+
 def explain(cluster_or_sim: Cluster | Simulator, src: Pod | str, dst: Pod | str, port: PortSpec) -> Explanation:
-    """Explain the verdict for ``src -> dst`` on ``port`` (pods, ``ns/name`` keys or IPs)."""
+    """Explain the verdict for ``src -> dst`` on ``port`` (pods, ``ns/name`` keys, IPs,
+    ``node/<name>`` or CIDRs)."""
     cluster = cluster_or_sim.cluster if isinstance(cluster_or_sim, Simulator) else cluster_or_sim
-    s = semantics.resolve(cluster, src)
-    d = semantics.resolve(cluster, dst)
+    s, s_name = resolve_endpoint(cluster, src)
+    d, d_name = resolve_endpoint(cluster, dst)
     egress = semantics.evaluate_direction(cluster, s, d, port, EGRESS)
     ingress = semantics.evaluate_direction(cluster, s, d, port, INGRESS)
     bypass = semantics.always_allowed(cluster, s, d)
     return Explanation(
-        src=s.key,
-        dst=d.key,
+        src=s_name,
+        dst=d_name,
         port=port,
         allowed=bool(bypass) or (egress.allowed and ingress.allowed),
         egress=egress,
         ingress=ingress,
         bypass=bypass,
-        src_kind=_kind(s),
-        dst_kind=_kind(d),
+        src_kind=_kind(s, s_name),
+        dst_kind=_kind(d, d_name),
     )

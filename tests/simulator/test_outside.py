@@ -56,3 +56,22 @@ def test_every_address_of_a_block_gets_the_verdict_of_its_representative() -> No
                 if ip in {p.ip for p in c.pods}:
                     continue
                 assert (sim.allowed(a0, ip, spec), sim.allowed(ip, a0, spec)) == want, (block.name, ip)
+
+
+def test_explain_takes_a_cidr_or_a_node_as_either_end() -> None:
+    from simulator.explain import explain
+
+    objs = [m.namespace("x"), m.node("n1", "172.18.0.2"),
+            m.pod("x", "web", {"app": "web"}, ip="10.244.0.5", node="n1"),
+            m.policy("x", "p", {"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]}]})]
+    c = cluster_of(objs)
+    spec = PortSpec(443, "TCP")
+    out = explain(c, "x/web", "203.0.113.0/25", spec)
+    assert out.allowed and out.dst == "203.0.113.0/25" and out.dst_kind == "external"
+    assert not explain(c, "x/web", "198.51.100.0/24", spec).allowed
+    node = explain(c, "node/n1", "x/web", spec)
+    assert node.src == "node/n1" and node.src_kind == "node" and node.allowed  # its own node
+    import pytest
+
+    with pytest.raises(ValueError, match="spans 2 blocks"):
+        explain(c, "x/web", "203.0.112.0/23", spec)
