@@ -1,9 +1,11 @@
 """Equivalence classes of pods and vectorised label/IP matching over them.
 
-Two pods are equivalent for policy evaluation when they have the same namespace, labels,
-declared container ports and membership in every ipBlock/except range of every policy;
-hostNetwork pods (never selected by label selectors) are grouped by node, ports and
-ranges instead. Every policy is evaluated once per class, never once per pod.
+Two pods are equivalent for policy evaluation when they have the same namespace, the same
+values for every label key some policy's pod selector looks at (other labels, such as
+``pod-template-hash``, cannot change a verdict), the same declared container ports and the
+same membership in every ipBlock/except range of every policy; hostNetwork pods (never
+selected by label selectors) are grouped by node, ports and ranges instead. Every policy is
+evaluated once per class, never once per pod.
 """
 
 from __future__ import annotations
@@ -64,6 +66,18 @@ class LabelIndex:
 
 def _ipv4_int(ip: str) -> int:
     return int(ipaddress.IPv4Address(ip))
+
+
+def pod_label_keys(policies: Iterable[NetworkPolicy]) -> set[str]:
+    """Every pod label key that a podSelector of ``policies`` (target or peer) looks at."""
+    keys: set[str] = set()
+    for policy in policies:
+        keys.update(r.key for r in policy.pod_selector.requirements)
+        for rule in (*policy.ingress, *policy.egress):
+            for peer in rule.peers:
+                if peer.pod_selector is not None:
+                    keys.update(r.key for r in peer.pod_selector.requirements)
+    return keys
 
 
 def ip_ranges(cluster: Cluster) -> list[IPNet]:
@@ -137,6 +151,7 @@ class ClassTable:
     pod_node: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # -1: none
     pod_hostnet: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     ns_index: dict[str, int] = field(default_factory=dict)
+    label_keys: frozenset[str] | None = None  # the pod label keys classes keep (None: all)
     pod_index: dict[str, int] = field(default_factory=dict)  # pod key -> position in pods
     _named: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
@@ -167,9 +182,14 @@ class ClassTable:
         return out
 
 
-def build_classes(cluster: Cluster) -> ClassTable:
-    """Group ``cluster.pods`` into equivalence classes (see the module docstring)."""
+def build_classes(cluster: Cluster, label_keys: Iterable[str] | None = ()) -> ClassTable:
+    """Group ``cluster.pods`` into equivalence classes (see the module docstring).
+
+    Classes keep the pod label keys of ``label_keys`` plus those the cluster's policies look
+    at (``label_keys=None``: every key, one class per distinct label set).
+    """
     pods = cluster.pods
+    kept = None if label_keys is None else frozenset(pod_label_keys(cluster.policies) | set(label_keys))
     ranges = ip_ranges(cluster)
     membership = range_membership([p.ip for p in pods], ranges)
     packed = np.packbits(membership, axis=1) if ranges else np.zeros((len(pods), 0), dtype=np.uint8)
@@ -188,7 +208,8 @@ def build_classes(cluster: Cluster) -> ClassTable:
         if pod.host_network:
             key: tuple = ("hostNetwork", pod.node, ports, sig)
         else:
-            key = (pod.namespace, pod.labels, ports, sig)
+            labels = pod.labels if kept is None else tuple(sorted((k, v) for k, v in pod.labels.items() if k in kept))
+            key = (pod.namespace, labels, ports, sig)
         c = keys.get(key)
         if c is None:
             c = keys[key] = len(reps)
@@ -202,7 +223,7 @@ def build_classes(cluster: Cluster) -> ClassTable:
     ns_id = np.array(
         [ns_index[p.namespace] if not p.host_network else hostnet_ns for p in reps], dtype=np.int32
     ).reshape(count)
-    class_labels = [p.labels if not p.host_network else {} for p in reps]
+    class_labels = [_project(p.labels, kept) if not p.host_network else {} for p in reps]
     ns_label_maps: list[Mapping[str, str]] = [cluster.namespace_labels(n) for n in namespaces]
     table = ClassTable(
         pods=pods,
@@ -222,6 +243,7 @@ def build_classes(cluster: Cluster) -> ClassTable:
         pod_hostnet=np.array([p.host_network for p in pods], dtype=bool).reshape(len(pods)),
     )
     table.ns_index = ns_index
+    table.label_keys = kept
     table.pod_index = {p.key: i for i, p in enumerate(pods)}
     order = np.argsort(ns_id, kind="stable")
     bounds = np.searchsorted(ns_id[order], np.arange(len(namespaces) + 2))
@@ -230,3 +252,7 @@ def build_classes(cluster: Cluster) -> ClassTable:
         if len(cols):
             table.ns_cols[n] = cols
     return table
+
+
+def _project(labels: Mapping[str, str], keys: frozenset[str] | None) -> Mapping[str, str]:
+    return labels if keys is None else {k: v for k, v in labels.items() if k in keys}
