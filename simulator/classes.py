@@ -152,6 +152,7 @@ class ClassTable:
     pod_hostnet: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     ns_index: dict[str, int] = field(default_factory=dict)
     label_keys: frozenset[str] | None = None  # the pod label keys classes keep (None: all)
+    class_keys: list[tuple] = field(default_factory=list)  # what makes each class (see build_classes)
     pod_index: dict[str, int] = field(default_factory=dict)  # pod key -> position in pods
     _named: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
@@ -182,26 +183,56 @@ class ClassTable:
         return out
 
 
-def build_classes(cluster: Cluster, label_keys: Iterable[str] | None = ()) -> ClassTable:
+class CannotAlign(ValueError):
+    """The new cluster's policies look at a label key or an address range the old classes
+    ignore, so the old classes could be too coarse for it (reason in the message)."""
+
+
+def build_classes(
+    cluster: Cluster, label_keys: Iterable[str] | None = (), *, like: ClassTable | None = None
+) -> ClassTable:
     """Group ``cluster.pods`` into equivalence classes (see the module docstring).
 
     Classes keep the pod label keys of ``label_keys`` plus those the cluster's policies look
     at (``label_keys=None``: every key, one class per distinct label set).
+
+    With ``like`` (the classes of an earlier state of the cluster) the table is *aligned*
+    with it: every class of ``like`` keeps its id, representative, label keys and ranges
+    (it may now have no pods), namespaces keep their ids, and new classes and namespaces
+    come after. Raises :class:`CannotAlign` when this cluster's policies look at a label key
+    or range ``like`` does not separate.
     """
     pods = cluster.pods
-    kept = None if label_keys is None else frozenset(pod_label_keys(cluster.policies) | set(label_keys))
-    ranges = ip_ranges(cluster)
+    if like is None:
+        kept = None if label_keys is None else frozenset(pod_label_keys(cluster.policies) | set(label_keys))
+        ranges = ip_ranges(cluster)
+        namespaces = sorted({n.name for n in cluster.namespaces} | {p.namespace for p in pods})
+        nodes = sorted({p.node for p in pods if p.node} | {n.name for n in cluster.nodes})
+    else:
+        kept = like.label_keys
+        missing = set() if kept is None else pod_label_keys(cluster.policies) - kept
+        if missing:
+            raise CannotAlign(f"policies now select on label {sorted(missing)[0]!r}")
+        new_ranges = [r for r in ip_ranges(cluster) if r not in set(like.ranges)]
+        if new_ranges:
+            raise CannotAlign(f"policies now use the range {new_ranges[0]}")
+        ranges = like.ranges
+        seen = set(like.namespaces)
+        namespaces = like.namespaces + sorted(
+            ({n.name for n in cluster.namespaces} | {p.namespace for p in pods}) - seen
+        )
+        nodes = like.nodes + sorted(({p.node for p in pods if p.node} | {n.name for n in cluster.nodes})
+                                    - set(like.nodes))
     membership = range_membership([p.ip for p in pods], ranges)
     packed = np.packbits(membership, axis=1) if ranges else np.zeros((len(pods), 0), dtype=np.uint8)
-    namespaces = sorted({n.name for n in cluster.namespaces} | {p.namespace for p in pods})
     ns_index = {n: i for i, n in enumerate(namespaces)}
-    nodes = sorted({p.node for p in pods if p.node} | {n.name for n in cluster.nodes})
     node_index = {n: i for i, n in enumerate(nodes)}
 
-    keys: dict[tuple, int] = {}
+    keys: dict[tuple, int] = {} if like is None else {k: c for c, k in enumerate(like.class_keys)}
+    class_keys: list[tuple] = [] if like is None else list(like.class_keys)
+    reps: list[Pod] = [] if like is None else list(like.reps)
+    new_range_rows: list[np.ndarray] = []
     pod_class = np.empty(len(pods), dtype=np.int32)
-    reps: list[Pod] = []
-    first: list[int] = []
     for i, pod in enumerate(pods):
         ports = tuple(sorted(set(pod.ports), key=lambda p: (p.protocol, p.port, p.name or "")))
         sig = packed[i].tobytes()
@@ -213,8 +244,9 @@ def build_classes(cluster: Cluster, label_keys: Iterable[str] | None = ()) -> Cl
         c = keys.get(key)
         if c is None:
             c = keys[key] = len(reps)
+            class_keys.append(key)
             reps.append(pod)
-            first.append(i)
+            new_range_rows.append(membership[i])
         pod_class[i] = c
     count = len(reps)
     sizes = np.bincount(pod_class, minlength=count).astype(np.int64)
@@ -225,6 +257,9 @@ def build_classes(cluster: Cluster, label_keys: Iterable[str] | None = ()) -> Cl
     ).reshape(count)
     class_labels = [_project(p.labels, kept) if not p.host_network else {} for p in reps]
     ns_label_maps: list[Mapping[str, str]] = [cluster.namespace_labels(n) for n in namespaces]
+    old_rows = like.in_range if like is not None else np.zeros((0, len(ranges)), dtype=bool)
+    new_rows = np.array(new_range_rows, dtype=bool).reshape(len(new_range_rows), len(ranges))
+    in_range = np.concatenate([old_rows, new_rows])
     table = ClassTable(
         pods=pods,
         pod_class=pod_class,
@@ -236,7 +271,7 @@ def build_classes(cluster: Cluster, label_keys: Iterable[str] | None = ()) -> Cl
         labels=LabelIndex(class_labels),
         ns_labels=LabelIndex([*ns_label_maps, {}]),
         ranges=ranges,
-        in_range=membership[first] if count else np.zeros((0, len(ranges)), dtype=bool),
+        in_range=in_range,
         ports=[tuple(p.ports) for p in reps],
         nodes=nodes,
         pod_node=np.array([node_index.get(p.node, -1) for p in pods], dtype=np.int32).reshape(len(pods)),
@@ -244,6 +279,7 @@ def build_classes(cluster: Cluster, label_keys: Iterable[str] | None = ()) -> Cl
     )
     table.ns_index = ns_index
     table.label_keys = kept
+    table.class_keys = class_keys
     table.pod_index = {p.key: i for i, p in enumerate(pods)}
     order = np.argsort(ns_id, kind="stable")
     bounds = np.searchsorted(ns_id[order], np.arange(len(namespaces) + 2))

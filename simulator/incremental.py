@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kube.model import Cluster, NetworkPolicy, PortSpec
-from simulator.classes import ClassTable
+from simulator.classes import CannotAlign, ClassTable, build_classes
 from simulator.engine import NeedsRebuild, Simulator
 
 
@@ -67,6 +67,10 @@ class IncrementalSimulator:
         """bool [C, C]: egress & ingress between classes (as ``Simulator.class_matrix``)."""
         return self.sim.class_matrix(spec)
 
+    def block(self, spec: PortSpec, rows: np.ndarray | slice, cols: np.ndarray | slice) -> np.ndarray:
+        """bool [len(rows), len(cols)]: class verdicts (as ``Simulator.block``)."""
+        return self.sim.block(spec, rows, cols)
+
     def blocks(self, spec: PortSpec, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(combined[:, cols], combined[cols, :]) without building the full matrix."""
         every = slice(0, self.classes.count)
@@ -103,7 +107,17 @@ def policy_delta(before: Cluster, after: Cluster) -> dict[str, NetworkPolicy | N
 def evaluate_change(
     before: Cluster, after: Cluster, ports: Sequence[PortSpec], *, base: Simulator | None = None
 ) -> tuple[IncrementalSimulator, IncrementalSimulator, Update]:
-    """Before and after states for a diff: incremental when only policies changed, else full."""
+    """Before and after states for a diff.
+
+    Only policies changed: the after state is derived incrementally (only the namespaces of
+    the changed policies are re-evaluated). Pods, namespaces or nodes changed too: the after
+    state's classes are aligned with the before state's (same ids for the same classes,
+    :func:`simulator.classes.build_classes` with ``like``) and it records the classes whose
+    verdicts can differ (``touched``: new classes, and the classes of namespaces whose
+    labels or policies changed), so that the diff reads only their rows and columns (mode
+    ``aligned``). Falls back to two unrelated evaluations (mode ``full``) when the new
+    policies look at a label key or range the old classes do not separate.
+    """
     start = IncrementalSimulator(base if base is not None else Simulator(before))
     start.prepare(ports)
     delta = policy_delta(before, after)
@@ -113,10 +127,33 @@ def evaluate_change(
         except NeedsRebuild:
             pass
     started = time.perf_counter()
-    end = IncrementalSimulator(Simulator(after))
+    try:
+        table = build_classes(after, like=start.classes)
+    except CannotAlign:
+        end = IncrementalSimulator(Simulator(after))
+        end.prepare(ports)
+        namespaces = tuple(sorted({n.name for n in after.namespaces}))
+        return start, end, Update(namespaces, end.classes.count, time.perf_counter() - started, "full")
+    changed = _changed_namespaces(before, after)
+    touched = np.union1d(
+        np.arange(start.classes.count, table.count),
+        np.concatenate([table.ns_cols.get(table.ns_index.get(n, -1), _NONE) for n in changed] or [_NONE]),
+    ).astype(np.int64)
+    end = IncrementalSimulator(Simulator(after, classes=table), parent=start, touched=touched)
     end.prepare(ports)
-    namespaces = tuple(sorted({n.name for n in after.namespaces}))
-    return start, end, Update(namespaces, end.classes.count, time.perf_counter() - started, "full")
+    return start, end, Update(tuple(changed), len(touched), time.perf_counter() - started, "aligned")
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+
+
+def _changed_namespaces(before: Cluster, after: Cluster) -> list[str]:
+    """Namespaces whose labels or policies differ between the two states."""
+    names = {n.name for n in before.namespaces} | {n.name for n in after.namespaces}
+    out = {n for n in names if before.namespace_labels(n) != after.namespace_labels(n)}
+    b, a = before.policy_by_key, after.policy_by_key
+    out |= {k.split("/", 1)[0] for k in set(b) | set(a) if b.get(k) != a.get(k)}
+    return sorted(out)
 
 
 __all__ = ["IncrementalSimulator", "Update", "evaluate_change", "policy_delta"]

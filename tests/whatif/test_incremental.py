@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from cluster_gen import generate
 
+from kube.model import Labels
 from kube.parse import parse_network_policy
 from simulator.build import policy
 from simulator.engine import NeedsRebuild, Simulator, all_declared_ports
 from simulator.incremental import IncrementalSimulator, evaluate_change
 from simulator.whatif import diff_states
+from tests.simulator.test_engine_matches_reference import KEYS, PORTS, VALUES, random_cluster
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,51 @@ def test_a_new_ip_range_needs_a_rebuild_and_evaluate_change_falls_back(cluster) 
         assert np.array_equal(after_state.class_matrix(spec), fresh.class_matrix(spec))
 
 
-def test_pod_changes_are_evaluated_in_full(cluster) -> None:
+def test_pod_changes_are_evaluated_on_aligned_classes(cluster) -> None:
     after = replace(cluster, pods=cluster.pods[1:])
-    _, _, update = evaluate_change(cluster, after, all_declared_ports(cluster)[:2])
-    assert update.mode == "full"
+    before_state, after_state, update = evaluate_change(cluster, after, all_declared_ports(cluster)[:2])
+    assert update.mode == "aligned" and update.classes == 0  # a deleted pod changes no class verdict
+    assert after_state.classes.class_keys[: before_state.classes.count] == before_state.classes.class_keys
+
+
+def _mutate(cluster, rng: random.Random):
+    """The cluster after a few random object changes (pods, namespace labels, policies)."""
+    pods = list(cluster.pods)
+    namespaces = list(cluster.namespaces)
+    policies = list(cluster.policies)
+    for step in range(rng.randint(1, 4)):
+        kind = rng.choice(["delete-pod", "add-pod", "relabel-pod", "relabel-ns", "delete-policy"])
+        if kind == "delete-pod" and pods:
+            pods.pop(rng.randrange(len(pods)))
+        elif kind == "add-pod" and pods:
+            model = rng.choice(pods)
+            labels = dict(model.labels)
+            if rng.random() < 0.5:
+                labels[rng.choice(KEYS)] = rng.choice(VALUES)
+            ip = f"10.244.200.{10 + step}" if not model.host_network else model.ip
+            pods.append(replace(model, name=f"new-{step}", labels=Labels(labels), ip=ip, ips=(ip,)))
+        elif kind == "relabel-pod" and pods:
+            i = rng.randrange(len(pods))
+            labels = {k: rng.choice(VALUES) for k in KEYS if rng.random() < 0.5}
+            pods[i] = replace(pods[i], labels=Labels(labels))
+        elif kind == "relabel-ns":
+            i = rng.randrange(len(namespaces))
+            ns = namespaces[i]
+            labels = {k: rng.choice(VALUES) for k in KEYS if rng.random() < 0.5}
+            namespaces[i] = replace(ns, labels=Labels({**labels, "kubernetes.io/metadata.name": ns.name}))
+        elif kind == "delete-policy" and policies:
+            policies.pop(rng.randrange(len(policies)))
+    return replace(cluster, pods=tuple(pods), namespaces=tuple(namespaces), policies=tuple(policies))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_object_changes_on_aligned_classes_diff_like_two_full_evaluations(seed: int) -> None:
+    rng = random.Random(seed)
+    before = random_cluster(seed)
+    after = _mutate(before, rng)
+    ports = PORTS if seed % 2 else PORTS[:2]
+    for declared_only in (False, True):
+        b, a, update = evaluate_change(before, after, ports)
+        assert update.mode in ("aligned", "incremental", "full")
+        expected = diff_states(Simulator(before), Simulator(after), ports, declared_only=declared_only)
+        assert diff_states(b, a, ports, declared_only=declared_only).to_json() == expected.to_json(), (seed, update)
