@@ -11,6 +11,7 @@ evaluated once per class, never once per pod.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -65,7 +66,10 @@ class LabelIndex:
 
 
 def _ipv4_int(ip: str) -> int:
-    return int(ipaddress.IPv4Address(ip))
+    try:
+        return int.from_bytes(socket.inet_aton(ip), "big") if ip.count(".") == 3 else int(ipaddress.IPv4Address(ip))
+    except OSError:
+        return int(ipaddress.IPv4Address(ip))
 
 
 def pod_label_keys(policies: Iterable[NetworkPolicy]) -> set[str]:
@@ -155,6 +159,7 @@ class ClassTable:
     class_keys: list[tuple] = field(default_factory=list)  # what makes each class (see build_classes)
     pod_index: dict[str, int] = field(default_factory=dict)  # pod key -> position in pods
     _named: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    _range_index: dict[IPNet, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -176,7 +181,9 @@ class ClassTable:
 
     def block_members(self, block: IPBlock) -> np.ndarray:
         """bool [C]: classes whose address is in ``block`` (cidr minus its excepts)."""
-        idx = {net: j for j, net in enumerate(self.ranges)}
+        idx = self._range_index
+        if len(idx) != len(self.ranges):
+            idx.update((net, j) for j, net in enumerate(self.ranges))
         out = self.in_range[:, idx[block.network]].copy()
         for net in block.except_networks:
             out &= ~self.in_range[:, idx[net]]
@@ -233,13 +240,23 @@ def build_classes(
     reps: list[Pod] = [] if like is None else list(like.reps)
     new_range_rows: list[np.ndarray] = []
     pod_class = np.empty(len(pods), dtype=np.int32)
+    sorted_ports: dict[tuple, tuple] = {}  # pods of one workload declare equal port lists
+    kept_order = sorted(kept) if kept is not None else []
     for i, pod in enumerate(pods):
-        ports = tuple(sorted(set(pod.ports), key=lambda p: (p.protocol, p.port, p.name or "")))
+        ports = sorted_ports.get(pod.ports)
+        if ports is None:
+            ports = sorted_ports[pod.ports] = tuple(
+                sorted(set(pod.ports), key=lambda p: (p.protocol, p.port, p.name or ""))
+            )
         sig = packed[i].tobytes()
         if pod.host_network:
             key: tuple = ("hostNetwork", pod.node, ports, sig)
         else:
-            labels = pod.labels if kept is None else tuple(sorted((k, v) for k, v in pod.labels.items() if k in kept))
+            if kept is None:
+                labels = pod.labels
+            else:
+                have = pod.labels
+                labels = tuple((k, have[k]) for k in kept_order if k in have)
             key = (pod.namespace, labels, ports, sig)
         c = keys.get(key)
         if c is None:

@@ -115,7 +115,9 @@ class Simulator:
         self.classes: ClassTable = classes if classes is not None else build_classes(cluster)
         self._peer_cache: dict[object, np.ndarray] = {}
         self._block_cache: dict[object, np.ndarray] = {}
-        self._port_cache: dict[tuple[Rule, PortSpec], PortMatch] = {}
+        # (id(rule), spec) -> (rule, match): hashing a Rule hashes all its peers, so rules are
+        # looked up by identity (the rule is kept so that its id cannot be reused)
+        self._port_cache: dict[tuple[int, PortSpec], tuple[Rule, PortMatch]] = {}
         self._by_ns: dict[int, list[_PolicyRules]] = {}
         for policy in cluster.policies:
             pr = self._prepare(policy)
@@ -252,10 +254,10 @@ class Simulator:
         """Whether ``rule.ports`` admits ``spec``: a constant, or bool [C] for named ports."""
         if not rule.ports:
             return True
-        key = (rule, spec)
-        got = self._port_cache.get(key)
-        if got is not None:
-            return got
+        key = (id(rule), spec)
+        hit = self._port_cache.get(key)
+        if hit is not None and hit[0] is rule:
+            return hit[1]
         out: PortMatch = False
         for entry in rule.ports:
             m = self._entry_match(entry, spec)
@@ -264,7 +266,7 @@ class Simulator:
                 break
             if m is not False:
                 out = m if out is False else (out | m)
-        self._port_cache[key] = out
+        self._port_cache[key] = (rule, out)
         return out
 
     def _entry_match(self, entry: PolicyPort, spec: PortSpec) -> PortMatch:
@@ -352,11 +354,12 @@ class Simulator:
             sig[isolated] = NONE
             return sig
         # Classes to which the same rules apply share a set: one union per distinct column.
-        codes = np.packbits(np.array(keys), axis=0).T
-        uniq, inverse = np.unique(codes, axis=0, return_inverse=True)
+        codes = np.ascontiguousarray(np.packbits(np.array(keys), axis=0).T)
+        # one opaque value per class (its row of codes), so that unique works on a 1-d array
+        uniq, inverse = np.unique(codes.view(np.dtype((np.void, codes.shape[1]))).ravel(), return_inverse=True)
         ids = np.empty(len(uniq), dtype=np.int32)
         for u, code in enumerate(uniq):
-            rules = np.flatnonzero(np.unpackbits(code, count=len(keys)))
+            rules = np.flatnonzero(np.unpackbits(np.frombuffer(code.tobytes(), dtype=np.uint8), count=len(keys)))
             if not len(rules):
                 ids[u] = NONE
             elif any(others[r] is None for r in rules):
