@@ -7,6 +7,8 @@ bytes (``np.packbits(..., bitorder="little")``), instead of a C x C boolean matr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 ALL = 0  # row id of the set of every class (a direction no policy isolates)
@@ -18,34 +20,47 @@ def pack(vec: np.ndarray) -> np.ndarray:
     return np.packbits(vec, bitorder="little")
 
 
-class SetTable:
-    """Distinct sets of ``count`` classes; row ``ALL`` is every class, row ``NONE`` none.
+Recipe = tuple  # what a set is the union of, as hashable tokens (see SetTable)
 
-    ``add`` returns the id of a set, the same id for the same set. ``rows()`` is the packed
-    table (uint8 [n, ceil(count / 8)]); a table derived with ``derive`` shares the ids of
-    its parent and appends.
+
+class SetTable:
+    """Sets of ``count`` classes by id; row ``ALL`` is every class, row ``NONE`` none.
+
+    Each set is known by its *recipe*: a hashable description of what it is the union of
+    (the engine uses the rules whose peers it unites). ``add(vec, recipe)`` returns the id
+    of the set with that recipe, adding ``vec`` if the recipe is new. Sets are keyed by
+    recipe rather than by content so that, after pods change, each set can be recomputed
+    for the changed classes from its recipe alone (two recipes with equal sets today may
+    differ tomorrow). ``rows()`` is the packed table (uint8 [n, ceil(count / 8)]); ``derive``
+    makes a table with the same ids to which new sets are appended independently.
     """
 
-    def __init__(self, count: int, base: np.ndarray | None = None, index: dict[bytes, int] | None = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        base: np.ndarray | None = None,
+        index: dict[Recipe, int] | None = None,
+        recipes: list[Recipe | None] | None = None,
+    ) -> None:
         self.count = count
         if base is None:
             width = (count + 7) // 8
             base = np.zeros((2, width), dtype=np.uint8)
             base[ALL] = pack(np.ones(count, dtype=bool))
-            index = {base[ALL].tobytes(): ALL, base[NONE].tobytes(): NONE}
+            index, recipes = {}, [None, ()]
         self._base = base
-        self._index: dict[bytes, int] = dict(index or {})
+        self._index: dict[Recipe, int] = dict(index or {})
+        self.recipes: list[Recipe | None] = list(recipes or [])
         self._new: list[np.ndarray] = []
         self._rows: np.ndarray | None = base
 
-    def add(self, vec: np.ndarray) -> int:
-        """Id of the set ``vec`` (bool [count]), added if new."""
-        packed = pack(vec)
-        key = packed.tobytes()
-        got = self._index.get(key)
+    def add(self, vec: np.ndarray, recipe: Recipe) -> int:
+        """Id of the set made by ``recipe``; ``vec`` (bool [count]) is that set, stored if new."""
+        got = self._index.get(recipe)
         if got is None:
-            got = self._index[key] = len(self._base) + len(self._new)
-            self._new.append(packed)
+            got = self._index[recipe] = len(self._base) + len(self._new)
+            self._new.append(pack(vec))
+            self.recipes.append(recipe)
             self._rows = None
         return got
 
@@ -58,9 +73,17 @@ class SetTable:
             self._rows = self._base
         return self._rows
 
-    def derive(self) -> SetTable:
-        """A table with the same sets and ids, to which new sets can be added independently."""
-        return SetTable(self.count, self.rows(), self._index)
+    def derive(self, rows: np.ndarray | None = None, count: int | None = None,
+               forget: Callable[[Recipe], bool] | None = None) -> SetTable:
+        """A table with the same ids, to which sets are added independently of this one.
+
+        ``rows`` (and ``count``) replace the stored sets, e.g. widened to more classes;
+        recipes for which ``forget`` is true are no longer found by ``add`` (their ids stay,
+        unused): they described rules that have changed.
+        """
+        index = self._index if forget is None else {r: i for r, i in self._index.items() if not forget(r)}
+        return SetTable(self.count if count is None else count, self.rows() if rows is None else rows, index,
+                        self.recipes)
 
     @property
     def nbytes(self) -> int:
@@ -94,9 +117,26 @@ def pair_bits(rows: np.ndarray, which: np.ndarray, cols: np.ndarray) -> np.ndarr
     return ((got >> (cols & 7).astype(np.uint8)) & 1).astype(bool)
 
 
+def set_bits(rows: np.ndarray, which: int, cols: np.ndarray, values: np.ndarray) -> None:
+    """In place: bit ``cols[k]`` of set ``which`` becomes ``values[k]``."""
+    cols = np.asarray(cols, dtype=np.int64)
+    masks = (np.uint8(1) << (cols & 7).astype(np.uint8)).astype(np.uint8)
+    row = rows[which]
+    np.bitwise_and.at(row, cols >> 3, ~masks)
+    np.bitwise_or.at(row, cols >> 3, np.where(values, masks, np.uint8(0)).astype(np.uint8))
+
+
+def widen(rows: np.ndarray, count: int) -> np.ndarray:
+    """``rows`` (packed sets) with room for ``count`` classes; the new bits are 0."""
+    width = (count + 7) // 8
+    out = np.zeros((rows.shape[0], width), dtype=np.uint8)
+    out[:, : rows.shape[1]] = rows
+    return out
+
+
 def unpack_rows(rows: np.ndarray, which: np.ndarray, count: int) -> np.ndarray:
     """bool [len(which), count]: whole sets."""
     return np.unpackbits(rows[which], axis=1, count=count, bitorder="little").view(bool)
 
 
-__all__ = ["ALL", "NONE", "SetTable", "bits", "pack", "pair_bits", "unpack_rows"]
+__all__ = ["ALL", "NONE", "Recipe", "SetTable", "bits", "pack", "pair_bits", "set_bits", "unpack_rows", "widen"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from kube.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Peer, Pod, PolicyPort, PortSpec, Rule
 from simulator import memory, semantics
-from simulator.bitsets import ALL, NONE, SetTable, pack
+from simulator.bitsets import ALL, NONE, SetTable, pack, set_bits, widen
 from simulator.classes import ClassTable, build_classes, pod_label_keys, policy_ip_blocks
 from simulator.memory import TooLarge
 from simulator.semantics import Endpoint, External
@@ -125,6 +125,9 @@ class Simulator:
         self._verdicts: dict[PortSpec, tuple[PortVerdicts, SetTable, SetTable]] = {}
         self._class_cache: dict[PortSpec, np.ndarray] = {}
         self._external_cache: dict[tuple[str, PortSpec], tuple[np.ndarray, np.ndarray]] = {}
+        self._stale_peers = False
+        self._rule_bits_cache: dict[tuple[str, str, int], np.ndarray] = {}
+        self.touched_classes: np.ndarray | None = None  # set by with_cluster
         self.setup_seconds = time.perf_counter() - started
 
     def with_policies(self, changes: Mapping[str, NetworkPolicy | None]) -> Simulator:
@@ -178,7 +181,12 @@ class Simulator:
     ) -> tuple[PortVerdicts, SetTable, SetTable]:
         """``entry`` (this port's verdicts before a change) with ``namespaces`` re-evaluated."""
         old, out_t, in_t = entry
-        out_t, in_t = out_t.derive(), in_t.derive()
+        names = {self.classes.namespaces[ns] for ns in namespaces if 0 <= ns < len(self.classes.namespaces)}
+
+        def forget(recipe: tuple) -> bool:  # sets made of the changed namespaces' (old) rules
+            return recipe[0][0] in names
+
+        out_t, in_t = out_t.derive(forget=forget), in_t.derive(forget=forget)
         out_sig, in_sig = old.out_sig.copy(), old.in_sig.copy()
         for ns in namespaces:
             cols = self.classes.ns_cols.get(ns, _NO_CLASSES)
@@ -189,6 +197,122 @@ class Simulator:
             if pols:
                 self._fill(spec, pols, out_sig, in_sig, out_t, in_t)
         return PortVerdicts(out_sig, out_t.rows(), in_sig, in_t.rows()), out_t, in_t
+
+    def with_cluster(self, cluster: Cluster, classes: ClassTable, namespaces: Iterable[str]) -> Simulator:
+        """A Simulator for ``cluster``, a changed state of this one's cluster, whose
+        ``classes`` are aligned with this one's (``build_classes(cluster, like=self.classes)``).
+
+        ``namespaces`` are those whose labels or policies changed. Only the *touched*
+        classes are re-evaluated: those of these namespaces, of namespaces that gained a
+        class, and the new classes (``touched_classes``); every other class keeps its
+        rules, and only the touched classes' bits of its sets are recomputed, from the
+        sets' recipes. Verdicts of ports evaluated here are carried over that way; other
+        ports are evaluated in full on demand. Its verdicts are those of
+        ``Simulator(cluster, classes=classes)``.
+        """
+        t, old = classes, self.classes
+        new_classes = np.arange(old.count, t.count)
+        touched_ns = {t.ns_index[n] for n in namespaces if n in t.ns_index}
+        touched_ns |= {int(n) for n in t.ns_id[new_classes] if n < len(t.namespaces)}
+        names = {t.namespaces[n] for n in touched_ns}
+        cols = [t.ns_cols.get(n, _NO_CLASSES) for n in sorted(touched_ns)]
+        touched = np.union1d(new_classes, np.concatenate([*cols, _NO_CLASSES])).astype(np.int64)
+        derived = copy.copy(self)
+        derived.cluster, derived.classes = cluster, t
+        derived._peer_cache, derived._block_cache, derived._port_cache = {}, {}, {}
+        derived._class_cache, derived._external_cache = {}, {}
+        derived.touched_classes = touched
+        derived._by_ns = {}
+        for policy in cluster.policies:  # the same lists Simulator(cluster) prepares
+            ns = t.ns_index.get(policy.namespace, -1)
+            if ns not in touched_ns:
+                continue
+            derived._by_ns.setdefault(ns, []).append(derived._prepare(policy))
+        # Untouched namespaces keep their prepared rules (same classes, same targets); their
+        # packed peers cover the old classes only, so a port not evaluated yet is evaluated
+        # after preparing everything again (see verdicts).
+        for ns, pols in self._by_ns.items():
+            if ns not in touched_ns:
+                derived._by_ns[ns] = pols
+        derived._stale_peers = bool(len(touched))
+        derived._rule_bits_cache = {}
+        order = sorted(touched_ns)
+        derived._verdicts = {
+            spec: derived._widen(spec, entry, order, names, touched) for spec, entry in self._verdicts.items()
+        }
+        return derived
+
+    def _widen(
+        self,
+        spec: PortSpec,
+        entry: tuple[PortVerdicts, SetTable, SetTable],
+        namespaces: Sequence[int],
+        names: set[str],
+        touched: np.ndarray,
+    ) -> tuple[PortVerdicts, SetTable, SetTable]:
+        """``entry`` (verdicts over the old classes) over the new classes: every set's bits
+        for the ``touched`` classes recomputed from its recipe, then ``namespaces`` filled."""
+        count = self.classes.count
+        old, out_t, in_t = entry
+
+        def forget(recipe: tuple) -> bool:  # sets made of the touched namespaces' rules
+            return recipe[0][0] in names
+
+        tables = []
+        for table, direction in ((out_t, EGRESS), (in_t, INGRESS)):
+            rows = widen(table.rows(), count)
+            set_bits(rows, ALL, touched, np.ones(len(touched), dtype=bool))
+            for sid, recipe in enumerate(table.recipes):
+                if not recipe or forget(recipe):
+                    continue
+                got = np.zeros(len(touched), dtype=bool)
+                for _ns, key, _direction, index in recipe:
+                    got |= self._rule_bits(key, direction, index, spec, touched)
+                set_bits(rows, sid, touched, got)
+            tables.append(table.derive(rows, count, forget))
+        out_t, in_t = tables
+        grow = count - old.count
+        out_sig = np.concatenate([old.out_sig, np.full(grow, ALL, dtype=np.int32)])
+        in_sig = np.concatenate([old.in_sig, np.full(grow, ALL, dtype=np.int32)])
+        for ns in namespaces:
+            cols = self.classes.ns_cols.get(ns, _NO_CLASSES)
+            out_sig[cols] = in_sig[cols] = ALL
+            pols = self._by_ns.get(ns)
+            if pols and len(cols):
+                self._fill(spec, pols, out_sig, in_sig, out_t, in_t)
+        return PortVerdicts(out_sig, out_t.rows(), in_sig, in_t.rows()), out_t, in_t
+
+    def _rule_bits(self, key: str, direction: str, index: int, spec: PortSpec, cols: np.ndarray) -> np.ndarray:
+        """bool [len(cols)]: which of the classes ``cols`` the ``index``-th ``direction`` rule
+        of policy ``key`` allows on ``spec`` (peers; for egress, serving the port too)."""
+        policy = self.cluster.policy_by_key[key]
+        rule = (policy.ingress if direction == INGRESS else policy.egress)[index]
+        cache_key = (key, direction, index)
+        got = self._rule_bits_cache.get(cache_key)
+        if got is None:
+            if not rule.peers:
+                got = np.ones(len(cols), dtype=bool)
+            else:
+                got = np.zeros(len(cols), dtype=bool)
+                for peer in rule.peers:
+                    got |= self._peer_bits(policy, peer, cols)
+            self._rule_bits_cache[cache_key] = got
+        if direction == EGRESS:
+            pm = self._port_match(rule, spec)
+            if pm is not True and pm is not False:
+                return got & pm[cols]
+        return got
+
+    def _peer_bits(self, policy: NetworkPolicy, peer: Peer, cols: np.ndarray) -> np.ndarray:
+        """``peer_classes(policy, peer)[cols]`` without building it for every class when the
+        peer is of the policy's own namespace."""
+        t = self.classes
+        if peer.ip_block is not None or peer.namespace_selector is not None:
+            return self.peer_classes(policy, peer)[cols]
+        got = (t.ns_id[cols] == t.ns_index.get(policy.namespace, -1)) & t.selectable[cols]
+        if peer.pod_selector is not None:
+            got &= t.labels.match(peer.pod_selector)[cols]
+        return got
 
     # ----- preparation -------------------------------------------------------------------
     def _prepare(self, policy: NetworkPolicy) -> _PolicyRules:
@@ -287,6 +411,12 @@ class Simulator:
         ``simulator.verdicts``): O(sets x classes) bits, never a C x C matrix."""
         got = self._verdicts.get(spec)
         if got is None:
+            if self._stale_peers:  # derived by with_cluster: some prepared peers are out of date
+                self._by_ns = {}
+                for policy in self.cluster.policies:
+                    pr = self._prepare(policy)
+                    self._by_ns.setdefault(pr.ns, []).append(pr)
+                self._stale_peers = False
             count = self.classes.count
             out_t, in_t = SetTable(count), SetTable(count)
             out_sig = np.full(count, ALL, dtype=np.int32)
@@ -328,11 +458,12 @@ class Simulator:
         isolated = np.zeros(len(cols), dtype=bool)
         keys: list[np.ndarray] = []  # per rule: the namespace's classes it applies to
         others: list[np.ndarray | None] = []  # per rule: the classes it allows (None: all)
+        tokens: list[tuple] = []  # per rule: (namespace, policy key, direction, index)
         for pr in pols:
             if direction not in pr.policy.policy_types or not pr.selects:
                 continue
             isolated |= pr.target
-            for rule, peers in pr.rules(direction):
+            for index, (rule, peers) in enumerate(pr.rules(direction)):
                 pm = self._port_match(rule, spec)
                 if pm is False:
                     continue
@@ -347,6 +478,7 @@ class Simulator:
                         continue
                 keys.append(key)
                 others.append(other)
+                tokens.append((pr.policy.namespace, pr.policy.key, direction, index))
         if not isolated.any():
             return None
         sig = np.full(len(cols), ALL, dtype=np.int32)
@@ -365,7 +497,8 @@ class Simulator:
             elif any(others[r] is None for r in rules):
                 ids[u] = ALL
             else:
-                ids[u] = table.add(np.logical_or.reduce([others[r] for r in rules]))
+                recipe = tuple(tokens[r] for r in rules)
+                ids[u] = table.add(np.logical_or.reduce([others[r] for r in rules]), recipe)
         sig[isolated] = ids[inverse.reshape(-1)][isolated]
         return sig
 

@@ -135,16 +135,11 @@ def evaluate_change(
         namespaces = tuple(sorted({n.name for n in after.namespaces}))
         return start, end, Update(namespaces, end.classes.count, time.perf_counter() - started, "full")
     changed = _changed_namespaces(before, after)
-    touched = np.union1d(
-        np.arange(start.classes.count, table.count),
-        np.concatenate([table.ns_cols.get(table.ns_index.get(n, -1), _NONE) for n in changed] or [_NONE]),
-    ).astype(np.int64)
-    end = IncrementalSimulator(Simulator(after, classes=table), parent=start, touched=touched)
+    sim = start.sim.with_cluster(after, table, changed)  # re-evaluates the touched classes only
+    touched = sim.touched_classes if sim.touched_classes is not None else np.zeros(0, dtype=np.int64)
+    end = IncrementalSimulator(sim, parent=start, touched=touched)
     end.prepare(ports)
     return start, end, Update(tuple(changed), len(touched), time.perf_counter() - started, "aligned")
-
-
-_NONE = np.zeros(0, dtype=np.int64)
 
 
 def _changed_namespaces(before: Cluster, after: Cluster) -> list[str]:

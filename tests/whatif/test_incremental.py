@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from cluster_gen import generate
 
-from kube.model import Labels
+from kube.model import Labels, PortSpec
 from kube.parse import parse_network_policy
-from simulator.build import policy
+from simulator.build import cluster_of, namespace, pod, policy
+from simulator.classes import CannotAlign, build_classes
 from simulator.engine import NeedsRebuild, Simulator, all_declared_ports
-from simulator.incremental import IncrementalSimulator, evaluate_change
+from simulator.incremental import IncrementalSimulator, _changed_namespaces, evaluate_change
 from simulator.whatif import diff_states
 from tests.simulator.test_engine_matches_reference import KEYS, PORTS, VALUES, random_cluster
 
@@ -91,7 +92,7 @@ def _mutate(cluster, rng: random.Random):
     namespaces = list(cluster.namespaces)
     policies = list(cluster.policies)
     for step in range(rng.randint(1, 4)):
-        kind = rng.choice(["delete-pod", "add-pod", "relabel-pod", "relabel-ns", "delete-policy"])
+        kind = rng.choice(["delete-pod", "add-pod", "relabel-pod", "relabel-ns", "delete-policy", "edit-policy"])
         if kind == "delete-pod" and pods:
             pods.pop(rng.randrange(len(pods)))
         elif kind == "add-pod" and pods:
@@ -112,6 +113,10 @@ def _mutate(cluster, rng: random.Random):
             namespaces[i] = replace(ns, labels=Labels({**labels, "kubernetes.io/metadata.name": ns.name}))
         elif kind == "delete-policy" and policies:
             policies.pop(rng.randrange(len(policies)))
+        elif kind == "edit-policy" and policies:  # same key, fewer rules: its sets must not be reused
+            i = rng.randrange(len(policies))
+            p = policies[i]
+            policies[i] = replace(p, ingress=p.ingress[1:]) if p.ingress else replace(p, egress=p.egress[1:])
     return replace(cluster, pods=tuple(pods), namespaces=tuple(namespaces), policies=tuple(policies))
 
 
@@ -126,3 +131,59 @@ def test_object_changes_on_aligned_classes_diff_like_two_full_evaluations(seed: 
         assert update.mode in ("aligned", "incremental", "full")
         expected = diff_states(Simulator(before), Simulator(after), ports, declared_only=declared_only)
         assert diff_states(b, a, ports, declared_only=declared_only).to_json() == expected.to_json(), (seed, update)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_derived_verdicts_after_object_changes_equal_a_fresh_evaluation(seed: int) -> None:
+    rng = random.Random(1000 + seed)
+    before = random_cluster(seed)
+    after = _mutate(before, rng)
+    base = Simulator(before)
+    for spec in PORTS[:3]:
+        base.verdicts(spec)  # carried over incrementally; the other ports are evaluated afresh
+    try:
+        table = build_classes(after, like=base.classes)
+    except CannotAlign:
+        return
+    changed = [n.name for n in after.namespaces]  # any superset of the changed namespaces is valid
+    for names in (_changed_namespaces(before, after), changed):
+        derived = base.with_cluster(after, table, names)
+        fresh = Simulator(after, classes=table)
+        for spec in PORTS:
+            assert np.array_equal(derived.class_matrix(spec), fresh.class_matrix(spec)), (seed, spec, names)
+            assert derived.summary([spec]).ports[0].allowed == fresh.summary([spec]).ports[0].allowed
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_editing_a_policy_in_place_matches_a_full_rebuild(seed: int) -> None:
+    cluster = random_cluster(seed)
+    if not cluster.policies:
+        return
+    rng = random.Random(seed)
+    base = IncrementalSimulator(Simulator(cluster))
+    base.prepare(PORTS)
+    p, other = rng.choice(cluster.policies), rng.choice(cluster.policies)
+    # the same key with other rules: sets made of the old rules must not be reused
+    edited = replace(p, ingress=other.ingress, egress=other.egress) if rng.random() < 0.7 else replace(
+        p, ingress=p.ingress[::-1], egress=p.egress[::-1])
+    state, _ = base.with_policies({p.key: edited})
+    after = replace(cluster, policies=tuple(edited if q.key == p.key else q for q in cluster.policies))
+    fresh = Simulator(after, classes=base.classes)  # the same classes (the edit may need fewer)
+    for spec in PORTS:
+        assert np.array_equal(state.class_matrix(spec), fresh.class_matrix(spec)), (seed, spec)
+
+
+def test_a_policy_edited_in_place_does_not_reuse_the_old_rule_sets() -> None:
+    def allow_from(app: str):
+        return parse_network_policy(policy("x", "to-a", {
+            "podSelector": {"matchLabels": {"app": "a"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": app}}}]}],
+        }))
+
+    objs = [namespace("x")] + [pod("x", name, {"app": name}) for name in "abc"]
+    cluster = replace(cluster_of(objs), policies=(allow_from("b"),))
+    base = IncrementalSimulator(Simulator(cluster))
+    base.prepare([PortSpec(80)])
+    state, _ = base.with_policies({"x/to-a": allow_from("c")})  # same key, same rule index
+    assert state.sim.allowed("x/c", "x/a", PortSpec(80))
+    assert not state.sim.allowed("x/b", "x/a", PortSpec(80))
