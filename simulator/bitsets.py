@@ -117,13 +117,13 @@ def pair_bits(rows: np.ndarray, which: np.ndarray, cols: np.ndarray) -> np.ndarr
     return ((got >> (cols & 7).astype(np.uint8)) & 1).astype(bool)
 
 
-def set_bits(rows: np.ndarray, which: int, cols: np.ndarray, values: np.ndarray) -> None:
-    """In place: bit ``cols[k]`` of set ``which`` becomes ``values[k]``."""
-    cols = np.asarray(cols, dtype=np.int64)
-    masks = (np.uint8(1) << (cols & 7).astype(np.uint8)).astype(np.uint8)
-    row = rows[which]
-    np.bitwise_and.at(row, cols >> 3, ~masks)
-    np.bitwise_or.at(row, cols >> 3, np.where(values, masks, np.uint8(0)).astype(np.uint8))
+def set_columns(rows: np.ndarray, which: np.ndarray, cols: np.ndarray, values: np.ndarray) -> None:
+    """In place: bit ``cols[k]`` of set ``which[m]`` becomes ``values[m, k]`` (one pass per column)."""
+    which = np.asarray(which, dtype=np.int64)
+    for k, c in enumerate(np.asarray(cols, dtype=np.int64).tolist()):
+        mask = np.uint8(1 << (c & 7))
+        byte = rows[which, c >> 3]
+        rows[which, c >> 3] = np.where(values[:, k], byte | mask, byte & ~mask)
 
 
 def widen(rows: np.ndarray, count: int) -> np.ndarray:
@@ -139,4 +139,4 @@ def unpack_rows(rows: np.ndarray, which: np.ndarray, count: int) -> np.ndarray:
     return np.unpackbits(rows[which], axis=1, count=count, bitorder="little").view(bool)
 
 
-__all__ = ["ALL", "NONE", "Recipe", "SetTable", "bits", "pack", "pair_bits", "set_bits", "unpack_rows", "widen"]
+__all__ = ["ALL", "NONE", "Recipe", "SetTable", "bits", "pack", "pair_bits", "set_columns", "unpack_rows", "widen"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from kube.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Peer, Pod, PolicyPort, PortSpec, Rule
 from simulator import memory, semantics
-from simulator.bitsets import ALL, NONE, SetTable, pack, set_bits, widen
+from simulator.bitsets import ALL, NONE, SetTable, pack, set_columns, widen
 from simulator.classes import ClassTable, build_classes, pod_label_keys, policy_ip_blocks
 from simulator.memory import TooLarge
 from simulator.semantics import Endpoint, External
@@ -126,7 +126,7 @@ class Simulator:
         self._class_cache: dict[PortSpec, np.ndarray] = {}
         self._external_cache: dict[tuple[str, PortSpec], tuple[np.ndarray, np.ndarray]] = {}
         self._stale_peers = False
-        self._rule_bits_cache: dict[tuple[str, str, int], np.ndarray] = {}
+        self._rule_bits_cache: dict[tuple, np.ndarray] = {}  # with_cluster: bits of the touched classes
         self.touched_classes: np.ndarray | None = None  # set by with_cluster
         self.setup_seconds = time.perf_counter() - started
 
@@ -261,14 +261,12 @@ class Simulator:
         tables = []
         for table, direction in ((out_t, EGRESS), (in_t, INGRESS)):
             rows = widen(table.rows(), count)
-            set_bits(rows, ALL, touched, np.ones(len(touched), dtype=bool))
-            for sid, recipe in enumerate(table.recipes):
-                if not recipe or forget(recipe):
-                    continue
-                got = np.zeros(len(touched), dtype=bool)
-                for _ns, key, _direction, index in recipe:
-                    got |= self._rule_bits(key, direction, index, spec, touched)
-                set_bits(rows, sid, touched, got)
+            which = [sid for sid, recipe in enumerate(table.recipes) if recipe and not forget(recipe)]
+            values = np.zeros((len(which), len(touched)), dtype=bool)
+            for m, sid in enumerate(which):
+                values[m] = self._recipe_bits(table.recipes[sid], direction, spec, touched)
+            set_columns(rows, np.array([ALL, *which], dtype=np.int64), touched,
+                        np.concatenate([np.ones((1, len(touched)), dtype=bool), values]))
             tables.append(table.derive(rows, count, forget))
         out_t, in_t = tables
         grow = count - old.count
@@ -281,6 +279,18 @@ class Simulator:
             if pols and len(cols):
                 self._fill(spec, pols, out_sig, in_sig, out_t, in_t)
         return PortVerdicts(out_sig, out_t.rows(), in_sig, in_t.rows()), out_t, in_t
+
+    def _recipe_bits(self, recipe: tuple, direction: str, spec: PortSpec, cols: np.ndarray) -> np.ndarray:
+        """bool [len(cols)]: the classes ``cols`` in the set made by ``recipe`` on ``spec``."""
+        # Ingress sets do not depend on the port (it selects targets, not peers).
+        cache_key = (recipe, direction, spec if direction == EGRESS else None)
+        got = self._rule_bits_cache.get(cache_key)
+        if got is None:
+            got = np.zeros(len(cols), dtype=bool)
+            for _ns, key, _direction, index in recipe:
+                got |= self._rule_bits(key, direction, index, spec, cols)
+            self._rule_bits_cache[cache_key] = got
+        return got
 
     def _rule_bits(self, key: str, direction: str, index: int, spec: PortSpec, cols: np.ndarray) -> np.ndarray:
         """bool [len(cols)]: which of the classes ``cols`` the ``index``-th ``direction`` rule

@@ -178,13 +178,16 @@ class NamespaceScoped:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._scoped: dict[str, Cluster] = {}
+        self._by_ns: dict[str, list[NetworkPolicy]] | None = None
 
     def scoped(self, namespace: str) -> Cluster:
         got = self._scoped.get(namespace)
         if got is None:
-            got = self._scoped[namespace] = replace(
-                self.cluster, policies=tuple(p for p in self.cluster.policies if p.namespace == namespace)
-            )
+            if self._by_ns is None:  # one pass over the policies, not one per namespace
+                self._by_ns = {}
+                for p in self.cluster.policies:
+                    self._by_ns.setdefault(p.namespace, []).append(p)
+            got = self._scoped[namespace] = replace(self.cluster, policies=tuple(self._by_ns.get(namespace, ())))
         return got
 
     def direction(self, src: Pod, dst: Pod, spec: PortSpec, direction: str) -> semantics.DirectionVerdict:
