@@ -114,6 +114,7 @@ class Row:
     target: str
     ok: bool
     note: str = ""
+    cpu_seconds: float = 0.0  # user + system: steadier than wall time on a shared machine
 
 
 def _cluster_file(cache: str, shape: str, pods: int, policies: int, seed: int) -> str:
@@ -130,7 +131,8 @@ def _cluster_file(cache: str, shape: str, pods: int, policies: int, seed: int) -
 
 
 def _process(argv: list[str], stdout: int | None = subprocess.DEVNULL) -> tuple[float, float, str]:
-    """Run ``argv``; (wall seconds, peak RSS MiB, stderr) of that one process."""
+    """Run ``argv``; (wall seconds, peak RSS MiB, stderr) of that one process; its CPU
+    seconds (user + system) are left in ``_LAST_CPU``."""
     with tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=stdout, stderr=err)
@@ -141,7 +143,11 @@ def _process(argv: list[str], stdout: int | None = subprocess.DEVNULL) -> tuple[
         text = err.read()
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {text[-2000:]}")
+    _LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     return seconds, usage.ru_maxrss / 1024, text
+
+
+_LAST_CPU = [0.0]
 
 
 def _npm_sim(*args: str) -> list[str]:
@@ -156,6 +162,7 @@ def table_rows(cache: str, seed: int, big: bool, report: Callable[[Row], None]) 
     rows: list[Row] = []
 
     def add(row: Row) -> None:
+        row.cpu_seconds = round(_LAST_CPU[0], 2)
         rows.append(row)
         report(row)
 
@@ -208,8 +215,9 @@ def table_rows(cache: str, seed: int, big: bool, report: Callable[[Row], None]) 
 
 def _print_row(row: Row) -> None:
     rss = f"{row.rss_mib:7.0f} MiB" if row.rss_mib else " " * 11
-    print(f"{row.work:66s} {row.seconds:8.2f} s {rss}  {row.target:20s} {'ok' if row.ok else 'MISS':4s}  {row.note}",
-          flush=True)
+    cpu = f"{row.cpu_seconds:7.2f} s" if row.rss_mib else " " * 9
+    print(f"{row.work:66s} {row.seconds:8.2f} s {cpu} {rss}  {row.target:21s} {'ok' if row.ok else 'MISS':4s}  "
+          f"{row.note}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pods is None:
         os.makedirs(args.cache_dir, exist_ok=True)
-        print(f"{'work':66s} {'wall':>10s} {'peak RSS':>11s}  {'target':20s} {'':4s}  notes")
+        print(f"{'work':66s} {'wall':>10s} {'cpu':>9s} {'peak RSS':>11s}  {'target':21s} {'':4s}  notes")
         rows = table_rows(args.cache_dir, args.seed, args.big, _print_row if args.output == "text" else lambda r: None)
         if args.output == "json":
             print(json.dumps([r.__dict__ for r in rows], indent=2))

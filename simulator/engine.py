@@ -1,10 +1,16 @@
 """The reachability oracle: which (source, destination, port) connections policy allows.
 
-Evaluation is vectorised over equivalence classes of pods (``simulator.classes``): for each
-queried port the engine builds a boolean class x class matrix ``egress_ok & ingress_ok``
-with one small matrix product per namespace, then applies the per-pod exceptions (a pod
-reaches itself; a node reaches its own pods, hostNetwork pods included). Class matrices
-are cached per port, so repeated ``allowed`` calls are cheap.
+Evaluation is vectorised over equivalence classes of pods (``simulator.classes``). For each
+queried port the engine gives every class an egress set (the destination classes it may
+reach) and an ingress set (the source classes it admits), each the union of the peers of
+the rules that apply to it, stored once per distinct set as packed bits
+(``simulator.verdicts.PortVerdicts``, cached per port): ``allowed[i, j]`` is ``j in
+egress(i) and i in ingress(j)``. Nothing is O(classes²) unless asked for: pair counts come
+from the sets directly, blocks and pod rows are read in tiles, and the dense class matrix
+(``class_matrix``, for callers that want one) is refused with ``memory.TooLarge`` when it
+would not fit. The per-pod exceptions (a pod reaches itself; a node reaches its own pods,
+hostNetwork pods included) are applied on top. ``with_policies`` and ``with_cluster`` derive
+the engine of a changed cluster, re-evaluating only the classes the change touches.
 
 Semantics are those of ``simulator.semantics`` (the scalar reference); the tests check that
 both agree on random clusters.

@@ -81,8 +81,11 @@ class PortVerdicts:
         if count == 0:
             return 0
         w = np.asarray(weights, dtype=np.float64)
-        s_ids, s_order, s_starts = _groups(self.out_sig)
-        t_ids, t_order, t_starts = _groups(self.in_sig)
+        # Sets are stored per recipe; equal sets of different recipes count as one here.
+        out_sig, out_sets = _distinct(self.out_sig, self.out_sets)
+        in_sig, in_sets = _distinct(self.in_sig, self.in_sets)
+        s_ids, s_order, s_starts = _groups(out_sig)
+        t_ids, t_order, t_starts = _groups(in_sig)
         w_by_s = w[s_order]  # source weights in egress-set order
         total = 0
         # A tile of A is [t block, all s] from t-block rows of in_sets (columns in s order);
@@ -92,7 +95,7 @@ class PortVerdicts:
         t_step = max(1, budget // per_row)
         for t0 in range(0, len(t_ids), t_step):
             t1 = min(len(t_ids), t0 + t_step)
-            ins = bits(self.in_sets, t_ids[t0:t1], s_order)  # [tb, C] sources in s order
+            ins = bits(in_sets, t_ids[t0:t1], s_order)  # [tb, C] sources in s order
             a = np.add.reduceat(ins * w_by_s, s_starts[:-1], axis=1)  # [tb, S]
             lo, hi = t_starts[t0], t_starts[t1]
             dsts = t_order[lo:hi]
@@ -101,7 +104,7 @@ class PortVerdicts:
             s_step = max(1, budget // max(1, len(dsts) * 8))
             for s0 in range(0, len(s_ids), s_step):
                 s1 = min(len(s_ids), s0 + s_step)
-                outs = bits(self.out_sets, s_ids[s0:s1], dsts)  # [sb, len(dsts)]
+                outs = bits(out_sets, s_ids[s0:s1], dsts)  # [sb, len(dsts)]
                 b = np.add.reduceat(outs * w_dst, local, axis=1)  # [sb, tb]
                 total += float(np.sum(a[:, s0:s1].T * b))
         return round(total)
@@ -111,6 +114,18 @@ def _ids(sel: np.ndarray | slice, count: int) -> np.ndarray:
     if isinstance(sel, slice):
         return np.arange(*sel.indices(count))
     return np.asarray(sel, dtype=np.int64)
+
+
+def _distinct(sig: np.ndarray, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sig, sets) with equal sets merged: each class points at one copy of its set."""
+    used = np.unique(sig)
+    sub = np.ascontiguousarray(sets[used])
+    if sub.shape[1] == 0:
+        return np.zeros_like(sig), sub[:1]
+    uniq, inverse = np.unique(sub.view(np.dtype((np.void, sub.shape[1]))).ravel(), return_inverse=True)
+    remap = np.zeros(len(sets), dtype=np.int64)
+    remap[used] = inverse.reshape(-1)
+    return remap[sig], uniq.view(np.uint8).reshape(len(uniq), sub.shape[1])
 
 
 def _groups(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
