@@ -242,7 +242,14 @@ def build_classes(
     pod_class = np.empty(len(pods), dtype=np.int32)
     sorted_ports: dict[tuple, tuple] = {}  # pods of one workload declare equal port lists
     kept_order = sorted(kept) if kept is not None else []
+    # With ``like``, a pod unchanged since then is in the class it was in (same labels, ports
+    # and address, and ``like``'s ranges): only changed and new pods are keyed again.
+    old_index, old_pods = (like.pod_index, like.pods) if like is not None else ({}, ())
     for i, pod in enumerate(pods):
+        j = old_index.get(pod.key)
+        if j is not None and old_pods[j] == pod:
+            pod_class[i] = like.pod_class[j]  # type: ignore[union-attr]
+            continue
         ports = sorted_ports.get(pod.ports)
         if ports is None:
             ports = sorted_ports[pod.ports] = tuple(

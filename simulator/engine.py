@@ -320,12 +320,15 @@ class Simulator:
         return got
 
     def _peer_bits(self, policy: NetworkPolicy, peer: Peer, cols: np.ndarray) -> np.ndarray:
-        """``peer_classes(policy, peer)[cols]`` without building it for every class when the
-        peer is of the policy's own namespace."""
+        """``peer_classes(policy, peer)[cols]``, computed for ``cols`` only."""
         t = self.classes
-        if peer.ip_block is not None or peer.namespace_selector is not None:
+        if peer.ip_block is not None:  # cached by value: equal blocks of other policies are parsed once
             return self.peer_classes(policy, peer)[cols]
-        got = (t.ns_id[cols] == t.ns_index.get(policy.namespace, -1)) & t.selectable[cols]
+        if peer.namespace_selector is None:
+            got = t.ns_id[cols] == t.ns_index.get(policy.namespace, -1)
+        else:
+            got = t.ns_labels.match(peer.namespace_selector)[t.ns_id[cols]]
+        got &= t.selectable[cols]
         if peer.pod_selector is not None:
             got &= t.labels.match(peer.pod_selector)[cols]
         return got
