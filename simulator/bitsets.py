@@ -85,10 +85,6 @@ class SetTable:
         return SetTable(self.count if count is None else count, self.rows() if rows is None else rows, index,
                         self.recipes)
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.rows().nbytes)
-
 
 def bits(rows: np.ndarray, which: np.ndarray, cols: np.ndarray | slice) -> np.ndarray:
     """bool [len(which), len(cols)]: bit ``cols[k]`` of set ``which[m]`` of the packed ``rows``.
@@ -134,9 +130,4 @@ def widen(rows: np.ndarray, count: int) -> np.ndarray:
     return out
 
 
-def unpack_rows(rows: np.ndarray, which: np.ndarray, count: int) -> np.ndarray:
-    """bool [len(which), count]: whole sets."""
-    return np.unpackbits(rows[which], axis=1, count=count, bitorder="little").view(bool)
-
-
-__all__ = ["ALL", "NONE", "Recipe", "SetTable", "bits", "pack", "pair_bits", "set_columns", "unpack_rows", "widen"]
+__all__ = ["ALL", "NONE", "Recipe", "SetTable", "bits", "pack", "pair_bits", "set_columns", "widen"]

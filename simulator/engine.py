@@ -113,7 +113,11 @@ _NO_CLASSES.flags.writeable = False
 
 
 class Simulator:
-    """Predicts from policies alone whether a connection is allowed (see the module docstring)."""
+    """Predicts from policies alone whether a connection is allowed (see the module docstring).
+
+    ``classes`` (default: ``build_classes(cluster)``) may be any valid class table of the
+    cluster, e.g. one aligned with an earlier state's (``build_classes(..., like=...)``).
+    """
 
     def __init__(self, cluster: Cluster, *, classes: ClassTable | None = None) -> None:
         started = time.perf_counter()

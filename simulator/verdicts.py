@@ -41,6 +41,7 @@ class PortVerdicts:
 
     @property
     def nbytes(self) -> int:
+        """Memory the factors take (what a dense class matrix would take: ``count ** 2``)."""
         return int(self.out_sig.nbytes + self.out_sets.nbytes + self.in_sig.nbytes + self.in_sets.nbytes)
 
     def block(self, rows: np.ndarray | slice, cols: np.ndarray | slice) -> np.ndarray:

@@ -8,7 +8,6 @@ import io
 
 import numpy as np
 import pytest
-from test_engine_matches_reference import EXTERNAL, PORTS, random_cluster
 
 from kube.model import PortSpec
 from simulator import reach_stream, render, semantics, verdicts
@@ -16,6 +15,7 @@ from simulator.build import cluster_of, namespace, pod, policy
 from simulator.engine import NeedsRebuild, Simulator
 from simulator.memory import TooLarge
 from tests.sim_cli import run_npm_sim
+from tests.simulator.test_engine_matches_reference import EXTERNAL, PORTS, random_cluster
 
 
 @pytest.fixture
