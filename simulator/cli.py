@@ -25,7 +25,7 @@ from simulator.cli_common import (
     port_type,
 )
 from simulator.cli_whatif import add_whatif_commands
-from simulator.memory import TooLarge
+from simulator.memory import TooLarge, out_of_memory
 
 # The engine (numpy), the renderers and the HTML report are imported by the handlers that use
 # them, so that every command pays only for what it runs.
@@ -204,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args, cluster, sys.stdout)
     except (UsageError, TooLarge) as exc:
         print(f"npm-sim: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:  # an allocation no check foresaw: still a message, not a traceback
+        print(f"npm-sim: error: {out_of_memory()}", file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as exc:  # --help, or argparse exiting on its own
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE

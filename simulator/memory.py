@@ -62,6 +62,14 @@ def ensure(what: str, needed: int, hint: str) -> None:
         raise TooLarge(what, needed, available, hint)
 
 
+def out_of_memory() -> str:
+    """The message for a MemoryError that no :func:`ensure` foresaw."""
+    return (
+        f"out of memory ({_size(available_bytes())} available now); use `npm-sim summary` or fewer --port "
+        "values, analyse fewer pods (e.g. some namespaces' manifests), or run on a machine with more memory"
+    )
+
+
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
@@ -71,4 +79,4 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-__all__ = ["TooLarge", "available_bytes", "ensure"]
+__all__ = ["TooLarge", "available_bytes", "ensure", "out_of_memory"]

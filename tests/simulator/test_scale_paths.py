@@ -127,3 +127,17 @@ def test_too_large_is_a_clear_error_without_traceback(tmp_path, capsys, monkeypa
     assert code == 2 and out == ""
     assert "npm-sim: error: the 1 x 1 pod matrix" in err and "is available; use `-o json`" in err
     assert "Traceback" not in err
+
+
+def test_an_unforeseen_memory_error_is_a_message_not_a_traceback(tmp_path, capsys, monkeypatch) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x}\nspec: {containers: [{name: c, image: i}]}\n"
+    )
+
+    def exhausted(self, ports):
+        raise MemoryError
+
+    monkeypatch.setattr(Simulator, "summary", exhausted)
+    code, _, err = run_npm_sim(capsys, "summary", "-f", str(path))
+    assert code == 2 and "npm-sim: error: out of memory (" in err and "Traceback" not in err
