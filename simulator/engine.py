@@ -171,6 +171,7 @@ class Simulator:
         derived.cluster = replace(self.cluster, policies=tuple(policies[k] for k in sorted(policies)))
         derived._by_ns = dict(self._by_ns)
         derived._class_cache, derived._external_cache = {}, {}
+        derived.touched_classes = None
         touched: list[int] = []
         for name in sorted({key.split("/", 1)[0] for key in changes}):
             ns = self.classes.ns_index.get(name, -1)
@@ -244,7 +245,7 @@ class Simulator:
         for ns, pols in self._by_ns.items():
             if ns not in touched_ns:
                 derived._by_ns[ns] = pols
-        derived._stale_peers = bool(len(touched))
+        derived._stale_peers = self._stale_peers or bool(len(touched))
         derived._rule_bits_cache = {}
         order = sorted(touched_ns)
         derived._verdicts = {
