@@ -91,8 +91,10 @@ def run(pods: int, policies: int, seed: int, count: int, with_lint: bool) -> dic
         state, _update = base.with_policies(change)
         t1 = time.perf_counter()
         arange = np.arange(base.classes.count, dtype=np.int64)
+        unstable = np.zeros(base.classes.count, dtype=bool)
+        unstable[state.touched] = True
         for spec in ports:
-            _flips(base, state, spec, arange, arange, state.touched)
+            _flips(base, state, spec, arange, arange, unstable)
         t2 = time.perf_counter()
         d = diff_states(base, state, ports)
         t3 = time.perf_counter()

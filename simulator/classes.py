@@ -1,14 +1,17 @@
 """Equivalence classes of pods and vectorised label/IP matching over them.
 
-Two pods are equivalent for policy evaluation when they have the same namespace, labels,
-declared container ports and membership in every ipBlock/except range of every policy;
-hostNetwork pods (never selected by label selectors) are grouped by node, ports and
-ranges instead. Every policy is evaluated once per class, never once per pod.
+Two pods are equivalent for policy evaluation when they have the same namespace, the same
+values for every label key some policy's pod selector looks at (other labels, such as
+``pod-template-hash``, cannot change a verdict), the same declared container ports and the
+same membership in every ipBlock/except range of every policy; hostNetwork pods (never
+selected by label selectors) are grouped by node, ports and ranges instead. Every policy is
+evaluated once per class, never once per pod.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -63,7 +66,22 @@ class LabelIndex:
 
 
 def _ipv4_int(ip: str) -> int:
-    return int(ipaddress.IPv4Address(ip))
+    try:
+        return int.from_bytes(socket.inet_aton(ip), "big") if ip.count(".") == 3 else int(ipaddress.IPv4Address(ip))
+    except OSError:
+        return int(ipaddress.IPv4Address(ip))
+
+
+def pod_label_keys(policies: Iterable[NetworkPolicy]) -> set[str]:
+    """Every pod label key that a podSelector of ``policies`` (target or peer) looks at."""
+    keys: set[str] = set()
+    for policy in policies:
+        keys.update(r.key for r in policy.pod_selector.requirements)
+        for rule in (*policy.ingress, *policy.egress):
+            for peer in rule.peers:
+                if peer.pod_selector is not None:
+                    keys.update(r.key for r in peer.pod_selector.requirements)
+    return keys
 
 
 def ip_ranges(cluster: Cluster) -> list[IPNet]:
@@ -137,8 +155,11 @@ class ClassTable:
     pod_node: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # -1: none
     pod_hostnet: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     ns_index: dict[str, int] = field(default_factory=dict)
+    label_keys: frozenset[str] | None = None  # the pod label keys classes keep (None: all)
+    class_keys: list[tuple] = field(default_factory=list)  # what makes each class (see build_classes)
     pod_index: dict[str, int] = field(default_factory=dict)  # pod key -> position in pods
     _named: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    _range_index: dict[IPNet, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -160,40 +181,96 @@ class ClassTable:
 
     def block_members(self, block: IPBlock) -> np.ndarray:
         """bool [C]: classes whose address is in ``block`` (cidr minus its excepts)."""
-        idx = {net: j for j, net in enumerate(self.ranges)}
+        idx = self._range_index
+        if len(idx) != len(self.ranges):
+            idx.update((net, j) for j, net in enumerate(self.ranges))
         out = self.in_range[:, idx[block.network]].copy()
         for net in block.except_networks:
             out &= ~self.in_range[:, idx[net]]
         return out
 
 
-def build_classes(cluster: Cluster) -> ClassTable:
-    """Group ``cluster.pods`` into equivalence classes (see the module docstring)."""
+class CannotAlign(ValueError):
+    """The new cluster's policies look at a label key or an address range the old classes
+    ignore, so the old classes could be too coarse for it (reason in the message)."""
+
+
+def build_classes(
+    cluster: Cluster, label_keys: Iterable[str] | None = (), *, like: ClassTable | None = None
+) -> ClassTable:
+    """Group ``cluster.pods`` into equivalence classes (see the module docstring).
+
+    Classes keep the pod label keys of ``label_keys`` plus those the cluster's policies look
+    at (``label_keys=None``: every key, one class per distinct label set).
+
+    With ``like`` (the classes of an earlier state of the cluster) the table is *aligned*
+    with it: every class of ``like`` keeps its id, representative, label keys and ranges
+    (it may now have no pods), namespaces keep their ids, and new classes and namespaces
+    come after. Raises :class:`CannotAlign` when this cluster's policies look at a label key
+    or range ``like`` does not separate.
+    """
     pods = cluster.pods
-    ranges = ip_ranges(cluster)
+    if like is None:
+        kept = None if label_keys is None else frozenset(pod_label_keys(cluster.policies) | set(label_keys))
+        ranges = ip_ranges(cluster)
+        namespaces = sorted({n.name for n in cluster.namespaces} | {p.namespace for p in pods})
+        nodes = sorted({p.node for p in pods if p.node} | {n.name for n in cluster.nodes})
+    else:
+        kept = like.label_keys
+        missing = set() if kept is None else pod_label_keys(cluster.policies) - kept
+        if missing:
+            raise CannotAlign(f"policies now select on label {sorted(missing)[0]!r}")
+        new_ranges = [r for r in ip_ranges(cluster) if r not in set(like.ranges)]
+        if new_ranges:
+            raise CannotAlign(f"policies now use the range {new_ranges[0]}")
+        ranges = like.ranges
+        seen = set(like.namespaces)
+        namespaces = like.namespaces + sorted(
+            ({n.name for n in cluster.namespaces} | {p.namespace for p in pods}) - seen
+        )
+        nodes = like.nodes + sorted(({p.node for p in pods if p.node} | {n.name for n in cluster.nodes})
+                                    - set(like.nodes))
     membership = range_membership([p.ip for p in pods], ranges)
     packed = np.packbits(membership, axis=1) if ranges else np.zeros((len(pods), 0), dtype=np.uint8)
-    namespaces = sorted({n.name for n in cluster.namespaces} | {p.namespace for p in pods})
     ns_index = {n: i for i, n in enumerate(namespaces)}
-    nodes = sorted({p.node for p in pods if p.node} | {n.name for n in cluster.nodes})
     node_index = {n: i for i, n in enumerate(nodes)}
 
-    keys: dict[tuple, int] = {}
+    keys: dict[tuple, int] = {} if like is None else {k: c for c, k in enumerate(like.class_keys)}
+    class_keys: list[tuple] = [] if like is None else list(like.class_keys)
+    reps: list[Pod] = [] if like is None else list(like.reps)
+    new_range_rows: list[np.ndarray] = []
     pod_class = np.empty(len(pods), dtype=np.int32)
-    reps: list[Pod] = []
-    first: list[int] = []
+    sorted_ports: dict[tuple, tuple] = {}  # pods of one workload declare equal port lists
+    kept_order = sorted(kept) if kept is not None else []
+    # With ``like``, a pod unchanged since then is in the class it was in (same labels, ports
+    # and address, and ``like``'s ranges): only changed and new pods are keyed again.
+    old_index, old_pods = (like.pod_index, like.pods) if like is not None else ({}, ())
     for i, pod in enumerate(pods):
-        ports = tuple(sorted(set(pod.ports), key=lambda p: (p.protocol, p.port, p.name or "")))
+        j = old_index.get(pod.key)
+        if j is not None and old_pods[j] == pod:
+            pod_class[i] = like.pod_class[j]  # type: ignore[union-attr]
+            continue
+        ports = sorted_ports.get(pod.ports)
+        if ports is None:
+            ports = sorted_ports[pod.ports] = tuple(
+                sorted(set(pod.ports), key=lambda p: (p.protocol, p.port, p.name or ""))
+            )
         sig = packed[i].tobytes()
         if pod.host_network:
             key: tuple = ("hostNetwork", pod.node, ports, sig)
         else:
-            key = (pod.namespace, pod.labels, ports, sig)
+            if kept is None:
+                labels = pod.labels
+            else:
+                have = pod.labels
+                labels = tuple((k, have[k]) for k in kept_order if k in have)
+            key = (pod.namespace, labels, ports, sig)
         c = keys.get(key)
         if c is None:
             c = keys[key] = len(reps)
+            class_keys.append(key)
             reps.append(pod)
-            first.append(i)
+            new_range_rows.append(membership[i])
         pod_class[i] = c
     count = len(reps)
     sizes = np.bincount(pod_class, minlength=count).astype(np.int64)
@@ -202,8 +279,11 @@ def build_classes(cluster: Cluster) -> ClassTable:
     ns_id = np.array(
         [ns_index[p.namespace] if not p.host_network else hostnet_ns for p in reps], dtype=np.int32
     ).reshape(count)
-    class_labels = [p.labels if not p.host_network else {} for p in reps]
+    class_labels = [_project(p.labels, kept) if not p.host_network else {} for p in reps]
     ns_label_maps: list[Mapping[str, str]] = [cluster.namespace_labels(n) for n in namespaces]
+    old_rows = like.in_range if like is not None else np.zeros((0, len(ranges)), dtype=bool)
+    new_rows = np.array(new_range_rows, dtype=bool).reshape(len(new_range_rows), len(ranges))
+    in_range = np.concatenate([old_rows, new_rows])
     table = ClassTable(
         pods=pods,
         pod_class=pod_class,
@@ -215,13 +295,15 @@ def build_classes(cluster: Cluster) -> ClassTable:
         labels=LabelIndex(class_labels),
         ns_labels=LabelIndex([*ns_label_maps, {}]),
         ranges=ranges,
-        in_range=membership[first] if count else np.zeros((0, len(ranges)), dtype=bool),
+        in_range=in_range,
         ports=[tuple(p.ports) for p in reps],
         nodes=nodes,
         pod_node=np.array([node_index.get(p.node, -1) for p in pods], dtype=np.int32).reshape(len(pods)),
         pod_hostnet=np.array([p.host_network for p in pods], dtype=bool).reshape(len(pods)),
     )
     table.ns_index = ns_index
+    table.label_keys = kept
+    table.class_keys = class_keys
     table.pod_index = {p.key: i for i, p in enumerate(pods)}
     order = np.argsort(ns_id, kind="stable")
     bounds = np.searchsorted(ns_id[order], np.arange(len(namespaces) + 2))
@@ -230,3 +312,7 @@ def build_classes(cluster: Cluster) -> ClassTable:
         if len(cols):
             table.ns_cols[n] = cols
     return table
+
+
+def _project(labels: Mapping[str, str], keys: frozenset[str] | None) -> Mapping[str, str]:
+    return labels if keys is None else {k: v for k, v in labels.items() if k in keys}

@@ -7,12 +7,9 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
-
-import numpy as np
+from typing import Any, TextIO
 
 from kube.model import Cluster, PortSpec
-from simulator import html_report, render
 from simulator.cli_common import (
     DEFAULT_PORT,
     EXIT_FAIL,
@@ -28,8 +25,10 @@ from simulator.cli_common import (
     port_type,
 )
 from simulator.cli_whatif import add_whatif_commands
-from simulator.engine import Simulator, declared_ports
-from simulator.explain import explain
+from simulator.memory import TooLarge, out_of_memory
+
+# The engine (numpy), the renderers and the HTML report are imported by the handlers that use
+# them, so that every command pays only for what it runs.
 
 EPILOG = """\
 input:
@@ -43,7 +42,8 @@ exit codes:
   0  success (explain: the connection is allowed)
   1  explain only: the connection is denied
   2  bad input or usage: unreadable file, invalid object (unless --skip-invalid), bad
-     --port, unknown pod
+     --port, unknown pod; or a cluster too large for the memory available (the message
+     says how much was needed and what to do instead)
 """
 
 
@@ -114,9 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
+    from simulator.engine import Simulator
+
     sim = Simulator(cluster)
     ports, declared_only = choose_ports([cluster], args.port)
-    pods = list(cluster.pods)
     externals: list[str] = []
     for ip in args.ip:
         try:
@@ -125,43 +126,46 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
             raise UsageError(f"--ip {ip}: {exc}") from None
         if ep.key not in cluster.pod_by_key and ep.key not in externals:
             externals.append(ep.key)
-    names = tuple([p.key for p in pods] + externals)
-    n, size = len(pods), len(names)
-    matrix = sim.matrix(ports)
-    allowed: dict[PortSpec, np.ndarray] = {}
-    checked: dict[PortSpec, np.ndarray] = {}
-    for spec in ports:
-        grid = np.zeros((size, size), dtype=bool)
-        grid[:n, :n] = matrix.allowed[spec]
-        for k, ip in enumerate(externals, start=n):
-            for i, p in enumerate(pods):
-                grid[i, k] = sim.allowed(p, ip, spec)
-                grid[k, i] = sim.allowed(ip, p, spec)
-            for m, other in enumerate(externals, start=n):
-                grid[k, m] = sim.allowed(ip, other, spec)
-        mask = np.ones((size, size), dtype=bool)
-        if declared_only:
-            declares = np.array([spec in declared_ports(p) for p in pods] + [True] * len(externals), dtype=bool)
-            mask[:, ~declares] = False
-        allowed[spec], checked[spec] = grid, mask
-    result = render.Reach(names, tuple(ports), allowed, checked)
-    if args.output == "json":
-        out.write(render.render_json(result))
-    elif args.output == "csv":
-        out.write(render.to_csv(result))
-    elif args.output == "dot":
+    if args.output in ("json", "csv", "table"):
+        # Written row by row as computed: memory does not grow with the number of rows.
+        from simulator.reach_stream import plan_for, stream
+
+        stream(plan_for(sim, externals, ports, declared_only), args.output, out)
+        return EXIT_OK
+    result = _whole_reach(sim, externals, ports, declared_only)
+    if args.output == "dot":
+        from simulator import render
+
         out.write(render.to_dot(result, externals))
-    elif args.output == "html":
-        out.write(html_report.reach_page(result.names, result.ports, result.allowed, result.checked))
     else:
-        if not names:
-            out.write("no pods\n")
-        else:
-            out.write(render.table(result))
+        from simulator import html_report
+
+        out.write(html_report.reach_page(result.names, result.ports, result.allowed, result.checked))
     return EXIT_OK
 
 
+def _whole_reach(sim: Any, externals: list[str], ports: list[PortSpec], declared_only: bool) -> Any:
+    """Every verdict in memory at once (``render.Reach``), for the dot and html outputs."""
+    import numpy as np
+
+    from simulator import memory, render
+    from simulator.reach_stream import plan_for
+
+    plan = plan_for(sim, externals, ports, declared_only)
+    size = len(plan.names)
+    memory.ensure(f"the {size:,} x {size:,} pod matrix on {len(ports)} port(s)", 2 * size * size * len(ports),
+                  "use `-o json`, `-o csv` or `-o table`, which stream, or `npm-sim summary`")
+    allowed, checked = {}, {}
+    for spec in ports:
+        allowed[spec] = np.concatenate(list(plan.tiles(spec))) if size else np.zeros((0, 0), dtype=bool)
+        checked[spec] = np.broadcast_to(plan.checked(spec), (size, size))
+    return render.Reach(tuple(plan.names), tuple(ports), allowed, checked)
+
+
 def cmd_summary(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
+    from simulator import render
+    from simulator.engine import Simulator
+
     started = time.perf_counter()
     sim = Simulator(cluster)
     ports, _declared_only = choose_ports([cluster], args.port)
@@ -176,6 +180,9 @@ def cmd_summary(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
 
 
 def cmd_explain(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
+    from simulator.engine import Simulator
+    from simulator.explain import explain
+
     sim = Simulator(cluster)
     try:
         result = explain(sim, args.src, args.dst, args.port)
@@ -195,8 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         cluster = load(args)
         return args.handler(args, cluster, sys.stdout)
-    except UsageError as exc:
+    except (UsageError, TooLarge) as exc:
         print(f"npm-sim: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:  # an allocation no check foresaw: still a message, not a traceback
+        print(f"npm-sim: error: {out_of_memory()}", file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as exc:  # --help, or argparse exiting on its own
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE

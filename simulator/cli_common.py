@@ -16,7 +16,6 @@ from typing import Any, TextIO
 from kube.arguments import cidr_type, port_type
 from kube.load import DEFAULT_POD_CIDR, LoadResult, load_live, load_paths
 from kube.model import Cluster, PortSpec
-from simulator.engine import all_declared_ports
 
 EXIT_OK = 0
 EXIT_FAIL = 1  # explain: denied; diff, what-if, lint: the --fail-on condition was met
@@ -132,6 +131,8 @@ def choose_ports(clusters: Iterable[Cluster], given: Sequence[PortSpec] | None) 
     ``clusters`` declares, each destination checked on its own; else 80/TCP on every pair."""
     if given:
         return list(dict.fromkeys(given)), False
+    from simulator.engine import all_declared_ports  # numpy: only for commands that evaluate
+
     declared = sorted({s for c in clusters for s in all_declared_ports(c)}, key=lambda s: (s.protocol, s.port))
     return (declared, True) if declared else ([DEFAULT_PORT], False)
 

@@ -12,13 +12,9 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import networkx as nx
-
-from kube.load import load_paths
 from kube.model import Cluster
-from simulator import diff_render, exposure, html_report, lint
 from simulator.cli_common import (
     EXIT_FAIL,
     EXIT_OK,
@@ -30,10 +26,16 @@ from simulator.cli_common import (
     add_skip_invalid_option,
     choose_ports,
 )
-from simulator.engine import Simulator
-from simulator.incremental import evaluate_change
-from simulator.whatif import Diff, diff_states
-from simulator.whatif_load import Deletion, overlay_cluster
+from simulator.lint_kinds import KINDS as LINT_KINDS
+from simulator.whatif_load import Deletion
+
+# Heavy modules (numpy, networkx, the engine, the HTML report) are imported by the handlers
+# that use them, so that every command pays only for what it runs.
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from simulator import exposure
+    from simulator.whatif import Diff
 
 DIFF_EPILOG = """\
 output (-o):
@@ -93,7 +95,7 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     _diff_options(whatif)
 
     lint_p = add_command(
-        sub, "lint", parents=[common], epilog=lint.__doc__.split("\n\n", 1)[1]
+        sub, "lint", parents=[common], epilog=LINT_KINDS
         + "\nexit codes:\n  0  done (and --fail-on not triggered)\n  1  --fail-on: a finding of that severity"
         " or worse\n  2  bad input or usage\n",
         help="findings about policies: dead selectors, shadowed rules, DNS lock-outs, ...",
@@ -135,6 +137,8 @@ def _deletion(text: str) -> Deletion:
 
 
 def _write_diff(diff: Diff, args: argparse.Namespace, out: TextIO) -> int:
+    from simulator import diff_render, html_report
+
     if args.output == "json":
         out.write(diff_render.render_json(diff))
     elif args.output == "markdown":
@@ -163,6 +167,10 @@ def _diff_dot(diff: Diff) -> str:
 
 
 def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
+    from kube.load import load_paths
+    from simulator.incremental import evaluate_change
+    from simulator.whatif import diff_states
+
     result = load_paths(args.after, pod_cidr=args.pod_cidr)
     after = accept(result, args.skip_invalid)
     ports, declared_only = choose_ports([before, after], args.port)
@@ -177,6 +185,10 @@ def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
 def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     if not args.apply and not args.delete:
         raise UsageError("nothing to change: give --apply FILE and/or --delete KIND/NS/NAME")
+    from simulator.incremental import evaluate_change
+    from simulator.whatif import diff_states
+    from simulator.whatif_load import overlay_cluster
+
     result = overlay_cluster(before, apply=args.apply, deletions=args.delete, pod_cidr=args.pod_cidr)
     after = accept(result, args.skip_invalid)
     ports, declared_only = choose_ports([before, after], args.port)
@@ -190,6 +202,8 @@ def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
 
 
 def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
+    from simulator import lint
+
     started = time.perf_counter()
     findings = lint.lint(cluster)
     print(f"linted {len(cluster.policies)} policies in {time.perf_counter() - started:.3f} s", file=sys.stderr)
@@ -200,6 +214,9 @@ def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
 def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     if args.hops is not None and args.hops < 1:
         raise UsageError("--hops must be at least 1")
+    from simulator import exposure, html_report
+    from simulator.engine import Simulator
+
     source = None
     if args.source:
         source = cluster.pod_by_key.get(args.source)
@@ -226,6 +243,10 @@ def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int
 
 def _pod_graph(cg: exposure.ClassGraph, cluster: Cluster, result: dict | None) -> nx.DiGraph:
     """Pod-level graph for drawing: the source and what it reaches, or all pods (small clusters)."""
+    import networkx as nx
+
+    from simulator import html_report
+
     t = cg.sim.classes
     keys = [p.key for p in cluster.pods]
     if result is not None:

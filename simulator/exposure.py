@@ -37,6 +37,7 @@ class ClassGraph:
     graph: nx.DiGraph
     seconds: float = 0.0
     workloads: dict[str, np.ndarray] = field(default_factory=dict)  # workload -> class ids
+    workload_pods: dict[str, int] = field(default_factory=dict)  # workload -> number of pods
 
 
 def build(sim: Simulator, ports: Sequence[PortSpec]) -> ClassGraph:
@@ -69,12 +70,16 @@ def build(sim: Simulator, ports: Sequence[PortSpec]) -> ClassGraph:
             comp_reach[i, succ] = True
             comp_reach[i] |= np.logical_or.reduce(comp_reach[succ], axis=0)
     reach = comp_reach[np.ix_(comp_of, comp_of)]
-    wl: dict[str, list[int]] = {}
-    for c, rep in enumerate(t.reps):
-        wl.setdefault(workload(rep), []).append(c)
-    # classes of one workload can have different reps' workloads only if labels differ; fine
+    # From the pods, not from class representatives: a class can hold pods of several
+    # workloads (classes ignore labels no policy looks at) and a workload span classes.
+    wl: dict[str, dict[int, None]] = {}
+    pods_of: dict[str, int] = {}
+    for pod, c in zip(t.pods, t.pod_class.tolist(), strict=True):
+        w = workload(pod)
+        wl.setdefault(w, {})[c] = None
+        pods_of[w] = pods_of.get(w, 0) + 1
     return ClassGraph(sim, tuple(ports), adj, per_port, reach, graph, time.perf_counter() - started,
-                      {w: np.array(cs, dtype=np.int64) for w, cs in wl.items()})
+                      {w: np.array(sorted(cs), dtype=np.int64) for w, cs in sorted(wl.items())}, pods_of)
 
 
 def _class_of(sim: Simulator, pod: Pod) -> int:
@@ -194,7 +199,7 @@ def ranking(cg: ClassGraph, *, top: int = 10) -> dict[str, Any]:
     for w, classes in cg.workloads.items():
         into = cg.adj[:, classes].any(axis=1)
         ports = [s for s in cg.ports if cg.per_port[s][:, classes].any()]
-        workloads.append({"workload": w, "pods": int(sizes[classes].sum()), "sources": int(sizes[into].sum()),
+        workloads.append({"workload": w, "pods": cg.workload_pods[w], "sources": int(sizes[into].sum()),
                           "ports": fold_ports((s.protocol, s.port) for s in ports)})
     workloads.sort(key=lambda d: (-d["sources"], d["workload"]))
     return {

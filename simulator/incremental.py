@@ -3,11 +3,10 @@
 A NetworkPolicy only decides ingress into pods of its own namespace and egress out of them.
 So after adding, editing or deleting policies of namespace N, the class x class verdict
 matrix changes at most in N's columns (ingress) and N's rows (egress). The
-:class:`IncrementalSimulator` keeps the ingress and egress matrices of a base
-:class:`simulator.engine.Simulator` per port and recomputes only those slices, reusing the
-engine's own per-namespace evaluation (``Simulator.with_policies`` derives the changed
-engine, ``Simulator.ingress``/``egress`` with ``namespaces`` evaluate only the touched
-namespaces), so the two cannot drift apart; the tests compare them with a fresh Simulator.
+:class:`IncrementalSimulator` keeps a base :class:`simulator.engine.Simulator` and derives
+the changed one with ``Simulator.with_policies``, which re-evaluates only those slices with
+the engine's own per-namespace evaluation, so the two cannot drift apart; the tests compare
+them with a fresh Simulator.
 
 Limits: the class table (equivalence classes of pods) is kept, so changes to pods, nodes or
 namespace labels, and policies that add an ipBlock range no existing policy uses (it could
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kube.model import Cluster, NetworkPolicy, PortSpec
-from simulator.classes import ClassTable
+from simulator.classes import CannotAlign, ClassTable, build_classes
 from simulator.engine import NeedsRebuild, Simulator
 
 
@@ -40,67 +39,42 @@ class Update:
 
 
 class IncrementalSimulator:
-    """A Simulator state whose class matrices can be updated per namespace.
+    """A Simulator state that can be updated per namespace.
 
     Exposes ``cluster``, ``classes`` and ``class_matrix(spec)`` like the engine, which is
     what :func:`simulator.whatif.diff_states` needs, plus ``blocks(spec, cols)`` (the
     columns and rows of ``cols``) and ``touched`` (the classes a change recomputed), so that
-    a diff after an incremental change compares only those slices. A derived state keeps
-    only its recomputed slices and builds full matrices from its parent on first use.
+    a diff after an incremental change compares only those slices. Verdicts are the
+    engine's factored ones (``Simulator.verdicts``): a change re-evaluates the sets of the
+    touched namespaces' classes, and no class x class matrix is built unless asked for.
     """
 
     def __init__(
-        self,
-        sim: Simulator,
-        *,
-        parent: IncrementalSimulator | None = None,
-        touched: np.ndarray | None = None,
-        overrides: dict[PortSpec, tuple[np.ndarray, ...]] | None = None,
+        self, sim: Simulator, *, parent: IncrementalSimulator | None = None, touched: np.ndarray | None = None
     ) -> None:
         self.sim = sim
         self.cluster: Cluster = sim.cluster
         self.classes: ClassTable = sim.classes
         self.parent = parent
         self.touched = touched
-        # spec -> (ingress cols [C,k], egress rows [k,C], combined cols [C,k], combined rows [k,C])
-        self._overrides = overrides or {}
-        self._parts: dict[PortSpec, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def _get(self, spec: PortSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ingress, egress, combined) bool [C, C] for ``spec``."""
-        got = self._parts.get(spec)
-        if got is not None:
-            return got
-        over = self._overrides.get(spec)
-        if over is not None and self.parent is not None:
-            ing, eg, both = (a.copy() for a in self.parent._get(spec))
-            cols = self.touched
-            ing[:, cols], eg[cols, :] = over[0], over[1]
-            both[:, cols], both[cols, :] = over[2], over[3]
-        else:
-            ing, eg = self.sim.ingress(spec), self.sim.egress(spec)
-            both = ing & eg
-        for a in (ing, eg, both):
-            a.flags.writeable = False
-        got = self._parts[spec] = (ing, eg, both)
-        return got
 
     def prepare(self, ports: Sequence[PortSpec]) -> None:
         """Evaluate ``ports`` now (the base cost, paid once before any change)."""
         for spec in ports:
-            self._get(spec)
+            self.sim.verdicts(spec)
 
     def class_matrix(self, spec: PortSpec) -> np.ndarray:
         """bool [C, C]: egress & ingress between classes (as ``Simulator.class_matrix``)."""
-        return self._get(spec)[2]
+        return self.sim.class_matrix(spec)
+
+    def block(self, spec: PortSpec, rows: np.ndarray | slice, cols: np.ndarray | slice) -> np.ndarray:
+        """bool [len(rows), len(cols)]: class verdicts (as ``Simulator.block``)."""
+        return self.sim.block(spec, rows, cols)
 
     def blocks(self, spec: PortSpec, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(combined[:, cols], combined[cols, :]) without building the full matrix if possible."""
-        over = self._overrides.get(spec)
-        if over is not None and spec not in self._parts and cols is self.touched:
-            return over[2], over[3]
-        both = self._get(spec)[2]
-        return both[:, cols], both[cols, :]
+        """(combined[:, cols], combined[cols, :]) without building the full matrix."""
+        every = slice(0, self.classes.count)
+        return self.sim.block(spec, every, cols), self.sim.block(spec, cols, every)
 
     def with_policies(
         self, changes: Mapping[str, NetworkPolicy | None], ports: Sequence[PortSpec] | None = None
@@ -112,23 +86,11 @@ class IncrementalSimulator:
         when classes could split.
         """
         started = time.perf_counter()
-        sim = self.sim.with_policies(changes)
+        self.prepare(ports or ())
+        sim = self.sim.with_policies(changes)  # re-evaluates only the touched namespaces
         touched = sorted({k.split("/", 1)[0] for k in changes})
         cols = sim.namespace_classes(touched)
-        overrides: dict[PortSpec, tuple[np.ndarray, ...]] = {}
-        if ports is None:
-            ports = list(self._parts) + [s for s in self._overrides if s not in self._parts]
-        for spec in ports:
-            # Only the touched namespaces' policies are evaluated: ingress into their classes
-            # (columns) and egress out of them (rows); the rest comes from this state.
-            ing_c, eg_r = sim.ingress(spec, touched), sim.egress(spec, touched)
-            ing, eg, _ = self._get(spec)
-            eg_c = eg[:, cols]
-            eg_c[cols, :] = eg_r[:, cols]
-            ing_r = ing[cols, :]
-            ing_r[:, cols] = ing_c[cols, :]
-            overrides[spec] = (ing_c, eg_r, ing_c & eg_c, ing_r & eg_r)
-        state = IncrementalSimulator(sim, parent=self, touched=cols, overrides=overrides)
+        state = IncrementalSimulator(sim, parent=self, touched=cols)
         return state, Update(tuple(touched), len(cols), time.perf_counter() - started, "incremental")
 
 
@@ -145,7 +107,17 @@ def policy_delta(before: Cluster, after: Cluster) -> dict[str, NetworkPolicy | N
 def evaluate_change(
     before: Cluster, after: Cluster, ports: Sequence[PortSpec], *, base: Simulator | None = None
 ) -> tuple[IncrementalSimulator, IncrementalSimulator, Update]:
-    """Before and after states for a diff: incremental when only policies changed, else full."""
+    """Before and after states for a diff.
+
+    Only policies changed: the after state is derived incrementally (only the namespaces of
+    the changed policies are re-evaluated). Pods, namespaces or nodes changed too: the after
+    state's classes are aligned with the before state's (same ids for the same classes,
+    :func:`simulator.classes.build_classes` with ``like``) and it records the classes whose
+    verdicts can differ (``touched``: new classes, and the classes of namespaces whose
+    labels or policies changed), so that the diff reads only their rows and columns (mode
+    ``aligned``). Falls back to two unrelated evaluations (mode ``full``) when the new
+    policies look at a label key or range the old classes do not separate.
+    """
     start = IncrementalSimulator(base if base is not None else Simulator(before))
     start.prepare(ports)
     delta = policy_delta(before, after)
@@ -155,10 +127,28 @@ def evaluate_change(
         except NeedsRebuild:
             pass
     started = time.perf_counter()
-    end = IncrementalSimulator(Simulator(after))
+    try:
+        table = build_classes(after, like=start.classes)
+    except CannotAlign:
+        end = IncrementalSimulator(Simulator(after))
+        end.prepare(ports)
+        namespaces = tuple(sorted({n.name for n in after.namespaces}))
+        return start, end, Update(namespaces, end.classes.count, time.perf_counter() - started, "full")
+    changed = _changed_namespaces(before, after)
+    sim = start.sim.with_cluster(after, table, changed)  # re-evaluates the touched classes only
+    touched = sim.touched_classes if sim.touched_classes is not None else np.zeros(0, dtype=np.int64)
+    end = IncrementalSimulator(sim, parent=start, touched=touched)
     end.prepare(ports)
-    namespaces = tuple(sorted({n.name for n in after.namespaces}))
-    return start, end, Update(namespaces, end.classes.count, time.perf_counter() - started, "full")
+    return start, end, Update(tuple(changed), len(touched), time.perf_counter() - started, "aligned")
+
+
+def _changed_namespaces(before: Cluster, after: Cluster) -> list[str]:
+    """Namespaces whose labels or policies differ between the two states."""
+    names = {n.name for n in before.namespaces} | {n.name for n in after.namespaces}
+    out = {n for n in names if before.namespace_labels(n) != after.namespace_labels(n)}
+    b, a = before.policy_by_key, after.policy_by_key
+    out |= {k.split("/", 1)[0] for k in set(b) | set(a) if b.get(k) != a.get(k)}
+    return sorted(out)
 
 
 __all__ = ["IncrementalSimulator", "Update", "evaluate_change", "policy_delta"]

@@ -1,23 +1,7 @@
 """Policy lint: findings about policies that do nothing, cannot match, shadow each other or
 lock pods out of DNS, each with the policy, the rule and a one-line reason.
 
-Kinds (severity):
-
-- ``selects-no-pod`` (warning): the podSelector selects no pod of the namespace;
-- ``peer-matches-nothing`` (warning): a from/to entry whose selectors match no pod, or an
-  ipBlock whose excepts remove its whole cidr;
-- ``named-port-unserved`` (warning): a named port that no pod it applies to serves (the
-  selected pods for ingress, the peer pods for egress), or serves only on another protocol;
-- ``redundant-rule`` (info): rules covered by other rules, reported as a *safe set*: removing
-  all of them together leaves every verdict unchanged (verified by re-evaluating with all of
-  them removed); of two rules covering each other only one is listed;
-- ``unprotected-namespace`` (warning): a namespace with pods and no policy at all;
-- ``allow-all-only`` (info): pods isolated for a direction only by policies with an
-  allow-everything rule (no peers, no ports);
-- ``dns-blocked`` (error): egress isolation leaves pods unable to reach DNS (UDP or TCP 53 on
-  the kube-dns pods of kube-system, or an assumed one when the snapshot has none);
-- ``ipblock-covers-pods`` (warning): an ipBlock that contains pod addresses (implementations
-  differ on whether ipBlocks match pod traffic; selectors say what is meant).
+Kinds: see ``simulator.lint_kinds`` (``npm-sim lint --help`` prints them).
 """
 
 from __future__ import annotations
@@ -49,12 +33,16 @@ from simulator.classes import ip_blocks
 from simulator.engine import NeedsRebuild, Simulator
 from simulator.graph import representative_ip
 from simulator.incremental import IncrementalSimulator
+from simulator.lint_kinds import KINDS
 from simulator.whatif import NamespaceScoped
 
 SEVERITIES = ("info", "warning", "error")
 DNS_LABELS = Labels({"k8s-app": "kube-dns"})
 ASSUMED_DNS_IP = "10.96.0.10"
 OUTSIDE_PROBES = ("203.0.113.1", "198.51.100.1")  # documentation ranges: "anywhere else"
+
+# The kinds live in lint_kinds, so that the parser's help does not import this module.
+__doc__ = __doc__.split("\n\nKinds: see", 1)[0] + "\n\n" + KINDS
 
 
 @dataclass(frozen=True)

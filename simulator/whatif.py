@@ -44,6 +44,8 @@ class State(Protocol):
 
     def class_matrix(self, spec: PortSpec) -> np.ndarray: ...
 
+    def block(self, spec: PortSpec, rows: np.ndarray | slice, cols: np.ndarray | slice) -> np.ndarray: ...
+
 
 @dataclass(frozen=True)
 class Change:
@@ -176,13 +178,16 @@ class NamespaceScoped:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._scoped: dict[str, Cluster] = {}
+        self._by_ns: dict[str, list[NetworkPolicy]] | None = None
 
     def scoped(self, namespace: str) -> Cluster:
         got = self._scoped.get(namespace)
         if got is None:
-            got = self._scoped[namespace] = replace(
-                self.cluster, policies=tuple(p for p in self.cluster.policies if p.namespace == namespace)
-            )
+            if self._by_ns is None:  # one pass over the policies, not one per namespace
+                self._by_ns = {}
+                for p in self.cluster.policies:
+                    self._by_ns.setdefault(p.namespace, []).append(p)
+            got = self._scoped[namespace] = replace(self.cluster, policies=tuple(self._by_ns.get(namespace, ())))
         return got
 
     def direction(self, src: Pod, dst: Pod, spec: PortSpec, direction: str) -> semantics.DirectionVerdict:
@@ -254,12 +259,17 @@ def diff_states(before: State, after: State, ports: Sequence[PortSpec], *, decla
     same_pods = tb.pods is ta.pods
     added = [] if same_pods else [p for p in pods_a if p.key not in tb.pod_index]
     deleted = [] if same_pods else [p for p in pods_b if p.key not in ta.pod_index]
-    # After an incremental change only the touched classes' rows and columns can differ.
-    region = after.touched if getattr(after, "parent", None) is before and tb is ta else None
+    # After an incremental change (the after state derived from this one, its classes aligned
+    # with these) only pairs involving a touched class or a pod that changed class can flip.
+    unstable = None
+    if getattr(after, "parent", None) is before and getattr(after, "touched", None) is not None:
+        touched = np.zeros(ta.count, dtype=bool)
+        touched[after.touched] = True
+        unstable = (jb != ja) | touched[ja]
     for spec in ports:
         if declared_only:
             serves = _serves(tb, spec)[jb] | _serves(ta, spec)[ja]
-        for is_gain, (xs, ys) in _flips(before, after, spec, jb, ja, region):
+        for is_gain, (xs, ys) in _flips(before, after, spec, jb, ja, unstable):
             out = gained if is_gain else lost
             if declared_only:
                 keep = serves[ys]
@@ -292,29 +302,37 @@ def diff_states(before: State, after: State, ports: Sequence[PortSpec], *, decla
 
 
 def _flips(
-    before: State, after: State, spec: PortSpec, jb: np.ndarray, ja: np.ndarray, region: np.ndarray | None
+    before: State, after: State, spec: PortSpec, jb: np.ndarray, ja: np.ndarray, unstable: np.ndarray | None
 ) -> list[tuple[bool, tuple[np.ndarray, np.ndarray]]]:
-    """(gained?, (rows, cols)) of joint class pairs whose verdict flipped on ``spec``."""
-    if region is None:
-        mb = before.class_matrix(spec)[np.ix_(jb, jb)]
-        ma = after.class_matrix(spec)[np.ix_(ja, ja)]
+    """(gained?, (rows, cols)) of joint class pairs whose verdict flipped on ``spec``.
+
+    With ``unstable`` (bool per joint class: the only ones whose rows and columns can
+    differ) only those rows and columns are read: O(unstable x joint classes).
+    """
+    if unstable is None:
+        mb = _block(before, spec, jb, jb)
+        ma = _block(after, spec, ja, ja)
         return [(True, np.nonzero(ma & ~mb)), (False, np.nonzero(mb & ~ma))]
-    # Same class table on both sides (joint class = class): compare the touched slices only.
-    bc, br = before.blocks(spec, region) if hasattr(before, "blocks") else _blocks(before, spec, region)
-    ac, ar = after.blocks(spec, region)
-    outside = np.ones(len(jb), dtype=bool)
-    outside[region] = False  # pairs inside the region come from the column slice only
+    xs = np.flatnonzero(unstable)
+    rows_b, rows_a = _block(before, spec, jb[xs], jb), _block(after, spec, ja[xs], ja)
+    cols_b, cols_a = _block(before, spec, jb, jb[xs]), _block(after, spec, ja, ja[xs])
+    stable = ~unstable[:, None]  # pairs of two unstable classes come from the rows only
     out = []
-    for is_gain, (new_c, old_c, new_r, old_r) in ((True, (ac, bc, ar, br)), (False, (bc, ac, br, ar))):
-        x1, y1 = np.nonzero(new_c & ~old_c)
-        x2, y2 = np.nonzero((new_r & ~old_r) & outside[None, :])
-        out.append((is_gain, (np.concatenate([x1, region[x2]]), np.concatenate([region[y1], y2]))))
+    for is_gain, (new_r, old_r, new_c, old_c) in (
+        (True, (rows_a, rows_b, cols_a, cols_b)),
+        (False, (rows_b, rows_a, cols_b, cols_a)),
+    ):
+        x1, y1 = np.nonzero(new_r & ~old_r)
+        x2, y2 = np.nonzero(new_c & ~old_c & stable)
+        out.append((is_gain, (np.concatenate([xs[x1], x2]), np.concatenate([y1, xs[y2]]))))
     return out
 
 
-def _blocks(state: State, spec: PortSpec, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    m = state.class_matrix(spec)
-    return m[:, cols], m[cols, :]
+def _block(state: State, spec: PortSpec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """bool [len(rows), len(cols)] class verdicts, from the factored form when the state has it."""
+    if hasattr(state, "block"):
+        return state.block(spec, rows, cols)
+    return state.class_matrix(spec)[np.ix_(rows, cols)]
 
 
 def _sort_key(c: Change) -> tuple[str, str, str, int]:
@@ -333,7 +351,6 @@ def _lonely(state: State, pods: list[Pod], spec: PortSpec, what: str, declared_o
     if not pods:
         return []
     t = state.classes
-    m = state.class_matrix(spec)
     all_pods = t.pods
     lonely = {p.key for p in pods}
     out: list[Change] = []
@@ -348,11 +365,16 @@ def _lonely(state: State, pods: list[Pod], spec: PortSpec, what: str, declared_o
         return got
 
     serves = _serves(t, spec)[t.pod_class] if declared_only else np.ones(len(all_pods), dtype=bool)
+    # Only the rows and columns of the lonely pods' classes are read.
+    mine = np.unique(np.array([t.pod_class[t.pod_index[p.key]] for p in pods], dtype=np.int64))
+    at = {int(c): k for k, c in enumerate(mine)}
+    rows = _block(state, spec, mine, t.pod_class.astype(np.int64))
+    cols = _block(state, spec, t.pod_class.astype(np.int64), mine)
     for pod in pods:
         i = t.pod_index[pod.key]
         c = int(t.pod_class[i])
-        row = m[c, t.pod_class] & serves
-        col = m[t.pod_class, c] & serves[i]
+        row = rows[at[c]] & serves
+        col = cols[:, at[c]] & serves[i]
         for j, other in enumerate(all_pods):
             if j == i:
                 continue

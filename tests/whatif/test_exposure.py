@@ -81,3 +81,17 @@ def test_class_level_reach_matches_pod_level_bfs() -> None:
         for t in r["transitive"]["targets"]:  # every path is a real path of allowed edges
             idx = [matrix.index(k) for k in t["path"]]
             assert len(idx) == t["hops"] + 1 and all(union[a, b] for a, b in itertools.pairwise(idx))
+
+
+def test_workloads_sharing_a_class_are_counted_by_their_own_pods() -> None:
+    # No policy looks at "version", so the v1 and v2 pods share a class; they are still two workloads.
+    objs = [namespace("n"), pod("n", "client", {"role": "client"})]
+    objs += [pod("n", f"web-v1-{i}", {"app": "web", "version": "v1"}) for i in range(3)]
+    objs.append(pod("n", "web-v2-0", {"app": "web", "version": "v2"}))
+    objs.append(policy("n", "web", {"podSelector": {"matchLabels": {"app": "web"}},
+                                    "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}]}))
+    sim = Simulator(cluster_of(objs))
+    assert sim.classes.count == 2
+    ranking = exposure.ranking(exposure.build(sim, [P80]))
+    pods = {d["workload"]: d["pods"] for d in ranking["workloads"]}
+    assert pods == {"n/app=web,version=v1": 3, "n/app=web,version=v2": 1, "n/role=client": 1}

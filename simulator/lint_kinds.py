@@ -1,0 +1,25 @@
+"""The kinds of ``npm-sim lint`` findings, as text: the lint module's documentation and the
+command's help, kept apart from ``simulator.lint`` so that building the parser imports no
+engine."""
+
+KINDS = """\
+Kinds (severity):
+
+- ``selects-no-pod`` (warning): the podSelector selects no pod of the namespace;
+- ``peer-matches-nothing`` (warning): a from/to entry whose selectors match no pod, or an
+  ipBlock whose excepts remove its whole cidr;
+- ``named-port-unserved`` (warning): a named port that no pod it applies to serves (the
+  selected pods for ingress, the peer pods for egress), or serves only on another protocol;
+- ``redundant-rule`` (info): rules covered by other rules, reported as a *safe set*: removing
+  all of them together leaves every verdict unchanged (verified by re-evaluating with all of
+  them removed); of two rules covering each other only one is listed;
+- ``unprotected-namespace`` (warning): a namespace with pods and no policy at all;
+- ``allow-all-only`` (info): pods isolated for a direction only by policies with an
+  allow-everything rule (no peers, no ports);
+- ``dns-blocked`` (error): egress isolation leaves pods unable to reach DNS (UDP or TCP 53 on
+  the kube-dns pods of kube-system, or an assumed one when the snapshot has none);
+- ``ipblock-covers-pods`` (warning): an ipBlock that contains pod addresses (implementations
+  differ on whether ipBlocks match pod traffic; selectors say what is meant).
+"""
+
+__all__ = ["KINDS"]
