@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
@@ -18,7 +19,7 @@ from typing import Any, TextIO
 import yaml
 
 from kube.errors import ObjectError
-from kube.model import Source
+from kube.model import Source, raw_key
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = int(os.environ.get("NPM_MAX_INPUT_BYTES", 1 << 30))  # a 100k-pod dump is well below
@@ -27,6 +28,8 @@ MAX_DEPTH = 100  # Kubernetes objects nest about 20 deep; JSON parsers stop near
 # this many times the nodes written, plus a little (go-yaml bounds aliasing the same way).
 ALIAS_RATIO = 10
 ALIAS_SLACK = 10_000
+MAX_EMPTY_DOCUMENTS = 10_000  # `---` alone, over and over, is no manifest
+MAX_OBJECT_BYTES = 3 << 20  # the API server's request limit: no single object is larger
 
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: ~10x faster on dumps
 
@@ -34,10 +37,12 @@ _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: 
 class DocumentError(ValueError):
     """A document that must be refused; ``line`` is 1-based when known."""
 
-    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+    def __init__(self, message: str, line: int | None = None, column: int | None = None, path: str = "") -> None:
         super().__init__(message)
         self.line = line
         self.column = column
+        self.path = path  # the field the problem is at, e.g. "spec.podSelector", when known
+        self.obj = ""  # the object it is in ("NetworkPolicy x/p"), when it could be named
 
     def where(self) -> str:
         if self.line is None:
@@ -46,23 +51,8 @@ class DocumentError(ValueError):
 
 
 class _StrictLoader(_Base):  # type: ignore[misc,valid-type]
-    """PyYAML's safe loader refusing duplicate keys (the API server's strict decoding does)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _value in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # ``<<: *base`` may be overridden by the keys written beside it
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-            except TypeError:  # an unhashable key (a list or a map): PyYAML says so itself
-                duplicate = False
-            if duplicate:
-                mark = key_node.start_mark
-                raise DocumentError(f"duplicate key {json.dumps(key, default=str)}", mark.line + 1, mark.column + 1)
-            seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+    """PyYAML's safe loader (libyaml's parser where available); strictness is checked on the
+    composed nodes before anything is constructed (see ``_check_nodes``)."""
 
 
 def _expanded_size(root: yaml.Node) -> int:
@@ -86,6 +76,8 @@ def _expanded_size(root: yaml.Node) -> int:
         if key in on_path:
             mark = node.start_mark
             raise DocumentError("an alias refers to a node that contains it (a recursive document)", mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            _no_duplicate_keys(root, node)
         if depth > MAX_DEPTH:
             mark = node.start_mark
             raise DocumentError(f"nested deeper than {MAX_DEPTH} levels", mark.line + 1)
@@ -95,6 +87,73 @@ def _expanded_size(root: yaml.Node) -> int:
             if id(child) not in sizes:
                 stack.append((child, depth + 1, False))
     return sizes[id(root)]
+
+
+def _no_duplicate_keys(root: yaml.Node, node: yaml.MappingNode) -> None:
+    """Refuse a mapping that writes a key twice (the API server's strict decoding does); a
+    YAML merge key (``<<: *base``) may still be overridden by the keys written beside it."""
+    seen: set[tuple[str, str]] = set()
+    for key_node, _value in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = (key_node.tag, key_node.value)
+        if key in seen:
+            mark = key_node.start_mark
+            where = _path_to(root, node)
+            path = f"{where}.{key_node.value}" if where else str(key_node.value)
+            error = DocumentError(f"duplicate key {json.dumps(key_node.value)}", mark.line + 1, mark.column + 1, path)
+            error.obj = _yaml_object_name(root, where)
+            raise error
+        seen.add(key)
+
+
+def _path_to(root: yaml.Node, target: yaml.Node) -> str:
+    """The field path from ``root`` to ``target`` (``spec.ingress[0]``), found by search: only
+    needed for an error, so nothing is kept for the documents that have none."""
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if node is target:
+            return path
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value in node.value:
+                name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                stack.append((value, f"{path}.{name}" if path else str(name)))
+    return ""
+
+
+def _yaml_object_name(root: yaml.Node, path: str) -> str:
+    """``Kind ns/name`` of the object at the start of ``path`` (a list item, or the document)."""
+    node = root
+    if path.startswith("items["):
+        index = int(path[6 : path.index("]")])
+        items = _scalar_map(root).get("items")
+        if isinstance(items, yaml.SequenceNode) and index < len(items.value):
+            node = items.value[index]
+    fields = _scalar_map(node)
+    meta = _scalar_map(fields.get("metadata"))
+    raw = {k: v.value for k, v in fields.items() if isinstance(v, yaml.ScalarNode)}
+    raw["metadata"] = {k: v.value for k, v in meta.items() if isinstance(v, yaml.ScalarNode)}
+    return _object_name(raw)
+
+
+def _scalar_map(node: yaml.Node | None) -> dict[str, yaml.Node]:
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _object_name(raw: Any) -> str:
+    kind = raw.get("kind") if isinstance(raw, Mapping) else None
+    if not isinstance(kind, str):
+        return ""
+    return f"{kind} {raw_key(kind, raw)}"
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -118,71 +177,204 @@ def _written_size(root: yaml.Node) -> int:
     return len(seen)
 
 
-def _json_depth_ok(value: Any) -> None:
+def _json_checked(value: Any) -> None:
+    """Depth within bounds and no duplicate key (located by its field path).
+
+    The common case (no problem) walks without building paths; a second walk locates one.
+    """
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise DocumentError(f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, _Duplicated):
+            raise DocumentError(f"duplicate key {json.dumps(item.duplicate)}", path=_json_path_to(value, item))
+        if isinstance(item, _Constant):
+            raise DocumentError(f"{item} is not a JSON number (the API server refuses it)",
+                                path=_json_path_to(value, item))
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
 
 
+def _json_path_to(root: Any, target: Any) -> str:
+    """The field path of ``target`` (for a duplicated object, of its duplicated key)."""
+    stack: list[tuple[Any, str]] = [(root, "")]
+    while stack:
+        item, path = stack.pop()
+        if item is target:
+            if isinstance(target, _Duplicated):
+                return f"{path}.{target.duplicate}" if path else target.duplicate
+            return path
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}" if path else k) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+    return ""
+
+
 class JsonSyntaxError(DocumentError):
     """Text that is not JSON at all (it may still be YAML, whose flow style looks alike)."""
+
+
+class _Duplicated(dict):  # type: ignore[type-arg]
+    """A JSON object that wrote ``duplicate`` twice: kept to be located after parsing."""
+
+    duplicate = ""
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise DocumentError(f"duplicate key {json.dumps(key)}")
+            marked = _Duplicated(out)
+            marked.duplicate = key
+            return marked
         out[key] = value
     return out
 
 
+class _Constant(str):
+    """``NaN``, ``Infinity`` or ``-Infinity`` where JSON has none: kept to be located after parsing."""
+
+
 def _no_constants(name: str) -> Any:
-    raise DocumentError(f"{name} is not a JSON number (the API server refuses it)")
+    return _Constant(name)
+
+
+_PAIR = re.compile(r'\s*[{,]\s*"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"|[\[{])')
+
+
+def _leading_pairs(text: str) -> Iterator[tuple[str, str]]:
+    """The top-level fields at the start of a JSON object, as long as their values are strings;
+    the first field with an object or list value ends it (its value is then ``{`` or ``[``)."""
+    pos = 0
+    for _ in range(16):
+        m = _PAIR.match(text, pos)
+        if m is None:
+            return
+        yield m.group(1), m.group(2)
+        if not m.group(2).startswith('"'):
+            return
+        pos = m.end()
+
+
+def _leading_kind(text: str) -> str | None:
+    for key, value in _leading_pairs(text):
+        if key == "kind" and value.startswith('"'):
+            return str(json.loads(value))
+    return None
+
+
+def _leads_like_a_list(text: str) -> bool:
+    """kubectl writes a list as ``{"apiVersion": "v1", "items": [...], "kind": "List", ...}``."""
+    return any(key == "items" and value == "[" for key, value in _leading_pairs(text)) or (
+        (_leading_kind(text) or "").endswith("List")
+    )
 
 
 def parse_json(text: str) -> Any:
-    """One JSON document, strictly: no duplicate keys, no NaN/Infinity, bounded depth."""
+    """One JSON document, strictly: no duplicate keys, no NaN/Infinity, bounded depth; a single
+    object (not a list) over the API server's size limit is refused before the strict parse."""
+    if len(text) > MAX_OBJECT_BYTES and not _leads_like_a_list(text):
+        # Large and not a dump (a List): a single object, which the API server would refuse by
+        # size before reading it. Where the leading fields cannot tell, C parsing does.
+        kind = _leading_kind(text)
+        if kind is None:
+            try:
+                kind = str(json.loads(text).get("kind", "")) if text.lstrip().startswith("{") else "List"
+            except (json.JSONDecodeError, RecursionError, ValueError, AttributeError):
+                kind = "List"  # let the strict parse say what is wrong
+        if not kind.endswith("List"):
+            raise DocumentError(f"is one object of {len(text):,} bytes, over the API server's "
+                                f"{MAX_OBJECT_BYTES:,}-byte limit for an object")
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
         raise DocumentError(f"nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise JsonSyntaxError(f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
-    _json_depth_ok(doc)
+    _check_json_items(doc)
     return doc
 
 
+def _check_json_items(doc: Any) -> None:
+    """Check a document; in a list, each item on its own, a bad one replaced by its error so
+    that the others are still read (``flatten`` reports it where it stood)."""
+    if not _is_list(doc) or not isinstance(doc.get("items"), list) or isinstance(doc, _Duplicated):
+        _json_checked(doc)
+        return
+    items = doc["items"]
+    for i, item in enumerate(items):
+        try:
+            _check_json_items(item)
+        except DocumentError as exc:
+            exc.path = f"items[{i}].{exc.path}" if exc.path else f"items[{i}]"
+            exc.obj = exc.obj or _object_name(item)
+            items[i] = exc
+    rest = {k: v for k, v in doc.items() if k != "items"}
+    _json_checked(rest)
+
+
+_SEPARATOR = re.compile(r"^---(?=[ \t\r]|$)", re.M)
+
+
+def _chunks(text: str) -> Iterator[tuple[int, str]]:
+    """The stream cut at every ``---`` line, as kubectl cuts it: (first line, text) of each."""
+    start, line = 0, 0
+    for m in _SEPARATOR.finditer(text):
+        if m.start() > start or (start == 0 and m.start() > 0):
+            chunk = text[start:m.start()]
+            yield line, chunk
+            line += chunk.count("\n")
+        start = m.start()
+    yield line, text[start:]
+
+
 def parse_yaml(text: str) -> Iterator[Any]:
-    """The documents of a YAML stream, strictly (see the module docstring); ``None`` for empty ones."""
-    loader = _StrictLoader(text)
+    """Each document of a YAML stream, strictly (see the module docstring): its value (``None``
+    for an empty one) or the :class:`DocumentError` that refuses it. The stream is cut at
+    ``---`` lines first, so a broken document does not take the ones after it."""
+    for offset, chunk in _chunks(text):
+        if not chunk.strip() or chunk.strip() == "---":
+            yield None
+            continue
+        yield from _parse_chunk(chunk, offset)
+
+
+def _parse_chunk(chunk: str, offset: int) -> Iterator[Any]:
+    loader = _StrictLoader(chunk)
+    aliases = "&" in chunk and "*" in chunk  # only anchors make aliases possible: the cheap test first
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 yield None
                 continue
-            # Only a document with anchors can hold aliases: the cheap test first.
-            if "&" in text and "*" in text:
-                written = _written_size(node)
-                expanded = _expanded_size(node)
-                if expanded > written * ALIAS_RATIO + ALIAS_SLACK:
-                    raise DocumentError(
-                        f"aliases expand {written:,} written nodes to {expanded:,}: refused as a resource bomb",
-                        node.start_mark.line + 1,
-                    )
-            else:
-                _expanded_size(node)  # depth only: without aliases it is the written size
             try:
+                if aliases:
+                    written = _written_size(node)
+                    expanded = _expanded_size(node)
+                    if expanded > written * ALIAS_RATIO + ALIAS_SLACK:
+                        raise DocumentError(
+                            f"aliases expand {written:,} written nodes to {expanded:,}: refused as a resource bomb",
+                            node.start_mark.line + 1,
+                        )
+                else:
+                    _expanded_size(node)  # depth only: without aliases it is the written size
                 yield loader.construct_document(node)
             except RecursionError:
-                raise DocumentError(f"nested deeper than {MAX_DEPTH} levels", node.start_mark.line + 1) from None
+                yield DocumentError(f"nested deeper than {MAX_DEPTH} levels", node.start_mark.line + 1 + offset)
+            except DocumentError as exc:
+                if exc.line is not None:
+                    exc.line += offset
+                yield exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        where = f" at line {mark.line + 1 + offset}, column {mark.column + 1}" if mark else ""
+        yield DocumentError(f"invalid YAML{where}: {problem}")
     finally:
         loader.dispose()
 
@@ -236,35 +428,56 @@ def _parse_text(text: str, name: str) -> Iterator[tuple[Source, Any] | ObjectErr
         return
     if name.endswith(".json") or text.lstrip().startswith(("{", "[")):
         try:
-            yield (Source(name, 0), parse_json(text))
-            return
+            doc = parse_json(text)
         except JsonSyntaxError as exc:
             if name.endswith(".json"):
-                yield ObjectError(Source(name, 0), "", "", f"{exc}{exc.where()}")
+                yield ObjectError(Source(name, 0), "", exc.path, f"{exc}{exc.where()}")
                 return
-            # Not JSON after all (YAML flow style starts with { or [ too): read it as YAML.
+            doc = _NOT_JSON  # YAML's flow style starts with { or [ too: read it as YAML
         except DocumentError as exc:
-            yield ObjectError(Source(name, 0), "", "", f"{exc}{exc.where()}")
+            yield ObjectError(Source(name, 0), exc.obj, exc.path, f"{exc}{exc.where()}")
             return
-    index = 0
+        if doc is not _NOT_JSON:
+            if not _objects_in(doc):
+                yield ObjectError(Source(name), "", "", "holds no objects (null, an empty object or an empty list)")
+            else:
+                yield (Source(name, 0), doc)
+            return
     found = 0
-    try:
-        for doc in parse_yaml(text):
-            if doc is not None:
-                found += 1
-                yield (Source(name, index), doc)
-            index += 1
-    except DocumentError as exc:
-        yield ObjectError(Source(name, index), "", "", f"{exc}{exc.where()}")
-        return
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        yield ObjectError(Source(name, index), "", "", f"invalid YAML{where}: {problem}")
-        return
+    empty = 0
+    for index, doc in enumerate(parse_yaml(text)):
+        if isinstance(doc, DocumentError):
+            yield ObjectError(Source(name, index), doc.obj, doc.path, f"{doc}{doc.where()}")
+            found += 1  # a document, if a bad one: the file was not empty
+        elif doc is not None:
+            found += _objects_in(doc)
+            yield (Source(name, index), doc)
+        else:
+            empty += 1
+            if empty > MAX_EMPTY_DOCUMENTS:
+                yield ObjectError(Source(name, index), "", "", f"holds more than {MAX_EMPTY_DOCUMENTS:,} empty "
+                                  "documents: refused as a resource bomb")
+                return
     if not found:
-        yield ObjectError(Source(name), "", "", "holds no objects (only comments, empty documents or null)")
+        yield ObjectError(
+            Source(name), "", "", "holds no objects (only comments, empty documents, null or empty lists)"
+        )
+
+
+_NOT_JSON = object()
+
+
+def _is_list(doc: Any) -> bool:
+    kind = doc.get("kind") if isinstance(doc, Mapping) else None
+    return isinstance(kind, str) and kind.endswith("List")
+
+
+def _objects_in(doc: Any) -> int:
+    """How many objects a document holds once lists are flattened (anything else counts as one)."""
+    if _is_list(doc):
+        items = doc.get("items")
+        return sum(_objects_in(item) for item in items) if isinstance(items, list) else int(items is not None)
+    return 0 if doc is None or doc == {} or doc == [] else 1
 
 
 def flatten(source: Source, doc: Any) -> Iterator[tuple[Source, Any] | ObjectError]:
@@ -280,7 +493,13 @@ def flatten(source: Source, doc: Any) -> Iterator[tuple[Source, Any] | ObjectErr
         if not isinstance(items, list):
             yield ObjectError(source, kind, "items", f"must be a list, not {type(items).__name__}")
             return
-        for item in items:
-            yield from flatten(source, item)
+        for i, item in enumerate(items):
+            if isinstance(item, Mapping):
+                yield from flatten(source, item)
+            elif isinstance(item, DocumentError):  # refused when read (see _check_json_items)
+                yield ObjectError(source, item.obj or kind, item.path, f"{item}{item.where()}")
+            else:
+                got = type(item).__name__
+                yield ObjectError(source, kind, f"items[{i}]", f"expected a Kubernetes object, got {got}")
     else:
         yield (source, doc)

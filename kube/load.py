@@ -30,9 +30,18 @@ _TABLES = {"Namespace": "namespaces", "Pod": "pods", "NetworkPolicy": "policies"
 API_VERSIONS = {"Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1", "Node": "v1"}
 
 
+# kubectl's short names and resource names: never a kind, but clearly meant as one.
+_SHORT_NAMES = {"ns": "Namespace", "po": "Pod", "no": "Node", "netpol": "NetworkPolicy"}
+
+
 def near_miss(kind: str) -> str | None:
-    """The kind the tools read that ``kind`` is probably a misspelling of (case, plural, a typo)."""
-    low = kind.lower()
+    """The kind the tools read (or ``List``) that ``kind`` is probably a misspelling of: case,
+    plural, a typo, a short name, a group written into the kind."""
+    low = kind.rpartition("/")[2].lower() if "/" in kind else kind.lower()
+    if low in _SHORT_NAMES:
+        return _SHORT_NAMES[low]
+    if low == "list" and kind != "List":
+        return "List"
     for known in KINDS:
         k = known.lower()
         plurals = {k + "s", k + "es", k[:-1] + "ies"}
@@ -73,7 +82,7 @@ class LoadResult:
         other = "not a kind these tools read"
         ignored = [{"kind": k, "count": n, "reason": other} for k, n in sorted(self.skipped.items())]
         ignored += [{"kind": k, "count": n, "reason": why} for (k, why), n in sorted(self.left_out.items())]
-        invalid = Counter(e.kind or "unknown" for e in self.errors)
+        invalid = Counter(e.kind or "unreadable document" for e in self.errors)
         return {
             "used": used,
             "implied": {"Namespace": sum(1 for n in c.namespaces if n.implicit)},

@@ -9,6 +9,7 @@ with its field path; an object with any problem is rejected as a whole.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -58,13 +59,18 @@ class Problems:
 
 
 def check_fields(raw: Mapping[str, Any], kind: str, problems: Problems) -> None:
-    """Report every field of ``raw`` that the API's ``kind`` does not have."""
+    """Report every field of ``raw`` that the API's ``kind`` does not have, and every value of
+    the wrong type, where the parser has not said something about that field already."""
+    said = {e.path for e in problems.errors}
     for path, message in unknown_fields(raw, kind):
-        problems.add(path, message)
+        if path not in said:
+            problems.add(path, message)
 
 
-def _quote(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+def _quote(value: Any, limit: int = 100) -> str:
+    """A value for a message, clipped: a 50 MB label value must not become a 50 MB error."""
+    text = json.dumps(value, default=str) if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _mapping(value: Any, path: str, problems: Problems, *, required: bool = False) -> Mapping[str, Any]:
@@ -321,7 +327,23 @@ def _metadata(raw: Mapping[str, Any], problems: Problems, *, namespaced: bool) -
             problems.add("metadata.namespace", f"{_quote(namespace)} is not a valid namespace name")
             namespace = str(namespace)
     labels = parse_labels(meta.get("labels"), "metadata.labels", problems)
+    _check_annotations(meta.get("annotations"), problems)
     return name, namespace, labels, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+
+
+MAX_ANNOTATIONS_BYTES = 256 * 1024  # the API server's limit on all annotations of an object
+
+
+def _check_annotations(raw: Any, problems: Problems) -> None:
+    """Annotation keys are label-like keys; all of them together at most 256 KiB."""
+    if not isinstance(raw, Mapping):
+        return  # null or absent; a wrong type is reported by the field check
+    total = 0
+    for key, value in raw.items():
+        check_label_key(key, "metadata.annotations", problems)
+        total += len(str(key)) + (len(value) if isinstance(value, str) else 0)
+    if total > MAX_ANNOTATIONS_BYTES:
+        problems.add("metadata.annotations", f"total size {total:,} bytes is over the {MAX_ANNOTATIONS_BYTES:,} limit")
 
 
 def object_name(raw: Any) -> str:
@@ -329,13 +351,14 @@ def object_name(raw: Any) -> str:
     if not isinstance(raw, Mapping):
         return "object"
     kind = raw.get("kind") if isinstance(raw.get("kind"), str) else "object"
-    return f"{kind} {raw_key(kind, raw)}"
+    name = f"{kind} {raw_key(kind, raw)}"
+    # A name with a newline or a control character must not break the message it is in.
+    return name if name.isprintable() else json.dumps(name)[1:-1]
 
 
 def parse_network_policy(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> NetworkPolicy:
     """Validate and default a NetworkPolicy; raises ``ParseFailure`` listing every problem."""
     problems = Problems()
-    check_fields(raw, "NetworkPolicy", problems)
     name, namespace, _labels, uid, rv = _metadata(raw, problems, namespaced=True)
     spec = _mapping(raw.get("spec"), "spec", problems)
     selector = parse_selector(spec.get("podSelector"), "spec.podSelector", problems)
@@ -354,6 +377,7 @@ def parse_network_policy(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> 
             else:
                 seen.append(t)
         types = tuple(t for t in (INGRESS, EGRESS) if t in seen)
+    check_fields(raw, "NetworkPolicy", problems)
     if problems.errors:
         raise ParseFailure(problems.errors)
     return NetworkPolicy(namespace, name, selector, ingress, egress, types, uid, rv, source)
@@ -365,6 +389,9 @@ def _ip(raw: Any, path: str, problems: Problems) -> str | None:
     if not isinstance(raw, str):  # ip_address() would take 167772161 for 10.0.0.1
         problems.add(path, f"must be a string, not {type(raw).__name__} {_quote(raw)}")
         return None
+    if "%" in raw:  # ip_address() takes a zone (fe80::1%eth0); a pod address has none
+        problems.add(path, f"{_quote(raw)} is not a valid IP address (no zone allowed)")
+        return None
     try:
         return str(ipaddress.ip_address(raw))
     except ValueError:
@@ -375,7 +402,6 @@ def _ip(raw: Any, path: str, problems: Problems) -> str | None:
 def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
     """Read the parts of a Pod that policy depends on. The IP may be empty (allocated later)."""
     problems = Problems()
-    check_fields(raw, "Pod", problems)
     name, namespace, labels, uid, _rv = _metadata(raw, problems, namespaced=True)
     spec = _mapping(raw.get("spec"), "spec", problems)
     status = _mapping(raw.get("status"), "status", problems)
@@ -386,6 +412,12 @@ def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
         value = _ip(_mapping(entry, f"status.podIPs[{i}]", problems).get("ip"), f"status.podIPs[{i}].ip", problems)
         if value:
             ips.append(value)
+    if len(set(ips)) != len(ips):
+        problems.add("status.podIPs", "holds the same address twice")
+    if len({ipaddress.ip_address(a).version for a in ips}) != len(ips):
+        problems.add("status.podIPs", "may hold at most one address of each family (IPv4, IPv6)")
+    if ip is not None and ips and ips[0] != ip:
+        problems.add("status.podIPs[0].ip", f"must equal status.podIP {_quote(ip)}")
     if ip is None and ips:
         ip = ips[0]
     if ip and ip not in ips:
@@ -419,6 +451,7 @@ def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
                 problems.add(f"{ppath}.name", f"{_quote(pname)} is not a valid port name")
                 continue
             ports.append(ContainerPort(number, protocol, pname))
+    check_fields(raw, "Pod", problems)
     if problems.errors:
         raise ParseFailure(problems.errors)
     return Pod(
@@ -440,10 +473,10 @@ def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
 def parse_namespace(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Namespace:
     """Read a Namespace and add the API server's ``kubernetes.io/metadata.name`` label."""
     problems = Problems()
-    check_fields(raw, "Namespace", problems)
     name, _ns, labels, _uid, _rv = _metadata(raw, problems, namespaced=False)
     if name and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
         problems.add("metadata.name", f"{_quote(name)} is not a valid namespace name (a DNS label, at most 63)")
+    check_fields(raw, "Namespace", problems)
     if problems.errors:
         raise ParseFailure(problems.errors)
     return Namespace(name, labels.with_label(NAMESPACE_NAME_LABEL, name), source=source)
@@ -452,7 +485,6 @@ def parse_namespace(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Names
 def parse_node(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Node:
     """Read a Node's name and InternalIP."""
     problems = Problems()
-    check_fields(raw, "Node", problems)
     name, _ns, _labels, _uid, _rv = _metadata(raw, problems, namespaced=False)
     status = _mapping(raw.get("status"), "status", problems)
     ip = ""
@@ -460,6 +492,7 @@ def parse_node(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Node:
         data = _mapping(addr, f"status.addresses[{i}]", problems)
         if data.get("type") == "InternalIP" and not ip:
             ip = _ip(data.get("address"), f"status.addresses[{i}].address", problems) or ""
+    check_fields(raw, "Node", problems)
     if problems.errors:
         raise ParseFailure(problems.errors)
     return Node(name, ip, source=source, ip_from="InternalIP" if ip else "")

@@ -18,18 +18,24 @@ import kubernetes
 from kubernetes.client import models
 
 ROOTS = ("V1NetworkPolicy", "V1Pod", "V1Namespace", "V1Node")
+SCALARS = {"str": "str", "int": "int", "bool": "bool", "float": "number", "datetime": "datetime"}
+# Quantities ("1", 1, "500m") are strings in the client's models but numbers are accepted too.
+QUANTITIES = {"sizeLimit", "divisor"}
 OUT = Path(__file__).resolve().parents[1] / "kube" / "fields.json"
 _LIST = re.compile(r"^(?:list|List)\[(.+)\]$")
 _MAP = re.compile(r"^(?:dict\(str, (.+)\)|Dict\[str, (.+)\])$")
 
 
 def normalise(type_name: str) -> str:
-    """``V1Foo`` | ``list:<type>`` | ``map:<type>`` | ``scalar`` (anything the reader does not descend into)."""
+    """``V1Foo`` | ``list:<type>`` | ``map:<type>`` | a scalar: ``str``, ``int``, ``bool``,
+    ``number``, ``datetime``, or ``any`` (int-or-string, free-form objects, quantities)."""
     if m := _LIST.match(type_name):
         return "list:" + normalise(m.group(1))
     if m := _MAP.match(type_name):
         return "map:" + normalise(m.group(1) or m.group(2))
-    return type_name if hasattr(models, type_name) else "scalar"
+    if hasattr(models, type_name):
+        return type_name
+    return SCALARS.get(type_name, "any")
 
 
 def main() -> None:
@@ -41,10 +47,11 @@ def main() -> None:
             continue
         cls = getattr(models, name)
         fields = {cls.attribute_map[attr]: normalise(kind) for attr, kind in cls.openapi_types.items()}
+        fields.update({f: "any" for f in QUANTITIES & set(fields)})
         table[name] = dict(sorted(fields.items()))
         for kind in fields.values():
             inner = kind.split(":")[-1]
-            if inner != "scalar":
+            if hasattr(models, inner):
                 todo.append(inner)
     doc = {"client": kubernetes.__version__, "roots": list(ROOTS), "types": dict(sorted(table.items()))}
     OUT.write_text(json.dumps(doc, indent=0, sort_keys=False) + "\n")

@@ -259,13 +259,15 @@ def run_cli(
 
 
 def _write_50mb_label_value(path: Path) -> None:
+    # Inside a List, so that the object-size limit (3 MiB, for a file holding one object) does
+    # not refuse it first: the label check must, with a message of bounded size.
     policy = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {"name": "huge", "namespace": "prod", "labels": {"app": "w" * 50_000_000}},
         "spec": {"podSelector": {}},
     }
-    path.write_text(json.dumps(policy))
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy]}))
 
 
 def _write_50mb_annotation(path: Path) -> None:
@@ -311,7 +313,7 @@ def _write_deep_json(depth: int) -> Callable[[Path], None]:
 
 # name -> (writer, field the error must name or None, why)
 GENERATED: dict[str, tuple[Callable[[Path], None], str | None, str]] = {
-    "gen-50mb-label-value.json": (_write_50mb_label_value, "metadata.labels", "a 50 MB label value"),
+    "gen-50mb-label-value.json": (_write_50mb_label_value, "metadata.labels", "a 50 MB label value in a List"),
     "gen-50mb-annotation.json": (_write_50mb_annotation, None, "a 50 MB annotation (the API's limit is 256 KiB)"),
     "gen-50mb-ingress-rules.json": (_write_50mb_ingress_rules, None, "one 50 MB NetworkPolicy (request limit 3 MiB)"),
     "gen-50mb-separators.yaml": (_write_50mb_separators, None, "12.5 million empty documents"),
