@@ -127,6 +127,25 @@ def _diff_options(parser: argparse.ArgumentParser) -> None:
     add_port_option(parser, PORT_HELP)
     parser.add_argument("-o", "--output", choices=["text", "json", "markdown", "html", "dot"], default="text")
     parser.add_argument("--fail-on", choices=["gained", "lost", "any"], help="exit 1 when there are such changes")
+    parser.add_argument(
+        "--no-outside",
+        dest="outside",
+        action="store_false",
+        help="compare pods with pods only; by default nodes (node/NAME) and the blocks of outside addresses "
+        "that ipBlocks tell apart (written as CIDRs) are endpoints too, on the ports the pods declare and "
+        "the ports the policies name",
+    )
+
+
+def _outside(args: argparse.Namespace, before: Cluster, after: Cluster) -> dict[str, Any]:
+    """The outside endpoints and their ports for ``diff_states`` (none with --no-outside)."""
+    if not args.outside:
+        return {}
+    from simulator.outside import outside_endpoints
+    from simulator.whatif import policy_ports
+
+    endpoints = outside_endpoints([before, after])
+    return {"outside": endpoints, "outside_ports": policy_ports([before, after])}
 
 
 def _deletion(text: str) -> Deletion:
@@ -177,7 +196,7 @@ def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     started = time.perf_counter()
     print(f"comparing {len(before.pods)} -> {len(after.pods)} pods on {len(ports)} port(s)...", file=sys.stderr)
     state_b, state_a, update = evaluate_change(before, after, ports)
-    diff = diff_states(state_b, state_a, ports, declared_only=declared_only)
+    diff = diff_states(state_b, state_a, ports, declared_only=declared_only, **_outside(args, before, after))
     print(f"{update.mode} evaluation in {time.perf_counter() - started:.3f} s", file=sys.stderr)
     return _write_diff(diff, args, out)
 
@@ -194,7 +213,7 @@ def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     ports, declared_only = choose_ports([before, after], args.port)
     started = time.perf_counter()
     state_b, state_a, update = evaluate_change(before, after, ports)
-    diff = diff_states(state_b, state_a, ports, declared_only=declared_only)
+    diff = diff_states(state_b, state_a, ports, declared_only=declared_only, **_outside(args, before, after))
     print(f"{update.mode} re-evaluation of {', '.join(update.namespaces) or 'nothing'}: "
           f"{update.seconds * 1000:.1f} ms; evaluation and diff in {time.perf_counter() - started:.3f} s",
           file=sys.stderr)

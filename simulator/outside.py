@@ -126,3 +126,25 @@ def _representative(intervals: Sequence[tuple[int, int]], taken: set[int]) -> in
                 if candidate not in taken:
                     return candidate
     return None
+
+
+@dataclass(frozen=True)
+class OutsideEndpoint:
+    """An endpoint outside the pods: a block of addresses (written as its CIDRs) or a node
+    (written ``node/<name>``), evaluated at ``address``."""
+
+    names: tuple[str, ...]
+    address: str
+    node: str = ""  # the node's name, for a node
+
+
+def outside_endpoints(clusters: Sequence[Cluster]) -> list[OutsideEndpoint]:
+    """The nodes with a known address, then the blocks of outside addresses, for ``clusters``."""
+    nodes: dict[str, str] = {}
+    for cluster in clusters:
+        for node in cluster.nodes:
+            if node.ip and ":" not in node.ip:
+                nodes[node.name] = node.ip  # the last state's address where they differ
+    out = [OutsideEndpoint((f"node/{name}",), ip, name) for name, ip in sorted(nodes.items())]
+    out += [OutsideEndpoint(b.cidrs, b.representative) for b in outside_blocks(clusters)]
+    return out

@@ -34,6 +34,7 @@ import numpy as np
 from kube.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Pod, PortSpec
 from simulator import semantics
 from simulator.classes import ClassTable
+from simulator.outside import OutsideEndpoint
 
 
 class State(Protocol):
@@ -214,14 +215,20 @@ def explain_change(
     for direction in (EGRESS, INGRESS):
         vb = before.direction(*pair_before, spec, direction)
         va = after.direction(*pair_after, spec, direction)
-        if vb.allowed == va.allowed:
-            continue
-        allowed_side, denied_side = (va, vb) if gained else (vb, va)
-        if allowed_side.rule is not None:
-            out.append(rule_text(allowed_side.rule))
-        else:  # allowed because not isolated: name the policies isolating on the other side
-            out.extend(f"{p} isolates {direction.lower()}" for p in denied_side.policies)
+        out += _direction_change(vb, va, gained, direction)
     return tuple(out)
+
+
+def _direction_change(
+    vb: semantics.DirectionVerdict, va: semantics.DirectionVerdict, gained: bool, direction: str
+) -> list[str]:
+    """The allowing rule on the allowed side, or the isolating policies on the denied side."""
+    if vb.allowed == va.allowed:
+        return []
+    allowed_side, denied_side = (va, vb) if gained else (vb, va)
+    if allowed_side.rule is not None:
+        return [rule_text(allowed_side.rule)]
+    return [f"{p} isolates {direction.lower()}" for p in denied_side.policies]
 
 
 def rule_text(ref: semantics.RuleRef) -> str:
@@ -235,11 +242,22 @@ def _members(joint: np.ndarray, count: int) -> list[np.ndarray]:
     return [order[bounds[i] : bounds[i + 1]] for i in range(count)]
 
 
-def diff_states(before: State, after: State, ports: Sequence[PortSpec], *, declared_only: bool = False) -> Diff:
+def diff_states(
+    before: State,
+    after: State,
+    ports: Sequence[PortSpec],
+    *,
+    declared_only: bool = False,
+    outside: Sequence[OutsideEndpoint] = (),
+    outside_ports: Sequence[PortSpec] = (),
+) -> Diff:
     """Connections gained and lost from ``before`` to ``after`` (see the module docstring).
 
     With ``declared_only`` a destination is compared only on the ports its containers
     declare (as ``npm-sim reach`` does without ``--port``); otherwise on every port.
+    ``outside`` endpoints (nodes, blocks of outside addresses: ``simulator.outside``) are
+    compared with every pod both ways, on ``ports`` and ``outside_ports`` (e.g. the ports the
+    policies name, which no pod may declare); a block is written as one row per CIDR.
     """
     started = time.perf_counter()
     tb, ta = before.classes, after.classes
@@ -288,6 +306,13 @@ def diff_states(before: State, after: State, ports: Sequence[PortSpec], *, decla
                         out.append(Change(ps.key, pd.key, spec.port, spec.protocol, because))
         gained += _lonely(after, added, spec, "added", declared_only)
         lost += _lonely(before, deleted, spec, "deleted", declared_only)
+    for spec in dict.fromkeys([*ports, *outside_ports]) if outside else ():
+        for endpoint in outside:
+            g, lo = _outside_flips(before, after, spec, endpoint, (ib, ia, jb, ja, members), attr, declared_only)
+            gained += g
+            lost += lo
+            gained += _outside_lonely(after, added, spec, endpoint, "added", declared_only)
+            lost += _outside_lonely(before, deleted, spec, endpoint, "deleted", declared_only)
 
     key = _sort_key
     return Diff(
@@ -299,6 +324,96 @@ def diff_states(before: State, after: State, ports: Sequence[PortSpec], *, decla
         policy_changes(before.cluster, after.cluster),
         time.perf_counter() - started,
     )
+
+
+def policy_ports(clusters: Sequence[Cluster]) -> list[PortSpec]:
+    """The numbered ports the rules of ``clusters`` name (an endPort range by its first port):
+    the ports on which traffic to and from outside addresses can change."""
+    found: dict[PortSpec, None] = {}
+    for cluster in clusters:
+        for policy in cluster.policies:
+            for rule in (*policy.ingress, *policy.egress):
+                for entry in rule.ports:
+                    if isinstance(entry.port, int):
+                        found[PortSpec(entry.port, entry.protocol)] = None
+    return sorted(found, key=lambda s: (s.protocol, s.port))
+
+
+def _engine(state: State) -> Any:
+    """The Simulator behind a state (an IncrementalSimulator wraps one)."""
+    return getattr(state, "sim", state)
+
+
+def _outside_rows(
+    endpoint: OutsideEndpoint, pod: Pod, spec: PortSpec, egress: bool, because: tuple[str, ...]
+) -> list[Change]:
+    return [
+        Change(pod.key, name, spec.port, spec.protocol, because) if egress
+        else Change(name, pod.key, spec.port, spec.protocol, because)
+        for name in endpoint.names
+    ]
+
+
+def _outside_flips(
+    before: State,
+    after: State,
+    spec: PortSpec,
+    endpoint: OutsideEndpoint,
+    joint: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]],
+    attr: _Attributor,
+    declared_only: bool,
+) -> tuple[list[Change], list[Change]]:
+    """Connections between the pods present in both states and ``endpoint`` that flipped."""
+    ib, ia, jb, ja, members = joint
+    ext = semantics.External(endpoint.address)
+    ing_b, eg_b = _engine(before).external(endpoint.address, spec)
+    ing_a, eg_a = _engine(after).external(endpoint.address, spec)
+    serves = (_serves(before.classes, spec)[jb] | _serves(after.classes, spec)[ja]) if declared_only else None
+    gained: list[Change] = []
+    lost: list[Change] = []
+    pods_b, pods_a = before.classes.pods, after.classes.pods
+    for egress, vb, va in ((True, eg_b[jb], eg_a[ja]), (False, ing_b[jb], ing_a[ja])):
+        direction = EGRESS if egress else INGRESS
+        for x in np.flatnonzero(vb != va).tolist():
+            if not egress and serves is not None and not serves[x]:
+                continue  # not a port this pod declares
+            is_gain = bool(va[x])
+            rep_b, rep_a = before.classes.reps[int(jb[x])], after.classes.reps[int(ja[x])]
+            pair_b, pair_a = ((rep_b, ext), (rep_a, ext)) if egress else ((ext, rep_b), (ext, rep_a))
+            because = tuple(_direction_change(
+                attr.scoped_before.direction(*pair_b, spec, direction),
+                attr.scoped_after.direction(*pair_a, spec, direction),
+                is_gain,
+                direction,
+            ))
+            for m in members[x].tolist():
+                pod = pods_b[ib[m]] if is_gain else pods_a[ia[m]]
+                if endpoint.node and pod.node == endpoint.node:
+                    continue  # a pod and its own node always reach each other
+                rows = _outside_rows(endpoint, pod, spec, egress, (*because, *attr.objects(pod.key, pod.key)))
+                (gained if is_gain else lost).extend(rows)
+    return gained, lost
+
+
+def _outside_lonely(
+    state: State, pods: list[Pod], spec: PortSpec, endpoint: OutsideEndpoint, what: str, declared_only: bool
+) -> list[Change]:
+    """The allowed connections between ``endpoint`` and pods present in ``state`` only."""
+    if not pods:
+        return []
+    t = state.classes
+    ing, eg = _engine(state).external(endpoint.address, spec)
+    serves = _serves(t, spec) if declared_only else None
+    out: list[Change] = []
+    for pod in pods:
+        c = int(t.pod_class[t.pod_index[pod.key]])
+        local = bool(endpoint.node) and pod.node == endpoint.node
+        because = (f"pod {pod.key} {what}",)
+        if eg[c] or local:
+            out += _outside_rows(endpoint, pod, spec, True, because)
+        if (ing[c] or local) and (serves is None or serves[c]):
+            out += _outside_rows(endpoint, pod, spec, False, because)
+    return out
 
 
 def _flips(

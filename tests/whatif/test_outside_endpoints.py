@@ -1,0 +1,72 @@
+"""diff and what-if count connections to and from outside addresses and nodes, not only pods."""
+
+from __future__ import annotations
+
+import json
+
+from whatif_helpers import run, write
+
+from kube.manifests import container_port, namespace, node, pod, policy
+
+WEB = [container_port(80, name="http")]
+CLUSTER = [
+    namespace("shop"),
+    node("n1", "172.18.0.2"),
+    pod("shop", "web", {"app": "web"}, ip="10.244.0.5", node="n1", ports=WEB),
+    pod("shop", "api", {"app": "api"}, ip="10.244.0.6", node="n1", ports=WEB),
+    policy("shop", "default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+    policy("shop", "api-to-payments", {
+        "podSelector": {"matchLabels": {"app": "api"}},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [{"port": 443}]}],
+    }),
+    policy("shop", "web-from-internet", {
+        "podSelector": {"matchLabels": {"app": "web"}},
+        "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}]}],
+    }),
+]
+
+
+def test_deleting_the_only_egress_to_an_outside_range_is_a_lost_connection(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path / "c.yaml", CLUSTER)
+    code, out, err = run(capsys, "what-if", "-f", path, "--delete", "networkpolicy/shop/api-to-payments",
+                         "--fail-on", "lost", "-o", "json")
+    assert code == 1, err  # a CI gate on lost connections fails
+    lost = json.loads(out)["lost"]
+    rows = {(c["src"], c["dst"], c["port"], c["protocol"]) for c in lost}
+    assert rows == {("shop/api", "203.0.113.0/24", 443, "TCP")}
+    assert lost[0]["because"] == ["shop/api-to-payments egress[0]"]
+
+
+def test_deleting_ingress_from_the_internet_says_the_internet_lost_the_port(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path / "c.yaml", CLUSTER)
+    code, out, err = run(capsys, "what-if", "-f", path, "--delete", "networkpolicy/shop/web-from-internet",
+                         "-o", "json")
+    assert code == 0, err
+    lost = json.loads(out)["lost"]
+    sources = {c["src"] for c in lost if c["dst"] == "shop/web" and c["port"] == 80}
+    assert "203.0.113.0/24" in sources and "8.0.0.0/7" in sources  # the internet, CIDR by CIDR
+    assert not any(s.startswith("10.") for s in sources)  # the excepted range never had it
+    assert "node/n1" not in sources  # a node always reaches its own pods: nothing lost
+
+
+def test_no_outside_compares_pods_only(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path / "c.yaml", CLUSTER)
+    code, out, _err = run(capsys, "what-if", "-f", path, "--delete", "networkpolicy/shop/api-to-payments",
+                          "--no-outside", "-o", "json")
+    assert code == 0 and json.loads(out) == {"gained": [], "lost": []}
+
+
+def test_a_new_egress_to_another_node_is_a_gained_connection(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cluster = [*CLUSTER, node("n2", "172.18.0.3")]
+    allow = policy("shop", "api-to-n2", {
+        "podSelector": {"matchLabels": {"app": "api"}},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": [{"ipBlock": {"cidr": "172.18.0.3/32"}}], "ports": [{"port": 10250}]}],
+    })
+    path = write(tmp_path / "c.yaml", cluster)
+    new = write(tmp_path / "new.yaml", [allow])
+    code, out, err = run(capsys, "what-if", "-f", path, "--apply", new, "-o", "json")
+    assert code == 0, err
+    gained = {(c["src"], c["dst"], c["port"]) for c in json.loads(out)["gained"]}
+    assert ("shop/api", "node/n2", 10250) in gained
