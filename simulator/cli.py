@@ -23,6 +23,7 @@ from simulator.cli_common import (
     input_options,
     load,
     port_type,
+    with_inputs,
 )
 from simulator.cli_whatif import add_whatif_commands
 from simulator.memory import TooLarge, out_of_memory
@@ -189,7 +190,7 @@ def cmd_explain(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.output == "json":
-        out.write(json.dumps(result.to_json(), indent=2) + "\n")
+        out.write(json.dumps(with_inputs(result.to_json(), args), indent=2) + "\n")
     else:
         out.write(result.render() + "\n")
     return EXIT_OK if result.allowed else EXIT_FAIL

@@ -106,7 +106,17 @@ def load(args: argparse.Namespace, stdin: TextIO | None = None) -> Cluster:
             raise UsageError(f"cannot read the live cluster: {exc}") from None
     else:
         raise UsageError("no input: give -f PATH (file, directory or -) or --kubeconfig/--context")
+    args.inputs = result.inputs()
     return accept(result, args.skip_invalid)
+
+
+def with_inputs(doc: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``doc`` with the ``inputs`` accounting of the loads beside its own keys (JSON outputs)."""
+    inputs = getattr(args, "inputs", None)
+    after = getattr(args, "inputs_after", None)
+    if inputs is not None:
+        doc["inputs"] = {"before": inputs, "after": after} if after is not None else inputs
+    return doc
 
 
 def accept(result: LoadResult, skip_invalid: bool) -> Cluster:
@@ -154,4 +164,5 @@ __all__ = [
     "input_options",
     "load",
     "port_type",
+    "with_inputs",
 ]

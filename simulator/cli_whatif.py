@@ -25,6 +25,7 @@ from simulator.cli_common import (
     add_port_option,
     add_skip_invalid_option,
     choose_ports,
+    with_inputs,
 )
 from simulator.lint_kinds import KINDS as LINT_KINDS
 from simulator.whatif_load import Deletion
@@ -159,7 +160,7 @@ def _write_diff(diff: Diff, args: argparse.Namespace, out: TextIO) -> int:
     from simulator import diff_render, html_report
 
     if args.output == "json":
-        out.write(diff_render.render_json(diff))
+        out.write(json.dumps(with_inputs(diff.to_json(), args), indent=2) + "\n")
     elif args.output == "markdown":
         out.write(diff_render.to_markdown(diff))
     elif args.output == "html":
@@ -191,6 +192,7 @@ def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     from simulator.whatif import diff_states
 
     result = load_paths(args.after, pod_cidr=args.pod_cidr)
+    args.inputs_after = result.inputs()
     after = accept(result, args.skip_invalid)
     ports, declared_only = choose_ports([before, after], args.port)
     started = time.perf_counter()
@@ -209,6 +211,7 @@ def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     from simulator.whatif_load import overlay_cluster
 
     result = overlay_cluster(before, apply=args.apply, deletions=args.delete, pod_cidr=args.pod_cidr)
+    args.inputs_after = result.inputs()
     after = accept(result, args.skip_invalid)
     ports, declared_only = choose_ports([before, after], args.port)
     started = time.perf_counter()
@@ -226,7 +229,10 @@ def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     started = time.perf_counter()
     findings = lint.lint(cluster)
     print(f"linted {len(cluster.policies)} policies in {time.perf_counter() - started:.3f} s", file=sys.stderr)
-    out.write(lint.render_json(findings) if args.output == "json" else lint.to_text(findings))
+    if args.output == "json":
+        out.write(json.dumps(with_inputs(lint.to_json(findings), args), indent=2) + "\n")
+    else:
+        out.write(lint.to_text(findings))
     return EXIT_FAIL if lint.failed(findings, args.fail_on) else EXIT_OK
 
 
@@ -248,7 +254,7 @@ def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int
     cg = exposure.build(sim, ports)
     result = exposure.from_pod(cg, source, hops=args.hops) if source else exposure.ranking(cg, top=args.top)
     if args.output == "json":
-        out.write(json.dumps(result, indent=2) + "\n")
+        out.write(json.dumps(with_inputs(result, args), indent=2) + "\n")
     elif args.output in ("html", "dot"):
         graph = _pod_graph(cg, cluster, result if source else None)
         if args.output == "dot":

@@ -380,9 +380,14 @@ def to_text(findings: Sequence[Finding]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_json(findings: Sequence[Finding]) -> str:
+def to_json(findings: Sequence[Finding]) -> dict[str, object]:
+    """``{"findings": [...], "counts": {...}}``."""
     counts = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
-    return json.dumps({"findings": [f.to_json() for f in findings], "counts": counts}, indent=2) + "\n"
+    return {"findings": [f.to_json() for f in findings], "counts": counts}
 
 
-__all__ = ["Finding", "Linter", "failed", "lint", "render_json", "to_text"]
+def render_json(findings: Sequence[Finding]) -> str:
+    return json.dumps(to_json(findings), indent=2) + "\n"
+
+
+__all__ = ["Finding", "Linter", "failed", "lint", "render_json", "to_json", "to_text"]
