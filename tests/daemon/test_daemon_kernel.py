@@ -8,6 +8,7 @@ from inside the node namespace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,8 +45,9 @@ def base_objects() -> list[dict[str, Any]]:
     return objs
 
 
-@pytest.fixture
-def node() -> Iterator[Any]:
+@contextlib.contextmanager
+def daemon_node() -> Iterator[Any]:
+    """Node n1 with PODS, each serving TCP 80 (the daemon and image tests' virtual node)."""
     from conformance.netns.topology import Topology
 
     with Topology() as topo:
@@ -54,7 +56,12 @@ def node() -> Iterator[Any]:
             topo.add_pod("n1", f"{ns}/{name}", ip, (ContainerPort(80),), wait=False)
         topo.wait_ready([f"{ns}/{name}" for ns, name, _ip, _l in PODS])
         yield topo
-        # Leave no rules behind in the (deleted anyway) namespace's kernel tables.
+
+
+@pytest.fixture
+def node() -> Iterator[Any]:
+    with daemon_node() as topo:
+        yield topo
 
 
 def start_daemon(topo: Any, *args: str, log: Path) -> subprocess.Popen[bytes]:

@@ -86,22 +86,34 @@ def test_ipset_restore_stopping_at_the_first_line_fails_the_apply_without_killin
 
 def test_a_change_that_fails_half_way_leaves_no_new_sets_behind(node, tmp_path):
     topo = node
-    cluster = manifests(tmp_path / "cluster.yaml")
+    # Ten namespaces, each with a pod and a deny-all: ten namespace sets no single policy owns.
+    docs: list[dict[str, Any]] = []
+    for i in range(10):
+        docs += [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"n{i}"}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": f"n{i}"},
+             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+             "status": {"phase": "Running", "podIP": f"10.3.0.{i + 1}"}},
+            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": "deny", "namespace": f"n{i}"}, "spec": {"podSelector": {}}},
+        ]
+    cluster = tmp_path / "namespaces.yaml"
+    cluster.write_text(yaml.safe_dump_all(docs))
     assert azure_npm(topo, "apply", "-f", str(cluster), "--node-name", "n1").returncode == 0
     names = our_sets(topo)
     assert azure_npm(topo, "cleanup").returncode == 0
-    # Only the set created last collides (sets are created in name order, lists after the
-    # hash sets): every set before it in the payload is created first.
-    hashes = sorted(n for n, k in names.items() if k != "list:set")
-    lists = sorted(n for n, k in names.items() if k == "list:set")
-    last = (lists or hashes)[-1]
+    # The last shared set in creation order (hash sets by name, lists after) collides, so the
+    # whole change fails after the sets before it were created.
+    owned = set().union(*translate_file(cluster).sets_of_policy.values())
+    order = sorted(names, key=lambda n: (names[n] == "list:set", n))
+    last = [n for n in order if n not in owned][-1]
+    assert order.index(last) > 0
     squat(topo, {last: names[last]})
-    assert len(names) > 2
     squatters = our_sets(topo)
 
     res = azure_npm(topo, "apply", "-f", str(cluster), "--node-name", "n1")
     assert res.returncode == 1
-    assert our_sets(topo) == squatters  # the hash sets created before the failure are gone again
+    assert our_sets(topo) == squatters  # the sets created before the failure are gone again
 
 
 def test_cleanup_names_the_foreign_rule_that_holds_one_of_our_sets_and_removes_the_rest(node, tmp_path):
@@ -160,6 +172,13 @@ def translated(path: Path, exclude: str = "") -> dict[str, Any]:
     cluster = load_paths([str(path)], allocate_ips=False).cluster
     kept = tuple(p for p in cluster.policies if p.key != exclude)
     return dict(translate(replace(cluster, policies=kept)).sets)
+
+
+def translate_file(path: Path) -> Any:
+    from kube.load import load_paths
+    from npm.dataplane.translate import translate
+
+    return translate(load_paths([str(path)], allocate_ips=False).cluster)
 
 
 def names_used_by(topo: Any, path: Path, exclude: str) -> list[str]:

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from conformance.netns.container import DaemonSetContainer, daemonset_container, engine_env, run_prefix, unavailable
-from kube.model import ContainerPort
-from tests.daemon.test_daemon_kernel import PODS
+from tests.daemon.test_daemon_kernel import daemon_node
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 900  # a cold build (debootstrap, every wheel) takes 1.5 min here; reruns take a second
@@ -53,13 +52,7 @@ def image() -> str:
 @pytest.fixture
 def node() -> Iterator[Any]:
     """Node n1 with the daemon tests' pods, serving TCP 80 (``tests/daemon/test_daemon_kernel.py``)."""
-    from conformance.netns.topology import Topology
-
-    with Topology() as topo:
-        topo.add_node("n1")
-        for ns, name, ip, _labels in PODS:
-            topo.add_pod("n1", f"{ns}/{name}", ip, (ContainerPort(80),), wait=False)
-        topo.wait_ready([f"{ns}/{name}" for ns, name, _ip, _labels in PODS])
+    with daemon_node() as topo:
         yield topo
 
 
