@@ -225,14 +225,20 @@ class _Duplicated(dict):  # type: ignore[type-arg]
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            marked = _Duplicated(out)
-            marked.duplicate = key
-            return marked
-        out[key] = value
-    return out
+    out = dict(pairs)
+    if len(out) == len(pairs):  # the common case: one C call, no Python loop
+        return out
+    seen: set[str] = set()
+    duplicate = next(k for k, _v in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    marked = _Duplicated(out)
+    marked.duplicate = duplicate
+    _FOUND.append(marked)
+    return marked
+
+
+# What the parse hooks marked (duplicated objects, NaN/Infinity), so that the walk that locates
+# them runs only when there is something to locate. Parsing is not reentrant here.
+_FOUND: list[Any] = []
 
 
 class _Constant(str):
@@ -240,7 +246,9 @@ class _Constant(str):
 
 
 def _no_constants(name: str) -> Any:
-    return _Constant(name)
+    marked = _Constant(name)
+    _FOUND.append(marked)
+    return marked
 
 
 _PAIR = re.compile(r'\s*[{,]\s*"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"|[\[{])')
@@ -290,12 +298,15 @@ def parse_json(text: str) -> Any:
             raise DocumentError(f"is one object of {len(text):,} bytes, over the API server's "
                                 f"{MAX_OBJECT_BYTES:,}-byte limit for an object")
     try:
+        _FOUND.clear()
         doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
         raise DocumentError(f"nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise JsonSyntaxError(f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
-    _check_json_items(doc)
+    if _FOUND:  # json's own recursion limit bounds the depth of what parsed at all
+        _FOUND.clear()
+        _check_json_items(doc)
     return doc
 
 
