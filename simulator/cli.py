@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also include this external address as a source and destination (repeatable); "
         "it is checked on every listed port",
     )
+    reach.add_argument(
+        "--outside",
+        action="store_true",
+        help="also include the nodes (node/NAME) and the blocks of outside addresses that the policies' "
+        "ipBlocks tell apart, each written as its CIDRs (one row per CIDR) and checked on every listed port",
+    )
     reach.add_argument("-o", "--output", choices=["table", "json", "csv", "dot", "html"], default="table")
     reach.set_defaults(handler=cmd_reach)
 
@@ -127,17 +133,25 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
             raise UsageError(f"--ip {ip}: {exc}") from None
         if ep.key not in cluster.pod_by_key and ep.key not in externals:
             externals.append(ep.key)
+    names = list(externals)
+    if args.outside:
+        from simulator.outside import outside_endpoints
+
+        for endpoint in outside_endpoints([cluster]):
+            for name in endpoint.names:
+                externals.append(endpoint.address)
+                names.append(name)
     if args.output in ("json", "csv", "table"):
         # Written row by row as computed: memory does not grow with the number of rows.
         from simulator.reach_stream import plan_for, stream
 
-        stream(plan_for(sim, externals, ports, declared_only), args.output, out)
+        stream(plan_for(sim, externals, ports, declared_only, names), args.output, out)
         return EXIT_OK
-    result = _whole_reach(sim, externals, ports, declared_only)
+    result = _whole_reach(sim, externals, ports, declared_only, names)
     if args.output == "dot":
         from simulator import render
 
-        out.write(render.to_dot(result, externals))
+        out.write(render.to_dot(result, names))
     else:
         from simulator import html_report
 
@@ -145,14 +159,16 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _whole_reach(sim: Any, externals: list[str], ports: list[PortSpec], declared_only: bool) -> Any:
+def _whole_reach(
+    sim: Any, externals: list[str], ports: list[PortSpec], declared_only: bool, names: list[str]
+) -> Any:
     """Every verdict in memory at once (``render.Reach``), for the dot and html outputs."""
     import numpy as np
 
     from simulator import memory, render
     from simulator.reach_stream import plan_for
 
-    plan = plan_for(sim, externals, ports, declared_only)
+    plan = plan_for(sim, externals, ports, declared_only, names)
     size = len(plan.names)
     memory.ensure(f"the {size:,} x {size:,} pod matrix on {len(ports)} port(s)", 2 * size * size * len(ports),
                   "use `-o json`, `-o csv` or `-o table`, which stream, or `npm-sim summary`")

@@ -33,13 +33,14 @@ class ReachPlan:
 
     sim: Simulator
     pods: tuple[Pod, ...]
-    externals: tuple[str, ...]
+    externals: tuple[str, ...]  # addresses, one per external row
     ports: tuple[PortSpec, ...]
     declared_only: bool
+    external_names: tuple[str, ...] = ()  # how each external row is written (default: its address)
 
     @property
     def names(self) -> list[str]:
-        return [p.key for p in self.pods] + list(self.externals)
+        return [p.key for p in self.pods] + list(self.external_names or self.externals)
 
     def checked(self, spec: PortSpec) -> np.ndarray:
         """bool [size]: which destinations are checked on ``spec`` (the same for every source)."""
@@ -52,9 +53,12 @@ class ReachPlan:
         """bool [rows, size] verdicts, a tile of source rows at a time, in row order."""
         n, size = len(self.pods), len(self.pods) + len(self.externals)
         sim = self.sim
-        # Verdicts involving external addresses: few, computed one by one.
-        to_ext = np.array([[sim.allowed(p, ip, spec) for ip in self.externals] for p in self.pods], dtype=bool)
-        to_ext = to_ext.reshape(n, len(self.externals))
+        # Verdicts involving external addresses: few, computed one by one, once per address
+        # (the CIDRs of one block of outside addresses share theirs).
+        unique = list(dict.fromkeys(self.externals))
+        at = [unique.index(ip) for ip in self.externals]
+        per_address = np.array([[sim.allowed(p, ip, spec) for ip in unique] for p in self.pods], dtype=bool)
+        to_ext = per_address.reshape(n, len(unique))[:, at] if unique else np.zeros((n, 0), dtype=bool)
         step = max(1, TILE_BYTES // max(1, size))
         for lo in range(0, n, step):
             hi = min(n, lo + step)
@@ -144,9 +148,16 @@ def stream(plan: ReachPlan, output: str, out: TextIO) -> None:
     {"json": write_json, "csv": write_csv, "table": write_table}[output](plan, out)
 
 
-def plan_for(sim: Simulator, externals: Sequence[str], ports: Sequence[PortSpec], declared_only: bool) -> ReachPlan:
-    """A :class:`ReachPlan` over every pod of ``sim.cluster`` plus ``externals``."""
-    return ReachPlan(sim, tuple(sim.cluster.pods), tuple(externals), tuple(ports), declared_only)
+def plan_for(
+    sim: Simulator,
+    externals: Sequence[str],
+    ports: Sequence[PortSpec],
+    declared_only: bool,
+    names: Sequence[str] = (),
+) -> ReachPlan:
+    """A :class:`ReachPlan` over every pod of ``sim.cluster`` plus ``externals`` (written as
+    ``names`` where given: a node as ``node/<name>``, a block of outside addresses as its CIDRs)."""
+    return ReachPlan(sim, tuple(sim.cluster.pods), tuple(externals), tuple(ports), declared_only, tuple(names))
 
 
 __all__ = ["TILE_BYTES", "ReachPlan", "plan_for", "stream", "write_csv", "write_json", "write_table"]

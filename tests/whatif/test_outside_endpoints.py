@@ -72,3 +72,18 @@ def test_a_new_egress_to_another_node_is_a_gained_connection(tmp_path, capsys) -
     assert code == 0, err
     gained = {(c["src"], c["dst"], c["port"]) for c in json.loads(out)["gained"]}
     assert ("shop/api", "node/n2", 10250) in gained
+
+
+def test_reach_outside_adds_nodes_and_outside_blocks_as_rows(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path / "c.yaml", CLUSTER)
+    code, out, err = run(capsys, "reach", "-f", path, "--outside", "--port", "443/TCP", "--port", "80/TCP",
+                         "-o", "json")
+    assert code == 0, err
+    rows = {(c["src"], c["dst"], c["port"]): c["allowed"] for c in json.loads(out)["connections"]}
+    assert rows[("shop/api", "203.0.113.0/24", 443)] is True
+    world = [dst for src, dst, port in rows if src == "shop/api" and port == 443 and dst.startswith("8.")]
+    assert world and not any(rows[("shop/api", dst, 443)] for dst in world)  # the rest of the world: denied
+    assert rows[("8.0.0.0/7", "shop/web", 80)] is True and rows[("8.0.0.0/7", "shop/api", 80)] is False
+    assert rows[("node/n1", "shop/api", 80)] is True  # its own node
+    code, out, _err = run(capsys, "reach", "-f", path, "--port", "80/TCP", "-o", "json")
+    assert not any("/" in c["src"] and not c["src"].startswith("shop/") for c in json.loads(out)["connections"])
