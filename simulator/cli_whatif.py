@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kube.model import Cluster
@@ -138,15 +139,26 @@ def _diff_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _outside(args: argparse.Namespace, before: Cluster, after: Cluster) -> dict[str, Any]:
-    """The outside endpoints and their ports for ``diff_states`` (none with --no-outside)."""
+def _outside(args: argparse.Namespace, before: Cluster, after: Cluster, update: Any) -> dict[str, Any]:
+    """The outside endpoints, their ports and the namespaces to compare with them, for
+    ``diff_states`` (nothing with --no-outside). After an incremental or aligned evaluation
+    only the namespaces it touched can have changed towards the outside, on the ports their
+    policies name."""
     if not args.outside:
         return {}
     from simulator.outside import outside_endpoints
     from simulator.whatif import policy_ports
 
-    endpoints = outside_endpoints([before, after])
-    return {"outside": endpoints, "outside_ports": policy_ports([before, after])}
+    namespaces = None if update.mode == "full" else tuple(update.namespaces)
+    scope = [before, after]
+    if namespaces is not None:
+        keep = set(namespaces)
+        scope = [replace(c, policies=tuple(p for p in c.policies if p.namespace in keep)) for c in scope]
+    return {
+        "outside": outside_endpoints([before, after]),
+        "outside_ports": policy_ports(scope),
+        "outside_namespaces": namespaces,
+    }
 
 
 def _deletion(text: str) -> Deletion:
@@ -198,7 +210,7 @@ def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     started = time.perf_counter()
     print(f"comparing {len(before.pods)} -> {len(after.pods)} pods on {len(ports)} port(s)...", file=sys.stderr)
     state_b, state_a, update = evaluate_change(before, after, ports)
-    diff = diff_states(state_b, state_a, ports, declared_only=declared_only, **_outside(args, before, after))
+    diff = diff_states(state_b, state_a, ports, declared_only=declared_only, **_outside(args, before, after, update))
     print(f"{update.mode} evaluation in {time.perf_counter() - started:.3f} s", file=sys.stderr)
     return _write_diff(diff, args, out)
 
@@ -216,7 +228,7 @@ def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     ports, declared_only = choose_ports([before, after], args.port)
     started = time.perf_counter()
     state_b, state_a, update = evaluate_change(before, after, ports)
-    diff = diff_states(state_b, state_a, ports, declared_only=declared_only, **_outside(args, before, after))
+    diff = diff_states(state_b, state_a, ports, declared_only=declared_only, **_outside(args, before, after, update))
     print(f"{update.mode} re-evaluation of {', '.join(update.namespaces) or 'nothing'}: "
           f"{update.seconds * 1000:.1f} ms; evaluation and diff in {time.perf_counter() - started:.3f} s",
           file=sys.stderr)

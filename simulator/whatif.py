@@ -250,6 +250,7 @@ def diff_states(
     declared_only: bool = False,
     outside: Sequence[OutsideEndpoint] = (),
     outside_ports: Sequence[PortSpec] = (),
+    outside_namespaces: Sequence[str] | None = None,
 ) -> Diff:
     """Connections gained and lost from ``before`` to ``after`` (see the module docstring).
 
@@ -257,7 +258,9 @@ def diff_states(
     declare (as ``npm-sim reach`` does without ``--port``); otherwise on every port.
     ``outside`` endpoints (nodes, blocks of outside addresses: ``simulator.outside``) are
     compared with every pod both ways, on ``ports`` and ``outside_ports`` (e.g. the ports the
-    policies name, which no pod may declare); a block is written as one row per CIDR.
+    policies name, which no pod may declare); a block is written as one row per CIDR. With
+    ``outside_namespaces`` (the namespaces a change touched) only their pods are compared
+    with the outside endpoints: no other pod's verdict towards them can have changed.
     """
     started = time.perf_counter()
     tb, ta = before.classes, after.classes
@@ -308,7 +311,9 @@ def diff_states(
         lost += _lonely(before, deleted, spec, "deleted", declared_only)
     for spec in dict.fromkeys([*ports, *outside_ports]) if outside else ():
         for endpoint in outside:
-            g, lo = _outside_flips(before, after, spec, endpoint, (ib, ia, jb, ja, members), attr, declared_only)
+            g, lo = _outside_flips(
+                before, after, spec, endpoint, (ib, ia, jb, ja, members), attr, declared_only, outside_namespaces
+            )
             gained += g
             lost += lo
             gained += _outside_lonely(after, added, spec, endpoint, "added", declared_only)
@@ -362,19 +367,21 @@ def _outside_flips(
     joint: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]],
     attr: _Attributor,
     declared_only: bool,
+    namespaces: Sequence[str] | None,
 ) -> tuple[list[Change], list[Change]]:
     """Connections between the pods present in both states and ``endpoint`` that flipped."""
     ib, ia, jb, ja, members = joint
     ext = semantics.External(endpoint.address)
-    ing_b, eg_b = _engine(before).external(endpoint.address, spec)
-    ing_a, eg_a = _engine(after).external(endpoint.address, spec)
+    ing_b, eg_b, in_b = _external(before, endpoint.address, spec, namespaces)
+    ing_a, eg_a, in_a = _external(after, endpoint.address, spec, namespaces)
+    looked = in_b[jb] | in_a[ja]
     serves = (_serves(before.classes, spec)[jb] | _serves(after.classes, spec)[ja]) if declared_only else None
     gained: list[Change] = []
     lost: list[Change] = []
     pods_b, pods_a = before.classes.pods, after.classes.pods
     for egress, vb, va in ((True, eg_b[jb], eg_a[ja]), (False, ing_b[jb], ing_a[ja])):
         direction = EGRESS if egress else INGRESS
-        for x in np.flatnonzero(vb != va).tolist():
+        for x in np.flatnonzero((vb != va) & looked).tolist():
             if not egress and serves is not None and not serves[x]:
                 continue  # not a port this pod declares
             is_gain = bool(va[x])
@@ -393,6 +400,23 @@ def _outside_flips(
                 rows = _outside_rows(endpoint, pod, spec, egress, (*because, *attr.objects(pod.key, pod.key)))
                 (gained if is_gain else lost).extend(rows)
     return gained, lost
+
+
+def _external(
+    state: State, address: str, spec: PortSpec, namespaces: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ingress from, egress to) ``address`` per class of ``state``, and which classes were
+    evaluated: all, or those of ``namespaces`` (the others are left allowed, and not looked at)."""
+    engine = _engine(state)
+    count = state.classes.count
+    if namespaces is None:
+        ing, eg = engine.external(address, spec)
+        return ing, eg, np.ones(count, dtype=bool)
+    ids = engine.namespace_classes(namespaces)
+    part_in, part_eg = engine.external(address, spec, namespaces)
+    ing, eg, looked = np.ones(count, dtype=bool), np.ones(count, dtype=bool), np.zeros(count, dtype=bool)
+    ing[ids], eg[ids], looked[ids] = part_in, part_eg, True
+    return ing, eg, looked
 
 
 def _outside_lonely(
