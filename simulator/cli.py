@@ -145,7 +145,7 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
         # Written row by row as computed: memory does not grow with the number of rows.
         from simulator.reach_stream import plan_for, stream
 
-        stream(plan_for(sim, externals, ports, declared_only, names), args.output, out)
+        stream(plan_for(sim, externals, ports, declared_only, names), args.output, out, getattr(args, "inputs", None))
         return EXIT_OK
     result = _whole_reach(sim, externals, ports, declared_only, names)
     if args.output == "dot":
@@ -192,7 +192,10 @@ def cmd_summary(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     )
     summary = sim.summary(ports)
     seconds = time.perf_counter() - started
-    out.write(render.summary_json(summary, seconds) if args.output == "json" else render.summary_text(summary, seconds))
+    if args.output == "json":
+        out.write(render.summary_json(summary, seconds, getattr(args, "inputs", None)))
+    else:
+        out.write(render.summary_text(summary, seconds))
     return EXIT_OK
 
 

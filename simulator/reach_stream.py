@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -80,8 +80,9 @@ def _rows(plan: ReachPlan, spec: PortSpec) -> Iterator[tuple[int, np.ndarray]]:
             i += 1
 
 
-def write_json(plan: ReachPlan, out: TextIO) -> None:
-    """``{"connections": [...]}`` exactly as ``render.render_json`` writes it."""
+def write_json(plan: ReachPlan, out: TextIO, inputs: Mapping[str, Any] | None = None) -> None:
+    """``{"connections": [...]}`` exactly as ``render.render_json`` writes it, and ``inputs``
+    (the accounting of the load) beside it when given, as ``json.dumps(..., indent=2)`` would."""
     names = plan.names
     quoted = [json.dumps(n) for n in names]
     first = True
@@ -99,7 +100,12 @@ def write_json(plan: ReachPlan, out: TextIO) -> None:
             cells = np.where(row[cols], yes, no)
             out.write(("\n" if first else ",\n") + head[1:] + ("," + head).join(cells.tolist()))
             first = False
-    out.write("\n  ]\n}\n" if not first else "]\n}\n")
+    close = "\n  ]" if not first else "]"
+    if inputs is None:
+        out.write(close + "\n}\n")
+    else:
+        nested = json.dumps(inputs, indent=2).replace("\n", "\n  ")
+        out.write(f'{close},\n  "inputs": {nested}\n}}\n')
 
 
 def write_csv(plan: ReachPlan, out: TextIO) -> None:
@@ -143,9 +149,12 @@ def _csv_field(text: str) -> str:
     return buf.getvalue()[:-1]
 
 
-def stream(plan: ReachPlan, output: str, out: TextIO) -> None:
-    """Write ``plan`` as ``output`` (json, csv or table)."""
-    {"json": write_json, "csv": write_csv, "table": write_table}[output](plan, out)
+def stream(plan: ReachPlan, output: str, out: TextIO, inputs: Mapping[str, Any] | None = None) -> None:
+    """Write ``plan`` as ``output`` (json, with ``inputs`` beside the connections; csv; table)."""
+    if output == "json":
+        write_json(plan, out, inputs)
+    else:
+        {"csv": write_csv, "table": write_table}[output](plan, out)
 
 
 def plan_for(

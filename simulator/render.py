@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,9 @@ def summary_text(summary: Summary, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_json(summary: Summary, seconds: float) -> str:
+def summary_json(summary: Summary, seconds: float, inputs: Mapping[str, Any] | None = None) -> str:
+    """The summary as JSON; ``inputs`` (the load's accounting) beside its keys when given."""
+    extra = {} if inputs is None else {"inputs": inputs}
     return (
         json.dumps(
             {
@@ -137,6 +140,7 @@ def summary_json(summary: Summary, seconds: float) -> str:
                 ],
                 "setup_seconds": round(summary.setup_seconds, 6),
                 "seconds": round(seconds, 6),
+                **extra,
             },
             indent=2,
         )

@@ -211,3 +211,13 @@ def test_the_enforcer_never_writes_an_address_the_input_did_not_contain(shape: s
         assert json.loads(proc.stdout)["inputs"]["ignored"]
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_every_npm_sim_json_output_carries_the_inputs_accounting(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = write_shape("yaml-list", tmp_path)
+    for argv in (["reach", "--port", "80/TCP"], ["summary"], ["lint"], ["explain", "shop/web", "shop/db"]):
+        code, out, err = run_npm_sim(capsys, *argv, "-f", path, "-o", "json")
+        assert code in (0, 1), err
+        doc = json.loads(out)
+        assert doc["inputs"]["used"] == {"Namespace": 2, "Pod": 4, "NetworkPolicy": 2, "Node": 2}, argv
+        assert {"kind": "ConfigMap", "count": 1, "reason": "not a kind these tools read"} in doc["inputs"]["ignored"]

@@ -42,7 +42,7 @@ def test_reach_json_has_exactly_the_documented_shape(manifest: Path, capsys) -> 
     code, out, _ = run(capsys, "reach", "-f", str(manifest), "--port", "80/TCP", "-o", "json")
     assert code == 0
     data = json.loads(out)
-    assert list(data) == ["connections"]
+    assert list(data) == ["connections", "inputs"]  # the load's accounting beside the connections
     rows = data["connections"]
     assert len(rows) == 9  # every pair, a pod with itself included
     assert all(list(r) == ["src", "dst", "port", "protocol", "allowed"] for r in rows)
