@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--port, else every declared container port, else 80/TCP.",
     )
     add_port_option(summary)
+    summary.add_argument(
+        "--outside",
+        action="store_true",
+        help="also count pairs of a pod and a node or a block of outside addresses (both ways; see reach --outside)",
+    )
     summary.add_argument("-o", "--output", choices=["text", "json"], default="text")
     summary.set_defaults(handler=cmd_summary)
 
@@ -191,11 +196,17 @@ def cmd_summary(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
         file=sys.stderr,
     )
     summary = sim.summary(ports)
+    outside = None
+    if args.outside:
+        from simulator.outside import outside_counts, outside_endpoints
+
+        endpoints = outside_endpoints([cluster])
+        outside = {str(spec): outside_counts(sim, endpoints, spec) for spec in ports}
     seconds = time.perf_counter() - started
     if args.output == "json":
-        out.write(render.summary_json(summary, seconds, getattr(args, "inputs", None)))
+        out.write(render.summary_json(summary, seconds, getattr(args, "inputs", None), outside))
     else:
-        out.write(render.summary_text(summary, seconds))
+        out.write(render.summary_text(summary, seconds, outside))
     return EXIT_OK
 
 

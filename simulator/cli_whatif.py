@@ -120,6 +120,13 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     exp.add_argument("--from", dest="source", metavar="POD", help="the compromised pod, namespace/name")
     exp.add_argument("--hops", type=int, metavar="N", help="limit the transitive search to N hops")
     exp.add_argument("--top", type=int, default=10, metavar="N", help="length of the rankings (default 10)")
+    exp.add_argument(
+        "--no-outside",
+        dest="outside",
+        action="store_false",
+        help="with --from: leave out the nodes and blocks of outside addresses the pod reaches (or is reached "
+        "by); by default they are listed, each block as its CIDRs",
+    )
     add_port_option(exp, PORT_HELP)
     exp.add_argument("-o", "--output", choices=["text", "json", "html", "dot"], default="text")
     exp.set_defaults(handler=cmd_exposure)
@@ -265,6 +272,10 @@ def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int
           file=sys.stderr)
     cg = exposure.build(sim, ports)
     result = exposure.from_pod(cg, source, hops=args.hops) if source else exposure.ranking(cg, top=args.top)
+    if source is not None and args.outside:
+        from simulator.outside import outside_endpoints
+
+        result["outside"] = exposure.outside_from_pod(cg, source, outside_endpoints([cluster]), hops=args.hops)
     if args.output == "json":
         out.write(json.dumps(with_inputs(result, args), indent=2) + "\n")
     elif args.output in ("html", "dot"):

@@ -166,6 +166,45 @@ def from_pod(cg: ClassGraph, pod: Pod, *, hops: int | None = None) -> dict[str, 
     }
 
 
+def outside_from_pod(cg: ClassGraph, pod: Pod, endpoints: Sequence[Any], *, hops: int | None = None) -> dict[str, Any]:
+    """The nodes and blocks of outside addresses ``pod`` can open connections to, directly
+    (with the ports) or through pods it reaches (fewest hops, the port of the last hop), and
+    those that can reach it directly: where data can leave, and where an attack can come from."""
+    from simulator.outside import outside_verdicts
+
+    sim, t = cg.sim, cg.sim.classes
+    i = t.pod_index[pod.key]
+    c0 = _class_of(sim, pod)
+    depth, _parent = _bfs(cg.adj, c0)
+    if hops is not None:
+        depth[depth > hops] = -1
+    reached = np.zeros(len(t.pods), dtype=bool)
+    reached[depth[t.pod_class] >= 0] = True
+    reached[i] = True
+    pod_depth = np.where(np.arange(len(t.pods)) == i, 0, depth[t.pod_class] + 1)
+    out_rows, in_rows = [], []
+    for endpoint in endpoints:
+        direct: list[str] = []
+        inbound: list[str] = []
+        best: int | None = None
+        for spec in cg.ports:
+            into, outward = outside_verdicts(sim, endpoint, spec)
+            if outward[i]:
+                direct.append(str(spec))
+            if into[i]:
+                inbound.append(str(spec))
+            via = reached & outward
+            if via.any():
+                d = int(pod_depth[via].min())
+                best = d if best is None else min(best, d)
+        for name in endpoint.names:
+            if best is not None:
+                out_rows.append({"endpoint": name, "ports": direct, "hops": best})
+            if inbound:
+                in_rows.append({"endpoint": name, "ports": inbound})
+    return {"reaches": out_rows, "reached_by": in_rows}
+
+
 def _fold(specs: set[str]) -> str:
     pairs = []
     for text in specs:
@@ -213,6 +252,19 @@ def ranking(cg: ClassGraph, *, top: int = 10) -> dict[str, Any]:
     }
 
 
+def _text_outside(result: dict[str, Any], limit: int) -> list[str]:
+    outside = result.get("outside")
+    if not outside:
+        return []
+    lines = [f"outside endpoints it reaches: {len(outside['reaches'])}"]
+    for row in outside["reaches"][:limit]:
+        how = f"directly on {', '.join(row['ports'])}" if row["ports"] else f"through pods, {row['hops']} hop(s)"
+        lines.append(f"  {row['endpoint']}: {how}")
+    lines.append(f"outside endpoints that reach it: {len(outside['reached_by'])}")
+    lines += [f"  {row['endpoint']}: on {', '.join(row['ports'])}" for row in outside["reached_by"][:limit]]
+    return lines
+
+
 def text_from(result: dict[str, Any], *, limit: int = 30) -> str:
     lines = [f"from {result['from']} on {', '.join(result['ports'])}:",
              f"  one hop: {result['one_hop']['count']} pod(s); transitively: {result['transitive']['count']} pod(s)"
@@ -224,6 +276,7 @@ def text_from(result: dict[str, Any], *, limit: int = 30) -> str:
     if longest:
         lines.append("  longest shortest paths:")
         lines += [f"    {' -> '.join(e['path'])}" for e in longest]
+    lines += ["  " + line for line in _text_outside(result, limit)]
     lines.append(f"  ({result['seconds']}s)")
     return "\n".join(lines) + "\n"
 

@@ -15,8 +15,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
-from kube.model import Cluster
+import numpy as np
+
+from kube.model import Cluster, PortSpec
 
 SPACE = 1 << 32
 _REPRESENTATIVE_TRIES = 64  # addresses tried per interval before looking at the next one
@@ -148,3 +151,26 @@ def outside_endpoints(clusters: Sequence[Cluster]) -> list[OutsideEndpoint]:
     out = [OutsideEndpoint((f"node/{name}",), ip, name) for name, ip in sorted(nodes.items())]
     out += [OutsideEndpoint(b.cidrs, b.representative) for b in outside_blocks(clusters)]
     return out
+
+
+def outside_verdicts(sim: Any, endpoint: OutsideEndpoint, spec: PortSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(from the endpoint into each pod, from each pod to the endpoint) on ``spec``: bool per
+    pod of ``sim``, the pod-and-its-own-node exception applied for a node endpoint."""
+    t = sim.classes
+    ing, eg = sim.external(endpoint.address, spec)
+    into, out = ing[t.pod_class], eg[t.pod_class]
+    if endpoint.node:
+        own = np.array([p.node == endpoint.node for p in t.pods], dtype=bool)
+        into, out = into | own, out | own
+    return into, out
+
+
+def outside_counts(sim: Any, endpoints: Sequence[OutsideEndpoint], spec: PortSpec) -> dict[str, int]:
+    """Allowed and denied (pod, outside endpoint) pairs on ``spec``, both directions, each block
+    counted once however many CIDRs it is written as."""
+    allowed = total = 0
+    for endpoint in endpoints:
+        into, out = outside_verdicts(sim, endpoint, spec)
+        allowed += int(into.sum()) + int(out.sum())
+        total += 2 * len(into)
+    return {"allowed": allowed, "denied": total - allowed, "endpoints": len(endpoints)}

@@ -104,7 +104,7 @@ def to_dot(reach: Reach, external: Sequence[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_text(summary: Summary, seconds: float) -> str:
+def summary_text(summary: Summary, seconds: float, outside: Mapping[str, Mapping[str, int]] | None = None) -> str:
     lines = [
         f"{summary.pods} pods, {summary.classes} equivalence classes, {summary.policies} policies"
         f" (setup {summary.setup_seconds:.3f} s)"
@@ -115,13 +115,25 @@ def summary_text(summary: Summary, seconds: float) -> str:
         lines.append(
             f"{p.port!s:>{width}}: {p.allowed:,} allowed ({share:.1f}%), {p.denied:,} denied  [{p.seconds:.3f} s]"
         )
+        if outside is not None and str(p.port) in outside:
+            o = outside[str(p.port)]
+            lines.append(f"{'':>{width}}  with {o['endpoints']} outside endpoints (nodes, CIDR blocks), both ways: "
+                         f"{o['allowed']:,} allowed, {o['denied']:,} denied")
     lines.append(f"total time: {seconds:.3f} s")
     return "\n".join(lines) + "\n"
 
 
-def summary_json(summary: Summary, seconds: float, inputs: Mapping[str, Any] | None = None) -> str:
-    """The summary as JSON; ``inputs`` (the load's accounting) beside its keys when given."""
-    extra = {} if inputs is None else {"inputs": inputs}
+def summary_json(
+    summary: Summary,
+    seconds: float,
+    inputs: Mapping[str, Any] | None = None,
+    outside: Mapping[str, Mapping[str, int]] | None = None,
+) -> str:
+    """The summary as JSON; ``inputs`` (the load's accounting) and ``outside`` (pairs with
+    nodes and outside blocks, per port) beside its keys when given."""
+    extra: dict[str, Any] = {} if inputs is None else {"inputs": inputs}
+    if outside is not None:
+        extra["outside"] = outside
     return (
         json.dumps(
             {

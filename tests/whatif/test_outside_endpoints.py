@@ -87,3 +87,24 @@ def test_reach_outside_adds_nodes_and_outside_blocks_as_rows(tmp_path, capsys) -
     assert rows[("node/n1", "shop/api", 80)] is True  # its own node
     code, out, _err = run(capsys, "reach", "-f", path, "--port", "80/TCP", "-o", "json")
     assert not any("/" in c["src"] and not c["src"].startswith("shop/") for c in json.loads(out)["connections"])
+
+
+def test_summary_outside_counts_pairs_with_nodes_and_outside_blocks(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path / "c.yaml", CLUSTER)
+    code, out, err = run(capsys, "summary", "-f", path, "--port", "443/TCP", "--outside", "-o", "json")
+    assert code == 0, err
+    counts = json.loads(out)["outside"]["443/TCP"]
+    # 2 pods x (node n1 + 3 blocks) x 2 directions: api -> 203.0.113.0/24 and both pods <-> their own
+    # node are allowed, plus the internet (but not 10/8) -> web; every other pair is denied.
+    assert counts["endpoints"] == 4 and counts["allowed"] + counts["denied"] == 16
+    assert counts["allowed"] == 1 + 4 + 2
+
+
+def test_exposure_lists_the_outside_endpoints_a_pod_reaches(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path / "c.yaml", CLUSTER)
+    code, out, err = run(capsys, "exposure", "-f", path, "--from", "shop/api", "--port", "443/TCP", "-o", "json")
+    assert code == 0, err
+    outside = json.loads(out)["outside"]
+    reaches = {r["endpoint"]: r for r in outside["reaches"]}
+    assert reaches["203.0.113.0/24"]["ports"] == ["443/TCP"] and reaches["node/n1"]["hops"] == 0
+    assert not any(e.startswith("8.") for e in reaches)  # nothing else outside
