@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 _TABLE = Path(__file__).with_name("fields.json")
-ROOT_TYPES = {"NetworkPolicy": "V1NetworkPolicy", "Pod": "V1Pod", "Namespace": "V1Namespace", "Node": "V1Node"}
+ROOT_TYPES = {
+    kind: f"V1{kind}"
+    for kind in ("NetworkPolicy", "Pod", "Namespace", "Node", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet",
+                 "Job", "CronJob", "ReplicationController")
+}
 # Maps of quantities ("1", 1, "500m"): strings in the client's models, numbers accepted too.
 QUANTITY_MAPS = {"limits", "requests", "overhead", "capacity", "allocatable", "allocatedResources"}
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})\Z")

@@ -18,7 +18,19 @@ from typing import Any, TextIO
 
 from kube.documents import flatten, read_documents
 from kube.errors import ObjectError
-from kube.model import NAMESPACE_NAME_LABEL, Cluster, Labels, Namespace, NetworkPolicy, Node, Pod, Source, raw_key
+from kube.model import (
+    NAMESPACE_NAME_LABEL,
+    WORKLOAD_KINDS,
+    Cluster,
+    Labels,
+    Namespace,
+    NetworkPolicy,
+    Node,
+    Pod,
+    Source,
+    Workload,
+    raw_key,
+)
 from kube.parse import PARSERS, ParseFailure, object_name
 
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # kind's default pod subnet
@@ -26,8 +38,15 @@ DEFAULT_NODE_CIDR = "172.18.0.0/16"  # kind's default node network
 TERMINATED_PHASES = ("Succeeded", "Failed")
 # The kinds the model holds, and the ObjectSet table of each: the one kind table.
 KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node")
-_TABLES = {"Namespace": "namespaces", "Pod": "pods", "NetworkPolicy": "policies", "Node": "nodes"}
-API_VERSIONS = {"Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1", "Node": "v1"}
+_TABLES = {
+    "Namespace": "namespaces", "Pod": "pods", "NetworkPolicy": "policies", "Node": "nodes",
+    **{kind: "workloads" for kind in WORKLOAD_KINDS},
+}
+API_VERSIONS = {
+    "Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1", "Node": "v1",
+    "Deployment": "apps/v1", "ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
+    "Job": "batch/v1", "CronJob": "batch/v1", "ReplicationController": "v1",
+}
 
 
 # kubectl's short names and resource names: never a kind, but clearly meant as one.
@@ -42,7 +61,7 @@ def near_miss(kind: str) -> str | None:
         return _SHORT_NAMES[low]
     if low == "list" and kind != "List":
         return "List"
-    for known in KINDS:
+    for known in (*KINDS, *WORKLOAD_KINDS):
         k = known.lower()
         plurals = {k + "s", k + "es", k[:-1] + "ies"}
         if low == k or low in plurals or _edits(low, k) <= (2 if len(k) >= 8 else 1):
@@ -75,10 +94,11 @@ class LoadResult:
         c = self.cluster
         used = {
             "Namespace": sum(1 for n in c.namespaces if not n.implicit),
-            "Pod": len(c.pods),
+            "Pod": sum(1 for p in c.pods if p.owner is not None or not p.workload),  # stand-ins aside
             "NetworkPolicy": len(c.policies),
             "Node": len(c.nodes),
         }
+        used.update(sorted(Counter(w.kind for w in c.workloads).items()))
         other = "not a kind these tools read"
         ignored = [{"kind": k, "count": n, "reason": other} for k, n in sorted(self.skipped.items())]
         ignored += [{"kind": k, "count": n, "reason": why} for (k, why), n in sorted(self.left_out.items())]
@@ -111,6 +131,7 @@ class ObjectSet:
     pods: dict[str, Pod] = field(default_factory=dict)
     policies: dict[str, NetworkPolicy] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
+    workloads: dict[str, Workload] = field(default_factory=dict)  # by ns/name[Kind]
     errors: list[ObjectError] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
@@ -172,9 +193,9 @@ class ObjectSet:
             objects.table(kind).update(table)
         return objects
 
-    def add(self, obj: Namespace | Pod | NetworkPolicy | Node) -> None:
+    def add(self, obj: Namespace | Pod | NetworkPolicy | Node | Workload) -> None:
         """Keep a parsed object; a second object with the same identity replaces the first."""
-        table = self.table(type(obj).__name__)
+        table = self.table(obj.kind if isinstance(obj, Workload) else type(obj).__name__)
         key = obj.name if isinstance(obj, Namespace | Node) else obj.key
         if key in table:
             self.notes.append(f"{type(obj).__name__} {key} appears twice; {obj.source} replaces {table[key].source}")
@@ -206,6 +227,15 @@ def build_cluster(
         if left_out is not None:
             left_out[("Pod", "phase Succeeded or Failed")] += finished
 
+    if objects.workloads:
+        pods = _link_workloads(objects.workloads, pods)
+        if allocate_ips:  # the enforcer never enforces for pods that do not exist
+            nodes_known = sorted(objects.nodes) or sorted({p.node for p in pods if p.node})
+            stand_ins = _workload_endpoints(objects.workloads, pods, nodes_known)
+            if stand_ins:
+                notes.append(f"{len(stand_ins)} workload endpoint(s) without running pods, evaluated through their "
+                             "pod templates at made-up addresses (named namespace/name[Kind])")
+            pods += stand_ins
     namespaces = dict(objects.namespaces)
     for name in sorted({p.namespace for p in pods} | {p.namespace for p in objects.policies.values()}):
         if name not in namespaces:
@@ -256,8 +286,63 @@ def build_cluster(
         pods=tuple(placed),
         policies=tuple(objects.policies[k] for k in sorted(objects.policies)),
         nodes=tuple(nodes[n] for n in sorted(nodes)),
+        workloads=tuple(objects.workloads[k] for k in sorted(objects.workloads)),
     )
     return cluster, notes
+
+
+def _link_workloads(workloads: Mapping[str, Workload], pods: list[Pod]) -> list[Pod]:
+    """``pods`` with ``workload`` set to the top workload their controllers lead to (a Pod's
+    ReplicaSet's Deployment, a Job's CronJob). Where the middle object is not in the input,
+    the pod-template-hash naming (``<deployment>-<hash>``, ``<cronjob>-<time>``) leads on."""
+    by_id = {(w.kind, w.namespace, w.name): w for w in workloads.values()}
+    parent_kind = {"ReplicaSet": "Deployment", "Job": "CronJob"}
+
+    def find(kind: str, namespace: str, name: str) -> Workload | None:
+        found = by_id.get((kind, namespace, name))
+        if found is None and kind in parent_kind and "-" in name:
+            found = by_id.get((parent_kind[kind], namespace, name.rsplit("-", 1)[0]))
+        return found
+
+    def top(kind: str, namespace: str, name: str) -> Workload | None:
+        found = find(kind, namespace, name)
+        for _ in range(4):  # controllers nest at most Pod -> ReplicaSet -> Deployment, Pod -> Job -> CronJob
+            above = find(found.owner[0], namespace, found.owner[1]) if found and found.owner else None
+            if above is None:
+                break
+            found = above
+        return found
+
+    out = []
+    for pod in pods:
+        owner = top(pod.owner[0], pod.namespace, pod.owner[1]) if pod.owner else None
+        out.append(replace(pod, workload=owner.key) if owner is not None else pod)
+    return out
+
+
+def _workload_endpoints(workloads: Mapping[str, Workload], pods: list[Pod], nodes: list[str]) -> list[Pod]:
+    """One stand-in pod per top-level workload that has no running pod (one per known node for a
+    DaemonSet), with its pod template's labels, ports and hostNetwork, named ``ns/name[Kind]``."""
+    running = {p.workload for p in pods if p.workload}
+    ids = {(w.kind, w.namespace, w.name) for w in workloads.values()}
+    out: list[Pod] = []
+    for key in sorted(workloads):
+        w = workloads[key]
+        if key in running or (w.owner is not None and (w.owner[0], w.namespace, w.owner[1]) in ids):
+            continue  # it has pods, or its controller (loaded too) is the endpoint
+        targets = [f"@{n}" for n in nodes] if w.kind == "DaemonSet" and nodes and not w.node else [""]
+        for target in targets:
+            out.append(Pod(
+                namespace=w.namespace,
+                name=f"{w.name}[{w.kind}{target}]",
+                labels=w.labels,
+                node=target[1:] or w.node,
+                host_network=w.host_network,
+                ports=w.ports,
+                workload=w.key,
+                source=w.source,
+            ))
+    return out
 
 
 def _addresses_from_pods(nodes: Mapping[str, Node], pods: Sequence[Pod], notes: list[str]) -> dict[str, Node]:

@@ -329,6 +329,8 @@ class Pod:
     ip_allocated: bool = False
     uid: str = ""
     host_ip: str = ""  # status.hostIP: the address of the node it runs on, as the kubelet reports it
+    owner: tuple[str, str] | None = None  # (kind, name) of its controller, e.g. ("ReplicaSet", "web-5d8f7")
+    workload: str = ""  # the workload it belongs to (``ns/name[Kind]``), or stands for when it has no pods
     source: Source = field(default=NO_SOURCE, compare=False)
 
     @property
@@ -364,6 +366,29 @@ class Node:
     ip_from: str = ""  # where the address came from: InternalIP, a pod's hostIP, a hostNetwork pod's podIP
 
 
+WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicationController")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A controller of pods, by its pod template: what its pods will look like to policy."""
+
+    kind: str
+    namespace: str
+    name: str
+    labels: Labels = field(default_factory=Labels)
+    ports: tuple[ContainerPort, ...] = ()
+    host_network: bool = False
+    owner: tuple[str, str] | None = None  # its own controller (a ReplicaSet's Deployment, a Job's CronJob)
+    node: str = ""  # a template pinned to a node (spec.nodeName), rarely
+    source: Source = field(default=NO_SOURCE, compare=False)
+
+    @property
+    def key(self) -> str:
+        """``ns/name[Kind]``: how a workload is named as an endpoint."""
+        return f"{self.namespace}/{self.name}[{self.kind}]"
+
+
 @dataclass(frozen=True)
 class Cluster:
     """A snapshot of the objects policy depends on."""
@@ -372,6 +397,7 @@ class Cluster:
     pods: tuple[Pod, ...] = ()
     policies: tuple[NetworkPolicy, ...] = ()
     nodes: tuple[Node, ...] = ()
+    workloads: tuple[Workload, ...] = ()
 
     @cached_property
     def node_by_name(self) -> dict[str, Node]:

@@ -36,6 +36,7 @@ from kube.model import (
     Requirement,
     Rule,
     Source,
+    Workload,
     raw_key,
 )
 
@@ -422,18 +423,41 @@ def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
         ip = ips[0]
     if ip and ip not in ips:
         ips.insert(0, ip)
+    node, host_network, ports = _pod_spec(spec, "spec", problems)
+    phase = status.get("phase") or "Running"
+    check_fields(raw, "Pod", problems)
+    if problems.errors:
+        raise ParseFailure(problems.errors)
+    return Pod(
+        namespace=namespace,
+        name=name,
+        labels=labels,
+        ip=ip or "",
+        ips=tuple(ips),
+        node=node,
+        host_network=host_network,
+        phase=str(phase),
+        ports=ports,
+        uid=uid,
+        source=source,
+        host_ip=host_ip,
+        owner=_controller(raw),
+    )
+
+
+def _pod_spec(spec: Mapping[str, Any], path: str, problems: Problems) -> tuple[str, bool, tuple[ContainerPort, ...]]:
+    """(node name, hostNetwork, declared ports) of a pod spec at ``path`` (a pod's or a template's)."""
     node = spec.get("nodeName") or ""
     if not isinstance(node, str):
-        problems.add("spec.nodeName", f"must be a string, not {_quote(node)}")
+        problems.add(f"{path}.nodeName", f"must be a string, not {_quote(node)}")
         node = ""
     host_network = spec.get("hostNetwork", False)
     if not isinstance(host_network, bool):
-        problems.add("spec.hostNetwork", f"must be true or false, not {_quote(host_network)}")
+        problems.add(f"{path}.hostNetwork", f"must be true or false, not {_quote(host_network)}")
         host_network = False
-    phase = status.get("phase") or "Running"
     ports: list[ContainerPort] = []
-    for ci, container in enumerate(_list(spec.get("containers"), "spec.containers", problems)):
-        cpath = f"spec.containers[{ci}]"
+    for ci, container in enumerate(_list(spec.get("containers"), f"{path}.containers", problems)):
+        cpath = f"{path}.containers[{ci}]"
         cdata = _mapping(container, cpath, problems)
         for pi, entry in enumerate(_list(cdata.get("ports"), f"{cpath}.ports", problems)):
             ppath = f"{cpath}.ports[{pi}]"
@@ -451,23 +475,52 @@ def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
                 problems.add(f"{ppath}.name", f"{_quote(pname)} is not a valid port name")
                 continue
             ports.append(ContainerPort(number, protocol, pname))
-    check_fields(raw, "Pod", problems)
+    return node, host_network, tuple(ports)
+
+
+def _controller(raw: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the object's controller (the ownerReference with ``controller: true``)."""
+    meta = raw.get("metadata")
+    refs = meta.get("ownerReferences") if isinstance(meta, Mapping) else None
+    for ref in refs if isinstance(refs, list) else ():
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            kind, name = ref.get("kind"), ref.get("name")
+            if isinstance(kind, str) and isinstance(name, str):
+                return kind, name
+    return None
+
+
+# Where each workload kind keeps its pod template.
+TEMPLATE_PATHS = {
+    "Deployment": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicationController": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
+
+
+def parse_workload(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Workload:
+    """Read a workload's pod template: the labels, ports and hostNetwork its pods will have."""
+    problems = Problems()
+    kind = str(raw.get("kind"))
+    name, namespace, _labels, _uid, _rv = _metadata(raw, problems, namespaced=True)
+    template: Any = raw
+    path = ""
+    for step in TEMPLATE_PATHS[kind]:
+        path = f"{path}.{step}" if path else step
+        template = _mapping(template.get(step) if isinstance(template, Mapping) else None, path, problems,
+                            required=True)
+    meta = _mapping(template.get("metadata"), f"{path}.metadata", problems)
+    labels = parse_labels(meta.get("labels"), f"{path}.metadata.labels", problems)
+    spec = _mapping(template.get("spec"), f"{path}.spec", problems)
+    node, host_network, ports = _pod_spec(spec, f"{path}.spec", problems)
+    check_fields(raw, kind, problems)
     if problems.errors:
         raise ParseFailure(problems.errors)
-    return Pod(
-        namespace=namespace,
-        name=name,
-        labels=labels,
-        ip=ip or "",
-        ips=tuple(ips),
-        node=node,
-        host_network=host_network,
-        phase=str(phase),
-        ports=tuple(ports),
-        uid=uid,
-        source=source,
-        host_ip=host_ip,
-    )
+    return Workload(kind, namespace, name, labels, ports, host_network, _controller(raw), node, source)
 
 
 def parse_namespace(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Namespace:
@@ -511,4 +564,5 @@ PARSERS = {
     "Pod": parse_pod,
     "Namespace": parse_namespace,
     "Node": parse_node,
+    **{kind: parse_workload for kind in TEMPLATE_PATHS},
 }

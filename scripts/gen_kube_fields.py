@@ -17,7 +17,10 @@ from pathlib import Path
 import kubernetes
 from kubernetes.client import models
 
-ROOTS = ("V1NetworkPolicy", "V1Pod", "V1Namespace", "V1Node")
+ROOTS = (
+    "V1NetworkPolicy", "V1Pod", "V1Namespace", "V1Node",
+    "V1Deployment", "V1ReplicaSet", "V1StatefulSet", "V1DaemonSet", "V1Job", "V1CronJob", "V1ReplicationController",
+)
 SCALARS = {"str": "str", "int": "int", "bool": "bool", "float": "number", "datetime": "datetime"}
 # Quantities ("1", 1, "500m") are strings in the client's models but numbers are accepted too.
 QUANTITIES = {"sizeLimit", "divisor"}

@@ -88,11 +88,11 @@ def test_binary_empty_and_malformed_files_give_errors_not_tracebacks(tmp_path: P
 
 def test_other_kinds_are_skipped_and_counted(tmp_path: Path) -> None:
     others = [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}] * 2 + [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}}
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
     ]
     result = load_paths([write(tmp_path / "c.yaml", yaml.safe_dump_all([*OBJS, *others]))])
     assert not result.errors
-    assert result.skipped == {"Service": 2, "Deployment": 1}
+    assert result.skipped == {"Service": 2, "ConfigMap": 1}
 
 
 def test_ip_allocation_is_deterministic_and_stable(tmp_path: Path) -> None:
