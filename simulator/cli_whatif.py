@@ -107,6 +107,19 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     lint_p.add_argument("--fail-on", choices=["warning", "error"], help="exit 1 on findings of this severity or worse")
     lint_p.set_defaults(handler=cmd_lint)
 
+    check = add_command(
+        sub, "check", parents=[common],
+        epilog="exit codes:\n  0  every assertion holds\n  1  an assertion does not hold\n"
+        "  2  bad input or usage (an assertion naming nothing gets 'did you mean' suggestions)\n",
+        help="check what a team states must (and must never) be reachable",
+        description="Evaluate the assertions of a YAML file (see docs/ci.md) on the cluster: each has a name, "
+        "from and to (a pod, ns/name[Kind] workload, ns/*, {namespace, selector}, node/NAME or a CIDR), a port "
+        "(N/PROTO or a port name resolved on the destination) and expect: allow|deny.",
+    )
+    check.add_argument("--assertions", required=True, metavar="FILE", help="the assertions file (YAML)")
+    check.add_argument("-o", "--output", choices=["text", "json", "junit"], default="text")
+    check.set_defaults(handler=cmd_check)
+
     exp = add_command(
         sub, "exposure", parents=[common],
         help="what a compromised pod can reach; the most exposed pods and largest blast radius",
@@ -240,6 +253,32 @@ def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
           f"{update.seconds * 1000:.1f} ms; evaluation and diff in {time.perf_counter() - started:.3f} s",
           file=sys.stderr)
     return _write_diff(diff, args, out)
+
+
+def cmd_check(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
+    from kube.documents import DocumentError, parse_yaml
+    from simulator import assertions as checks
+
+    try:
+        with open(args.assertions) as fh:
+            docs = [d for d in parse_yaml(fh.read()) if d is not None]
+    except OSError as exc:
+        raise UsageError(f"--assertions {args.assertions}: cannot read: {exc.strerror or exc}") from None
+    if len(docs) != 1 or isinstance(docs[0], DocumentError):
+        problem = docs[0] if docs and isinstance(docs[0], DocumentError) else "expected one YAML document"
+        raise UsageError(f"{args.assertions}: {problem}")
+    try:
+        outcomes = checks.check(cluster, checks.parse_assertions(docs[0], args.assertions))
+    except checks.AssertionsError as exc:
+        raise UsageError(str(exc)) from None
+    if args.output == "json":
+        doc = {"assertions": [o.to_json() for o in outcomes]}
+        out.write(json.dumps(with_inputs(doc, args), indent=2) + "\n")
+    elif args.output == "junit":
+        out.write(checks.render_junit(outcomes))
+    else:
+        out.write(checks.render_text(outcomes))
+    return EXIT_OK if all(o.holds for o in outcomes) else EXIT_FAIL
 
 
 def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
