@@ -150,6 +150,10 @@ def _diff_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=["text", "json", "markdown", "html", "dot"], default="text")
     parser.add_argument("--fail-on", choices=["gained", "lost", "any"], help="exit 1 when there are such changes")
     parser.add_argument(
+        "--assertions", metavar="FILE",
+        help="assertions (see npm-sim check) checked before and after: exit 1 if the change breaks one",
+    )
+    parser.add_argument(
         "--no-outside",
         dest="outside",
         action="store_false",
@@ -188,20 +192,65 @@ def _deletion(text: str) -> Deletion:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _read_assertions(path: str) -> list[Any]:
+    """The assertions of ``path`` (see ``simulator.assertions``); UsageError for a bad file."""
+    from kube.documents import DocumentError, parse_yaml
+    from simulator import assertions as checks
+
+    try:
+        with open(path) as fh:
+            docs = [d for d in parse_yaml(fh.read()) if d is not None]
+    except OSError as exc:
+        raise UsageError(f"--assertions {path}: cannot read: {exc.strerror or exc}") from None
+    if len(docs) != 1 or isinstance(docs[0], DocumentError):
+        problem = docs[0] if docs and isinstance(docs[0], DocumentError) else "expected one YAML document"
+        raise UsageError(f"{path}: {problem}")
+    try:
+        return checks.parse_assertions(docs[0], path)
+    except checks.AssertionsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _broken_assertions(args: argparse.Namespace, diff: Diff) -> list[dict[str, Any]]:
+    """Each assertion with whether the change breaks it (held before, does not after)."""
+    if not getattr(args, "assertions", None):
+        return []
+    from simulator import assertions as checks
+
+    stated = _read_assertions(args.assertions)
+    try:
+        before, after = checks.check(diff.before, stated), checks.check(diff.after, stated)
+    except checks.AssertionsError as exc:
+        raise UsageError(str(exc)) from None
+    pairs = zip(before, after, strict=True)
+    return [{**a.to_json(), "held_before": b.holds, "broken": b.holds and not a.holds} for b, a in pairs]
+
+
 def _write_diff(diff: Diff, args: argparse.Namespace, out: TextIO) -> int:
     from simulator import diff_render, html_report
 
+    checked = _broken_assertions(args, diff)
+    broken = [c for c in checked if c["broken"]]
     if args.output == "json":
-        out.write(json.dumps(with_inputs(diff.to_json(), args), indent=2) + "\n")
+        doc = diff.to_json()
+        if checked:
+            doc["assertions"] = checked
+        out.write(json.dumps(with_inputs(doc, args), indent=2) + "\n")
     elif args.output == "markdown":
         out.write(diff_render.to_markdown(diff))
+        if checked:
+            out.write(f"\n**Assertions broken by this change: {len(broken)} of {len(checked)}**\n")
+            out.writelines(f"- {c['name']}: {len(c['violations'])} violation(s)\n" for c in broken)
     elif args.output == "html":
         out.write(html_report.diff_page(diff))
     elif args.output == "dot":
         out.write(_diff_dot(diff))
     else:
         out.write(diff_render.to_text(diff))
-    return EXIT_FAIL if diff.failed(args.fail_on) else EXIT_OK
+        if checked:
+            out.write(f"assertions broken by this change: {len(broken)} of {len(checked)}\n")
+            out.writelines(f"  BROKEN {c['name']}: {len(c['violations'])} violation(s)\n" for c in broken)
+    return EXIT_FAIL if diff.failed(args.fail_on) or broken else EXIT_OK
 
 
 def _diff_dot(diff: Diff) -> str:
@@ -256,19 +305,10 @@ def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
 
 
 def cmd_check(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
-    from kube.documents import DocumentError, parse_yaml
     from simulator import assertions as checks
 
     try:
-        with open(args.assertions) as fh:
-            docs = [d for d in parse_yaml(fh.read()) if d is not None]
-    except OSError as exc:
-        raise UsageError(f"--assertions {args.assertions}: cannot read: {exc.strerror or exc}") from None
-    if len(docs) != 1 or isinstance(docs[0], DocumentError):
-        problem = docs[0] if docs and isinstance(docs[0], DocumentError) else "expected one YAML document"
-        raise UsageError(f"{args.assertions}: {problem}")
-    try:
-        outcomes = checks.check(cluster, checks.parse_assertions(docs[0], args.assertions))
+        outcomes = checks.check(cluster, _read_assertions(args.assertions))
     except checks.AssertionsError as exc:
         raise UsageError(str(exc)) from None
     if args.output == "json":

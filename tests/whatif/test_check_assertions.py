@@ -78,3 +78,16 @@ def test_an_assertion_naming_nothing_is_bad_input_with_suggestions(tmp_path, cap
     code, _out, err = run(capsys, "check", "-f", c, "--assertions", a)
     assert code == 2
     assert "names nothing" in err and "did you mean payments/postgres[StatefulSet]" in err
+
+
+def test_what_if_reports_the_assertions_a_change_breaks_and_exits_1(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    c, a = files(tmp_path, [NEVER, REACHES])
+    opening = tmp_path / "open.yaml"
+    opening.write_text(yaml.safe_dump(m.policy("payments", "db-from-all", {
+        "podSelector": {"matchLabels": {"app": "postgres"}}, "ingress": [{"from": [{"namespaceSelector": {}}]}]})))
+    code, out, err = run(capsys, "what-if", "-f", c, "--apply", str(opening), "--assertions", a, "-o", "json")
+    assert code == 1, err
+    checked = {x["name"]: x for x in json.loads(out)["assertions"]}
+    assert checked[NEVER["name"]]["broken"] is True and checked[REACHES["name"]]["broken"] is False
+    code, out, _err = run(capsys, "what-if", "-f", c, "--apply", str(opening), "--assertions", a)
+    assert code == 1 and f"BROKEN {NEVER['name']}" in out
