@@ -2,34 +2,37 @@
 
 Steps: ``kind create cluster`` with ``kind-config/cluster.yaml`` (kept if a cluster of that
 name exists), install kindnet for pod networking with its NetworkPolicy enforcement off,
-build the enforcer image (``make azure-npm-image``), ``kind load docker-image`` it, deploy
-``npm/azure-npm.yaml``, then run scenarios as the cluster backend does.
+wait for the nodes to be Ready, build the enforcer image (``make azure-npm-image``),
+``kind load docker-image`` it, deploy ``npm/azure-npm.yaml``, then run scenarios as the
+cluster backend does.
 
 Why kindnet is installed by hand: since kind v0.24 the kindnetd that kind bundles always
 enforces NetworkPolicy itself (kube-network-policies, built in; no flag turns it off), which
 would hide the enforcer under test. The config disables kind's default CNI and this backend
-installs kindnet from its own project (kubernetes-sigs/kindnet), whose kindnetd has
-``--network-policy`` (default true), with ``--network-policy=false``. See docs/conformance.md.
+installs kindnet from its own project (kubernetes-sigs/kindnet, a pinned copy in
+``kind-config/``), whose kindnetd has ``--network-policy``, with ``--network-policy=false``
+(``conformance/kindnet.py``). See docs/conformance.md.
+
+Why ``kind create cluster`` gets no ``--wait``: without a CNI no node turns Ready, so kind's
+wait for Ready nodes could only time out. The nodes are waited for after kindnet is applied.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from conformance.backends import BackendError
 from conformance.backends.cluster import ClusterBackend
+from conformance.kindnet import KINDNET_ENV, kindnet_without_policy, manifest_location, read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "kind-config" / "cluster.yaml"
-KINDNET_MANIFEST = "https://raw.githubusercontent.com/kubernetes-sigs/kindnet/main/install-kindnet.yaml"
-KINDNET_ENV = "NPM_KINDNET_MANIFEST"  # a file or URL to use instead
+NODES_READY_TIMEOUT = "300s"
 
 
 # -- command lines (pure, tested) ---------------------------------------------------------
@@ -37,8 +40,14 @@ def kind_get_clusters_argv() -> list[str]:
     return ["kind", "get", "clusters"]
 
 
-def kind_create_argv(name: str, config: str | Path, wait: str = "180s") -> list[str]:
-    return ["kind", "create", "cluster", "--name", name, "--config", str(config), "--wait", wait]
+def kind_create_argv(name: str, config: str | Path, wait: str | None = None) -> list[str]:
+    """``kind create cluster``; no ``--wait`` unless asked (the config's nodes lack a CNI until kindnet)."""
+    return ["kind", "create", "cluster", "--name", name, "--config", str(config), *(["--wait", wait] if wait else [])]
+
+
+def nodes_ready_argv(timeout: str = NODES_READY_TIMEOUT) -> list[str]:
+    """The kubectl arguments that wait until every node is Ready (possible once kindnet runs)."""
+    return ["wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={timeout}"]
 
 
 def kind_kubeconfig_argv(name: str) -> list[str]:
@@ -57,17 +66,6 @@ def image_build_argv(image: str) -> list[str]:
     """``make azure-npm-image`` producing ``image`` (IMAGE:VERSION split at the tag)."""
     repo, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "latest")
     return ["make", "azure-npm-image", f"IMAGE={repo}", f"VERSION={tag}"]
-
-
-def kindnet_without_policy(manifest: str) -> str:
-    """kindnet's install manifest with NetworkPolicy enforcement switched off."""
-    text, count = re.subn(r"--network-policy(=true)?(?=[\s\"'\]])", "--network-policy=false", manifest)
-    if count == 0:
-        if "kindnetd" not in manifest:
-            raise ValueError("not a kindnet manifest (no kindnetd command)")
-        # An older layout without the flag: add it after the command.
-        text = re.sub(r"(- /bin/kindnetd\s*\n)(\s*)", r"\1\2- --network-policy=false\n\2", manifest, count=1)
-    return text
 
 
 # -- the backend -------------------------------------------------------------------------
@@ -114,10 +112,8 @@ class KindBackend(ClusterBackend):
         Path(path).write_text(self._run(kind_kubeconfig_argv(self.cluster_name)))
         self.kubeconfig = path
         if self._created:
-            self._kubectl(
-                ["apply", "-f", "-"], kindnet_without_policy(_read(os.environ.get(KINDNET_ENV, KINDNET_MANIFEST)))
-            )
-            self._kubectl(["wait", "--for=condition=Ready", "nodes", "--all", "--timeout=300s"])
+            self._kubectl(["apply", "-f", "-"], _kindnet_manifest())
+            self._kubectl(nodes_ready_argv())
         if self.build:
             self._run(image_build_argv(self.image), cwd=ROOT)
         self._run(kind_load_argv(self.image, self.cluster_name))
@@ -138,11 +134,9 @@ class KindBackend(ClusterBackend):
                 shutil.rmtree(self._kubeconfig_dir, ignore_errors=True)
 
 
-def _read(location: str) -> str:
-    if os.path.exists(location):
-        return Path(location).read_text()
+def _kindnet_manifest() -> str:
+    location = manifest_location()
     try:
-        with urllib.request.urlopen(location, timeout=60) as resp:
-            return resp.read().decode()
-    except OSError as exc:
-        raise BackendError(f"cannot fetch the kindnet manifest from {location}: {exc} (set ${KINDNET_ENV})") from exc
+        return kindnet_without_policy(read_manifest(location))
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"cannot use the kindnet manifest {location}: {exc} (set ${KINDNET_ENV})") from exc

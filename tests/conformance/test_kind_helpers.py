@@ -18,8 +18,9 @@ from conformance.backends.kind import (
     image_build_argv,
     kind_create_argv,
     kind_load_argv,
-    kindnet_without_policy,
+    nodes_ready_argv,
 )
+from conformance.kindnet import DEFAULT_MANIFEST, KINDNET_ENV, kindnet_without_policy, main, manifest_location
 from kube.model import ContainerPort, Labels, Pod, PortSpec
 
 
@@ -82,17 +83,10 @@ def test_parse_recorded_agnhost_connect_outputs(code, stderr, want, reason):
 
 
 def test_kind_command_lines():
-    assert kind_create_argv("c1", "cfg.yaml") == [
-        "kind",
-        "create",
-        "cluster",
-        "--name",
-        "c1",
-        "--config",
-        "cfg.yaml",
-        "--wait",
-        "180s",
-    ]
+    # No --wait by default: the config has no CNI, so no node is Ready until kindnet is applied.
+    assert kind_create_argv("c1", "cfg.yaml") == ["kind", "create", "cluster", "--name", "c1", "--config", "cfg.yaml"]
+    assert kind_create_argv("c1", "cfg.yaml", wait="30s")[-2:] == ["--wait", "30s"]
+    assert nodes_ready_argv("120s") == ["wait", "--for=condition=Ready", "nodes", "--all", "--timeout=120s"]
     assert kind_load_argv("azure-npm:dev", "c1") == ["kind", "load", "docker-image", "azure-npm:dev", "--name", "c1"]
     assert image_build_argv("azure-npm:conformance") == [
         "make",
@@ -123,8 +117,30 @@ def test_kindnet_manifest_patched_to_stop_enforcing():
     assert "--network-policy=true" not in kindnet_without_policy(manifest)
     older = "        command:\n        - /bin/kindnetd\n        - --v=2\n"
     assert "- --network-policy=false\n" in kindnet_without_policy(older)
+    already = "        command:\n        - /bin/kindnetd\n        - --network-policy=false\n"
+    assert kindnet_without_policy(already) == already
     with pytest.raises(ValueError):
         kindnet_without_policy("kind: ConfigMap\n")
+    # Naming kindnetd (a comment, as in kind-config/cluster.yaml) is not running it.
+    with pytest.raises(ValueError):
+        kindnet_without_policy(DEFAULT_CONFIG.read_text())
+
+
+def test_kindnet_manifest_from_override_else_pinned_copy():
+    assert manifest_location({}) == str(DEFAULT_MANIFEST)
+    assert manifest_location({KINDNET_ENV: ""}) == str(DEFAULT_MANIFEST)
+    assert manifest_location({KINDNET_ENV: "/srv/kindnet.yaml"}) == "/srv/kindnet.yaml"
+
+
+def test_kindnet_command_writes_policy_free_manifest_or_fails_with_a_message(tmp_path, capsys):
+    out = tmp_path / "kindnet.yaml"
+    assert main(["--from", str(DEFAULT_MANIFEST), "--out", str(out)]) == 0
+    assert "--network-policy=false" in out.read_text()
+    assert "--network-policy=true" not in out.read_text()
+    assert main(["--from", str(tmp_path / "missing.yaml")]) == 1
+    assert "missing.yaml" in capsys.readouterr().err
+    assert main(["--from", str(DEFAULT_CONFIG)]) == 1
+    assert "not a kindnet manifest" in capsys.readouterr().err
 
 
 def test_enforcer_manifest_gets_the_image_under_test():
