@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kube.model import Cluster, ContainerPort, IPBlock, LabelSelector, NetworkPolicy, Pod
+from kube.model import Cluster, ContainerPort, IPBlock, LabelSelector, NetworkPolicy, Pod, PortSpec
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -194,6 +194,13 @@ class CannotAlign(ValueError):
     """The new cluster's policies look at a label key or an address range the old classes
     ignore, so the old classes could be too coarse for it (reason in the message)."""
 
+
+
+def declaring(t: ClassTable, spec: PortSpec) -> np.ndarray:
+    """bool [C]: the classes whose pods declare ``spec`` (declared ports are part of the class key)."""
+    return np.array(
+        [any(p.port == spec.port and p.protocol == spec.protocol for p in ports) for ports in t.ports], dtype=bool
+    ).reshape(t.count)
 
 def build_classes(
     cluster: Cluster, label_keys: Iterable[str] | None = (), *, like: ClassTable | None = None

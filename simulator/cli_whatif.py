@@ -12,10 +12,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kube.model import Cluster
+from kube.model import Cluster, Pod
 from simulator.cli_common import (
     EXIT_FAIL,
     EXIT_OK,
@@ -141,6 +142,9 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "by); by default they are listed, each block as its CIDRs",
     )
     add_port_option(exp, PORT_HELP)
+    exp.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                     help="leave these pods out (ns/name, ns/*, ns/name[Kind], globs; repeatable), e.g. DNS, "
+                     "which every pod may reach and which would otherwise connect everything")
     exp.add_argument("-o", "--output", choices=["text", "json", "html", "dot"], default="text")
     exp.set_defaults(handler=cmd_exposure)
 
@@ -345,11 +349,14 @@ def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int
         source = cluster.pod_by_key.get(args.source)
         if source is None:
             raise UsageError(f"--from {args.source}: no such pod (give namespace/name)")
+    if args.exclude:
+        cluster = _without_pods(cluster, args.exclude, keep=source)
     sim = Simulator(cluster)
-    ports, _declared_only = choose_ports([cluster], args.port)  # any allowed port is an edge
+    # As reach: --port on every pair, else each destination on the ports it declares.
+    ports, declared_only = choose_ports([cluster], args.port)
     print(f"exposure over {len(cluster.pods)} pods ({sim.classes.count} classes) on {len(ports)} port(s)...",
           file=sys.stderr)
-    cg = exposure.build(sim, ports)
+    cg = exposure.build(sim, ports, declared_only=declared_only)
     result = exposure.from_pod(cg, source, hops=args.hops) if source else exposure.ranking(cg, top=args.top)
     if source is not None and args.outside:
         from simulator.outside import outside_endpoints
@@ -366,6 +373,23 @@ def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int
     else:
         out.write(exposure.text_from(result) if source else exposure.text_ranking(result))
     return EXIT_OK
+
+
+def _without_pods(cluster: Cluster, patterns: Sequence[str], keep: Pod | None) -> Cluster:
+    """``cluster`` without the pods ``patterns`` name (``ns/name``, ``ns/*``, ``ns/name[Kind]``,
+    globs): endpoints such as DNS that every pod reaches and that would connect everything.
+    Verdicts between the other pods do not depend on them."""
+    from fnmatch import fnmatchcase
+
+    def excluded(pod: Pod) -> bool:
+        return pod is not keep and any(fnmatchcase(pod.key, p) or (pod.workload and fnmatchcase(pod.workload, p))
+                                       for p in patterns)
+
+    kept = tuple(p for p in cluster.pods if not excluded(p))
+    if len(kept) == len(cluster.pods):
+        raise UsageError(f"--exclude {' '.join(patterns)}: names no pod")
+    print(f"excluding {len(cluster.pods) - len(kept)} pod(s)", file=sys.stderr)
+    return replace(cluster, pods=kept)
 
 
 def _pod_graph(cg: exposure.ClassGraph, cluster: Cluster, result: dict | None) -> nx.DiGraph:

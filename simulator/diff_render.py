@@ -46,7 +46,10 @@ def name_prefix(name: str) -> str:
 
 
 def workload(pod: Pod) -> str:
-    """``ns/app=web,tier=fe`` (labels minus pod-specific ones) or ``ns/web-*``."""
+    """The pod's workload: ``ns/name[Kind]`` where its controllers say (or it stands for one),
+    else ``ns/app=web,tier=fe`` (labels minus pod-specific ones), else ``ns/web-*``."""
+    if pod.workload:
+        return pod.workload
     labels = {k: v for k, v in pod.labels.items() if k not in POD_SPECIFIC_LABELS}
     if labels:
         return f"{pod.namespace}/" + ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

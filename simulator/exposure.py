@@ -21,6 +21,7 @@ import networkx as nx
 import numpy as np
 
 from kube.model import Pod, PortSpec
+from simulator.classes import declaring
 from simulator.diff_render import fold_ports, workload
 from simulator.engine import Simulator
 
@@ -40,8 +41,9 @@ class ClassGraph:
     workload_pods: dict[str, int] = field(default_factory=dict)  # workload -> number of pods
 
 
-def build(sim: Simulator, ports: Sequence[PortSpec]) -> ClassGraph:
-    """Build the class graph and its transitive closure."""
+def build(sim: Simulator, ports: Sequence[PortSpec], *, declared_only: bool = False) -> ClassGraph:
+    """Build the class graph and its transitive closure. With ``declared_only`` (no --port,
+    as in ``reach``) an edge needs a port the destination declares."""
     started = time.perf_counter()
     t = sim.classes
     count = t.count
@@ -51,6 +53,8 @@ def build(sim: Simulator, ports: Sequence[PortSpec]) -> ClassGraph:
     for spec in ports:
         m = sim.class_matrix(spec).copy()
         m[lonely, lonely] = False
+        if declared_only:
+            m[:, ~declaring(t, spec)] = False
         per_port[spec] = m
         adj |= m
     graph = nx.DiGraph()

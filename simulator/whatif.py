@@ -33,7 +33,7 @@ import numpy as np
 
 from kube.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Pod, PortSpec
 from simulator import semantics
-from simulator.classes import ClassTable
+from simulator.classes import ClassTable, declaring
 from simulator.outside import OutsideEndpoint
 
 
@@ -289,7 +289,7 @@ def diff_states(
         unstable = (jb != ja) | touched[ja]
     for spec in ports:
         if declared_only:
-            serves = _serves(tb, spec)[jb] | _serves(ta, spec)[ja]
+            serves = declaring(tb, spec)[jb] | declaring(ta, spec)[ja]
         for is_gain, (xs, ys) in _flips(before, after, spec, jb, ja, unstable):
             out = gained if is_gain else lost
             if declared_only:
@@ -375,7 +375,7 @@ def _outside_flips(
     ing_b, eg_b, in_b = _external(before, endpoint.address, spec, namespaces)
     ing_a, eg_a, in_a = _external(after, endpoint.address, spec, namespaces)
     looked = in_b[jb] | in_a[ja]
-    serves = (_serves(before.classes, spec)[jb] | _serves(after.classes, spec)[ja]) if declared_only else None
+    serves = (declaring(before.classes, spec)[jb] | declaring(after.classes, spec)[ja]) if declared_only else None
     gained: list[Change] = []
     lost: list[Change] = []
     pods_b, pods_a = before.classes.pods, after.classes.pods
@@ -427,7 +427,7 @@ def _outside_lonely(
         return []
     t = state.classes
     ing, eg = _engine(state).external(endpoint.address, spec)
-    serves = _serves(t, spec) if declared_only else None
+    serves = declaring(t, spec) if declared_only else None
     out: list[Change] = []
     for pod in pods:
         c = int(t.pod_class[t.pod_index[pod.key]])
@@ -478,13 +478,6 @@ def _sort_key(c: Change) -> tuple[str, str, str, int]:
     return (c.src, c.dst, c.protocol, c.port)
 
 
-def _serves(t: ClassTable, spec: PortSpec) -> np.ndarray:
-    """bool [C]: classes whose pods declare ``spec`` (ports are part of the class key)."""
-    return np.array(
-        [any(p.port == spec.port and p.protocol == spec.protocol for p in ports) for ports in t.ports], dtype=bool
-    ).reshape(t.count)
-
-
 def _lonely(state: State, pods: list[Pod], spec: PortSpec, what: str, declared_only: bool = False) -> list[Change]:
     """Every allowed connection from or to ``pods`` (present in ``state`` only)."""
     if not pods:
@@ -503,7 +496,7 @@ def _lonely(state: State, pods: list[Pod], spec: PortSpec, what: str, declared_o
             got = cache[(cs, cd)] = _allowing_rules(scoped, t.reps[cs], t.reps[cd], spec)
         return got
 
-    serves = _serves(t, spec)[t.pod_class] if declared_only else np.ones(len(all_pods), dtype=bool)
+    serves = declaring(t, spec)[t.pod_class] if declared_only else np.ones(len(all_pods), dtype=bool)
     # Only the rows and columns of the lonely pods' classes are read.
     mine = np.unique(np.array([t.pod_class[t.pod_index[p.key]] for p in pods], dtype=np.int64))
     at = {int(c): k for k, c in enumerate(mine)}
