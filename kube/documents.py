@@ -224,31 +224,29 @@ class _Duplicated(dict):  # type: ignore[type-arg]
     duplicate = ""
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) == len(pairs):  # the common case: one C call, no Python loop
-        return out
-    seen: set[str] = set()
-    duplicate = next(k for k, _v in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-    marked = _Duplicated(out)
-    marked.duplicate = duplicate
-    _FOUND.append(marked)
-    return marked
+class _Marks(list):  # type: ignore[type-arg]
+    """What one parse's hooks marked (duplicated objects, NaN/Infinity), so that the walk that
+    locates them runs only when there is something to locate. One per parse: thread-safe."""
 
+    def no_duplicates(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) == len(pairs):  # the common case: one C call, no Python loop
+            return out
+        seen: set[str] = set()
+        duplicate = next(k for k, _v in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        marked = _Duplicated(out)
+        marked.duplicate = duplicate
+        self.append(marked)
+        return marked
 
-# What the parse hooks marked (duplicated objects, NaN/Infinity), so that the walk that locates
-# them runs only when there is something to locate. Parsing is not reentrant here.
-_FOUND: list[Any] = []
+    def no_constants(self, name: str) -> Any:
+        marked = _Constant(name)
+        self.append(marked)
+        return marked
 
 
 class _Constant(str):
     """``NaN``, ``Infinity`` or ``-Infinity`` where JSON has none: kept to be located after parsing."""
-
-
-def _no_constants(name: str) -> Any:
-    marked = _Constant(name)
-    _FOUND.append(marked)
-    return marked
 
 
 _PAIR = re.compile(r'\s*[{,]\s*"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"|[\[{])')
@@ -297,15 +295,14 @@ def parse_json(text: str) -> Any:
         if not kind.endswith("List"):
             raise DocumentError(f"is one object of {len(text):,} bytes, over the API server's "
                                 f"{MAX_OBJECT_BYTES:,}-byte limit for an object")
+    marks = _Marks()
     try:
-        _FOUND.clear()
-        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        doc = json.loads(text, object_pairs_hook=marks.no_duplicates, parse_constant=marks.no_constants)
     except RecursionError:
         raise DocumentError(f"nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise JsonSyntaxError(f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
-    if _FOUND:  # json's own recursion limit bounds the depth of what parsed at all
-        _FOUND.clear()
+    if marks:  # json's own recursion limit bounds the depth of what parsed at all
         _check_json_items(doc)
     return doc
 
