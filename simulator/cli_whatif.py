@@ -104,7 +104,8 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="findings about policies: dead selectors, shadowed rules, DNS lock-outs, ...",
         description="Check policies for problems; each finding names the policy, the rule and a reason.",
     )
-    lint_p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    lint_p.add_argument("-o", "--output", choices=["text", "json", "sarif", "github"], default="text",
+                        help="text, json, sarif (SARIF 2.1.0 for code scanning) or github (workflow annotations)")
     lint_p.add_argument("--fail-on", choices=["warning", "error"], help="exit 1 on findings of this severity or worse")
     lint_p.set_defaults(handler=cmd_lint)
 
@@ -118,7 +119,8 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "(N/PROTO or a port name resolved on the destination) and expect: allow|deny.",
     )
     check.add_argument("--assertions", required=True, metavar="FILE", help="the assertions file (YAML)")
-    check.add_argument("-o", "--output", choices=["text", "json", "junit"], default="text")
+    check.add_argument("-o", "--output", choices=["text", "json", "junit", "sarif", "github"], default="text",
+                       help="text, json, junit, sarif (SARIF 2.1.0 for code scanning) or github (workflow annotations)")
     check.set_defaults(handler=cmd_check)
 
     exp = add_command(
@@ -320,6 +322,11 @@ def cmd_check(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
         out.write(json.dumps(with_inputs(doc, args), indent=2) + "\n")
     elif args.output == "junit":
         out.write(checks.render_junit(outcomes))
+    elif args.output in ("sarif", "github"):
+        from simulator import ci_output
+
+        render = ci_output.check_sarif if args.output == "sarif" else ci_output.check_github
+        out.write(render(outcomes, args.assertions))
     else:
         out.write(checks.render_text(outcomes))
     return EXIT_OK if all(o.holds for o in outcomes) else EXIT_FAIL
@@ -333,6 +340,11 @@ def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     print(f"linted {len(cluster.policies)} policies in {time.perf_counter() - started:.3f} s", file=sys.stderr)
     if args.output == "json":
         out.write(json.dumps(with_inputs(lint.to_json(findings), args), indent=2) + "\n")
+    elif args.output in ("sarif", "github"):
+        from simulator import ci_output
+
+        render = ci_output.lint_sarif if args.output == "sarif" else ci_output.lint_github
+        out.write(render(findings, cluster))
     else:
         out.write(lint.to_text(findings))
     return EXIT_FAIL if lint.failed(findings, args.fail_on) else EXIT_OK
