@@ -16,8 +16,10 @@ classes are many and rules are varied.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -218,20 +220,37 @@ def write_yaml(objs: list[Raw], out: Any) -> None:
     yaml.safe_dump_all(objs, out, sort_keys=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write a synthetic cluster as multi-document YAML.")
-    parser.add_argument("--pods", type=int, default=500)
-    parser.add_argument("--policies", type=int, default=100)
+def generator_cli(
+    description: str,
+    make: Callable[[int, int, int], list[Raw]],
+    write: Callable[[list[Raw], Any], None],
+    argv: list[str] | None,
+    *,
+    pods: int,
+    policies: int,
+) -> int:
+    """The command line of a cluster generator: --pods, --policies, --seed, -o FILE (or stdout)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--pods", type=int, default=pods)
+    parser.add_argument("--policies", type=int, default=policies)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     args = parser.parse_args(argv)
-    objs = generate_objects(args.pods, args.policies, args.seed)
+    objs = make(args.pods, args.policies, args.seed)
     if args.output == "-":
-        write_yaml(objs, sys.stdout)
+        try:
+            write(objs, sys.stdout)
+        except BrokenPipeError:  # `... | head`: stop quietly, as a filter does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     else:
         with open(args.output, "w") as fh:
-            write_yaml(objs, fh)
+            write(objs, fh)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generator_cli("Write a synthetic cluster as multi-document YAML.", generate_objects, write_yaml, argv,
+                         pods=500, policies=100)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,11 @@ the clusters the simulator meets in production:
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import sys
 from typing import Any
+
+from cluster_gen import generator_cli
 
 from kube.manifests import Raw, cluster_of, container_port, namespace, node, pod, policy
 from kube.model import Cluster
@@ -210,19 +210,8 @@ def write_list(objs: list[Raw], out: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write a realistic synthetic cluster as a JSON List.")
-    parser.add_argument("--pods", type=int, default=5000)
-    parser.add_argument("--policies", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
-    args = parser.parse_args(argv)
-    objs = generate_objects(args.pods, args.policies, args.seed)
-    if args.output == "-":
-        write_list(objs, sys.stdout)
-    else:
-        with open(args.output, "w") as fh:
-            write_list(objs, fh)
-    return 0
+    return generator_cli("Write a realistic synthetic cluster as a JSON List.", generate_objects, write_list, argv,
+                         pods=5000, policies=1000)
 
 
 if __name__ == "__main__":

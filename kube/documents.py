@@ -50,13 +50,10 @@ class DocumentError(ValueError):
         return f" at line {self.line}" + (f", column {self.column}" if self.column is not None else "")
 
 
-class _StrictLoader(_Base):  # type: ignore[misc,valid-type]
-    """PyYAML's safe loader (libyaml's parser where available); strictness is checked on the
-    composed nodes before anything is constructed (see ``_check_nodes``)."""
-
-
-def _expanded_size(root: yaml.Node) -> int:
-    """Nodes the document holds once every alias is expanded; raises on a cycle or too deep.
+def _sizes(root: yaml.Node) -> tuple[int, int]:
+    """(nodes written, nodes once every alias is expanded) of a composed document; raises on a
+    cycle, on nesting too deep and on a duplicate key: strictness is checked on the nodes,
+    before anything is constructed.
 
     Memoised per node, so the walk is linear in the nodes written even for a bomb.
     """
@@ -86,7 +83,7 @@ def _expanded_size(root: yaml.Node) -> int:
         for child in _children(node):
             if id(child) not in sizes:
                 stack.append((child, depth + 1, False))
-    return sizes[id(root)]
+    return len(sizes), sizes[id(root)]
 
 
 def _no_duplicate_keys(root: yaml.Node, node: yaml.MappingNode) -> None:
@@ -162,19 +159,6 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
     return []
-
-
-def _written_size(root: yaml.Node) -> int:
-    """Distinct nodes written in the document (aliases counted once)."""
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.extend(_children(node))
-    return len(seen)
 
 
 def _json_checked(value: Any) -> None:
@@ -267,23 +251,20 @@ def _leading_pairs(text: str) -> Iterator[tuple[str, str]]:
 
 
 def _leading_kind(text: str) -> str | None:
+    """The kind a large JSON text declares in its leading fields: ``List`` where ``items`` comes
+    first, as kubectl writes lists (``{"apiVersion": "v1", "items": [...], "kind": "List"}``)."""
     for key, value in _leading_pairs(text):
         if key == "kind" and value.startswith('"'):
             return str(json.loads(value))
+        if key == "items" and value == "[":
+            return "List"
     return None
-
-
-def _leads_like_a_list(text: str) -> bool:
-    """kubectl writes a list as ``{"apiVersion": "v1", "items": [...], "kind": "List", ...}``."""
-    return any(key == "items" and value == "[" for key, value in _leading_pairs(text)) or (
-        (_leading_kind(text) or "").endswith("List")
-    )
 
 
 def parse_json(text: str) -> Any:
     """One JSON document, strictly: no duplicate keys, no NaN/Infinity, bounded depth; a single
     object (not a list) over the API server's size limit is refused before the strict parse."""
-    if len(text) > MAX_OBJECT_BYTES and not _leads_like_a_list(text):
+    if len(text) > MAX_OBJECT_BYTES:
         # Large and not a dump (a List): a single object, which the API server would refuse by
         # size before reading it. Where the leading fields cannot tell, C parsing does.
         kind = _leading_kind(text)
@@ -352,8 +333,7 @@ def parse_yaml(text: str) -> Iterator[Any]:
 
 
 def _parse_chunk(chunk: str, offset: int) -> Iterator[Any]:
-    loader = _StrictLoader(chunk)
-    aliases = "&" in chunk and "*" in chunk  # only anchors make aliases possible: the cheap test first
+    loader = _Base(chunk)
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -361,16 +341,12 @@ def _parse_chunk(chunk: str, offset: int) -> Iterator[Any]:
                 yield None
                 continue
             try:
-                if aliases:
-                    written = _written_size(node)
-                    expanded = _expanded_size(node)
-                    if expanded > written * ALIAS_RATIO + ALIAS_SLACK:
-                        raise DocumentError(
-                            f"aliases expand {written:,} written nodes to {expanded:,}: refused as a resource bomb",
-                            node.start_mark.line + 1,
-                        )
-                else:
-                    _expanded_size(node)  # depth only: without aliases it is the written size
+                written, expanded = _sizes(node)
+                if expanded > written * ALIAS_RATIO + ALIAS_SLACK:
+                    raise DocumentError(
+                        f"aliases expand {written:,} written nodes to {expanded:,}: refused as a resource bomb",
+                        node.start_mark.line + 1,
+                    )
                 yield loader.construct_document(node)
             except RecursionError:
                 yield DocumentError(f"nested deeper than {MAX_DEPTH} levels", node.start_mark.line + 1 + offset)

@@ -117,9 +117,6 @@ def _scalar_problem(value: Any, type_name: str) -> str:
     """Why ``value`` cannot be of the scalar type ``type_name`` ("" if it can, or if not a scalar)."""
     if type(value) is _FITS.get(type_name) or type_name == "any":  # the common case, first and cheap
         return ""
-    if type_name.startswith(("list:", "map:", "V1", "Core")):
-        want = list if type_name.startswith("list:") else Mapping
-        return "" if isinstance(value, want) else f"must be {'a list' if want is list else 'an object'}, {_not(value)}"
     if type_name == "str" and not isinstance(value, str):
         return f"must be a string, {_not(value)}"
     if type_name == "int" and (isinstance(value, bool) or not isinstance(value, int)):

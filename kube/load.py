@@ -94,7 +94,7 @@ class LoadResult:
         c = self.cluster
         used = {
             "Namespace": sum(1 for n in c.namespaces if not n.implicit),
-            "Pod": sum(1 for p in c.pods if p.owner is not None or not p.workload),  # stand-ins aside
+            "Pod": sum(1 for p in c.pods if not p.stand_in),
             "NetworkPolicy": len(c.policies),
             "Node": len(c.nodes),
         }
@@ -341,6 +341,7 @@ def _workload_endpoints(workloads: Mapping[str, Workload], pods: list[Pod], node
                 ports=w.ports,
                 workload=w.key,
                 source=w.source,
+                stand_in=True,
             ))
     return out
 

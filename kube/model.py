@@ -331,6 +331,7 @@ class Pod:
     host_ip: str = ""  # status.hostIP: the address of the node it runs on, as the kubelet reports it
     owner: tuple[str, str] | None = None  # (kind, name) of its controller, e.g. ("ReplicaSet", "web-5d8f7")
     workload: str = ""  # the workload it belongs to (``ns/name[Kind]``), or stands for when it has no pods
+    stand_in: bool = False  # not a running pod: a workload's pod template, for the simulator
     source: Source = field(default=NO_SOURCE, compare=False)
 
     @property

@@ -12,21 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from kube.model import Cluster
+from simulator.lint_kinds import SUMMARIES
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 TOOL = {"name": "npm-sim", "informationUri": "https://github.com/Azure/azure-container-networking"}
 LEVELS = {"error": "error", "warning": "warning", "info": "note"}
-_RULE_TEXT = {
-    "selects-no-pod": "The podSelector selects no pod of the namespace",
-    "peer-matches-nothing": "A from/to entry matches nothing",
-    "named-port-unserved": "A named port that no pod it applies to serves",
-    "redundant-rule": "A rule covered by other rules",
-    "unprotected-namespace": "A namespace with pods and no policy",
-    "allow-all-only": "Pods isolated only by allow-everything rules",
-    "dns-blocked": "Egress isolation leaves pods unable to reach DNS",
-    "ipblock-covers-pods": "An ipBlock that contains pod addresses",
-    "assertion": "A stated assertion about reachability does not hold",
-}
+_RULE_TEXT = {**SUMMARIES, "assertion": "A stated assertion about reachability does not hold"}
 
 
 def _log(results: list[dict[str, Any]]) -> str:

@@ -22,4 +22,16 @@ Kinds (severity):
   differ on whether ipBlocks match pod traffic; selectors say what is meant).
 """
 
-__all__ = ["KINDS"]
+# One line per kind, for machine outputs (SARIF rule descriptions).
+SUMMARIES = {
+    "selects-no-pod": "The podSelector selects no pod of the namespace",
+    "peer-matches-nothing": "A from/to entry matches nothing",
+    "named-port-unserved": "A named port that no pod it applies to serves",
+    "redundant-rule": "A rule covered by other rules",
+    "unprotected-namespace": "A namespace with pods and no policy",
+    "allow-all-only": "Pods isolated only by allow-everything rules",
+    "dns-blocked": "Egress isolation leaves pods unable to reach DNS",
+    "ipblock-covers-pods": "An ipBlock that contains pod addresses",
+}
+
+__all__ = ["KINDS", "SUMMARIES"]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from kube.model import Cluster, PortSpec
+from simulator.classes import ip_blocks
 
 SPACE = 1 << 32
 _REPRESENTATIVE_TRIES = 64  # addresses tried per interval before looking at the next one
@@ -42,24 +43,13 @@ class Block:
 
 def _edges(clusters: Iterable[Cluster]) -> list[tuple[int, int, int]]:
     """(start, end, id) of every IPv4 range an ipBlock adds (+) or takes away (except: -)."""
+    blocks = dict.fromkeys(b for cluster in clusters for b in ip_blocks(cluster) if b.network.version == 4)
     out: list[tuple[int, int, int]] = []
-    seen: dict[tuple[str, tuple[str, ...]], int] = {}
-    for cluster in clusters:
-        for policy in cluster.policies:
-            for rules in (policy.ingress, policy.egress):
-                for rule in rules:
-                    for peer in rule.peers:
-                        block = peer.ip_block
-                        if block is None or block.network.version != 4:
-                            continue
-                        key = (str(block.network), tuple(str(e) for e in block.except_networks))
-                        if key in seen:
-                            continue
-                        ident = seen[key] = len(seen)
-                        net = block.network
-                        out.append((int(net.network_address), int(net.broadcast_address) + 1, ident))
-                        for exc in block.except_networks:
-                            out.append((int(exc.network_address), int(exc.broadcast_address) + 1, ~ident))
+    for ident, block in enumerate(blocks):
+        net = block.network
+        out.append((int(net.network_address), int(net.broadcast_address) + 1, ident))
+        for exc in block.except_networks:
+            out.append((int(exc.network_address), int(exc.broadcast_address) + 1, ~ident))
     return out
 
 

@@ -55,8 +55,9 @@ class ReachPlan:
         sim = self.sim
         # Verdicts involving external addresses: few, computed one by one, once per address
         # (the CIDRs of one block of outside addresses share theirs).
-        unique = list(dict.fromkeys(self.externals))
-        at = [unique.index(ip) for ip in self.externals]
+        position = {ip: i for i, ip in enumerate(dict.fromkeys(self.externals))}
+        unique = list(position)
+        at = [position[ip] for ip in self.externals]
         per_address = np.array([[sim.allowed(p, ip, spec) for ip in unique] for p in self.pods], dtype=bool)
         to_ext = per_address.reshape(n, len(unique))[:, at] if unique else np.zeros((n, 0), dtype=bool)
         step = max(1, TILE_BYTES // max(1, size))

@@ -309,15 +309,12 @@ def diff_states(
                         out.append(Change(ps.key, pd.key, spec.port, spec.protocol, because))
         gained += _lonely(after, added, spec, "added", declared_only)
         lost += _lonely(before, deleted, spec, "deleted", declared_only)
-    for spec in dict.fromkeys([*ports, *outside_ports]) if outside else ():
-        for endpoint in outside:
-            g, lo = _outside_flips(
-                before, after, spec, endpoint, (ib, ia, jb, ja, members), attr, declared_only, outside_namespaces
-            )
+    if outside:
+        scope = _OutsideScope(before, after, (ib, ia, jb, ja, members), attr, outside_namespaces)
+        for spec in dict.fromkeys([*ports, *outside_ports]):
+            g, lo = scope.changes(spec, outside, added, deleted, declared_only)
             gained += g
             lost += lo
-            gained += _outside_lonely(after, added, spec, endpoint, "added", declared_only)
-            lost += _outside_lonely(before, deleted, spec, endpoint, "deleted", declared_only)
 
     key = _sort_key
     return Diff(
@@ -359,75 +356,98 @@ def _outside_rows(
     ]
 
 
-def _outside_flips(
-    before: State,
-    after: State,
-    spec: PortSpec,
-    endpoint: OutsideEndpoint,
-    joint: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]],
-    attr: _Attributor,
-    declared_only: bool,
-    namespaces: Sequence[str] | None,
-) -> tuple[list[Change], list[Change]]:
-    """Connections between the pods present in both states and ``endpoint`` that flipped."""
-    ib, ia, jb, ja, members = joint
-    ext = semantics.External(endpoint.address)
-    ing_b, eg_b, in_b = _external(before, endpoint.address, spec, namespaces)
-    ing_a, eg_a, in_a = _external(after, endpoint.address, spec, namespaces)
-    looked = in_b[jb] | in_a[ja]
-    serves = (declaring(before.classes, spec)[jb] | declaring(after.classes, spec)[ja]) if declared_only else None
-    gained: list[Change] = []
-    lost: list[Change] = []
-    pods_b, pods_a = before.classes.pods, after.classes.pods
-    for egress, vb, va in ((True, eg_b[jb], eg_a[ja]), (False, ing_b[jb], ing_a[ja])):
-        direction = EGRESS if egress else INGRESS
-        for x in np.flatnonzero((vb != va) & looked).tolist():
-            if not egress and serves is not None and not serves[x]:
-                continue  # not a port this pod declares
-            is_gain = bool(va[x])
-            rep_b, rep_a = before.classes.reps[int(jb[x])], after.classes.reps[int(ja[x])]
-            pair_b, pair_a = ((rep_b, ext), (rep_a, ext)) if egress else ((ext, rep_b), (ext, rep_a))
-            because = tuple(_direction_change(
-                attr.scoped_before.direction(*pair_b, spec, direction),
-                attr.scoped_after.direction(*pair_a, spec, direction),
-                is_gain,
-                direction,
-            ))
-            for m in members[x].tolist():
-                pod = pods_b[ib[m]] if is_gain else pods_a[ia[m]]
-                if endpoint.node and pod.node == endpoint.node:
-                    continue  # a pod and its own node always reach each other
-                rows = _outside_rows(endpoint, pod, spec, egress, (*because, *attr.objects(pod.key, pod.key)))
-                (gained if is_gain else lost).extend(rows)
-    return gained, lost
+class _OutsideScope:
+    """The outside part of a diff: pods against nodes and blocks of outside addresses. What
+    depends only on the two states (their joint classes, the classes of the namespaces to look
+    at) is computed once; what depends on the port, once per port."""
 
+    def __init__(
+        self,
+        before: State,
+        after: State,
+        joint: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]],
+        attr: _Attributor,
+        namespaces: Sequence[str] | None,
+    ) -> None:
+        self.before, self.after, self.joint, self.attr, self.namespaces = before, after, joint, attr, namespaces
+        # Classes looked at: all, or those of the namespaces a change touched.
+        self.ids = {id(s): (None if namespaces is None else _engine(s).namespace_classes(namespaces))
+                    for s in (before, after)}
 
-def _external(
-    state: State, address: str, spec: PortSpec, namespaces: Sequence[str] | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ingress from, egress to) ``address`` per class of ``state``, and which classes were
-    evaluated: all, or those of ``namespaces`` (the others are left allowed, and not looked at)."""
-    engine = _engine(state)
-    count = state.classes.count
-    if namespaces is None:
-        ing, eg = engine.external(address, spec)
-        return ing, eg, np.ones(count, dtype=bool)
-    ids = engine.namespace_classes(namespaces)
-    part_in, part_eg = engine.external(address, spec, namespaces)
-    ing, eg, looked = np.ones(count, dtype=bool), np.ones(count, dtype=bool), np.zeros(count, dtype=bool)
-    ing[ids], eg[ids], looked[ids] = part_in, part_eg, True
-    return ing, eg, looked
+    def changes(
+        self, spec: PortSpec, endpoints: Sequence[OutsideEndpoint], added: list[Pod], deleted: list[Pod],
+        declared_only: bool,
+    ) -> tuple[list[Change], list[Change]]:
+        """Gained and lost connections with ``endpoints`` on ``spec``."""
+        b, a = self.before, self.after
+        serves_b = declaring(b.classes, spec) if declared_only else None
+        serves_a = declaring(a.classes, spec) if declared_only else None
+        gained: list[Change] = []
+        lost: list[Change] = []
+        for endpoint in endpoints:
+            g, lo = self._flips(spec, endpoint, serves_b, serves_a)
+            gained += g + _outside_lonely(a, added, spec, endpoint, "added", serves_a)
+            lost += lo + _outside_lonely(b, deleted, spec, endpoint, "deleted", serves_b)
+        return gained, lost
+
+    def _external(self, state: State, address: str, spec: PortSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ingress from, egress to) ``address`` per class of ``state``, and which classes were
+        evaluated (the others are left allowed, and not looked at)."""
+        engine, count, ids = _engine(state), state.classes.count, self.ids[id(state)]
+        if ids is None:
+            ing, eg = engine.external(address, spec)
+            return ing, eg, np.ones(count, dtype=bool)
+        part_in, part_eg = engine.external(address, spec, self.namespaces)
+        ing, eg, looked = np.ones(count, dtype=bool), np.ones(count, dtype=bool), np.zeros(count, dtype=bool)
+        ing[ids], eg[ids], looked[ids] = part_in, part_eg, True
+        return ing, eg, looked
+
+    def _flips(
+        self, spec: PortSpec, endpoint: OutsideEndpoint, serves_b: np.ndarray | None, serves_a: np.ndarray | None
+    ) -> tuple[list[Change], list[Change]]:
+        """Connections between the pods present in both states and ``endpoint`` that flipped."""
+        before, after, attr = self.before, self.after, self.attr
+        ib, ia, jb, ja, members = self.joint
+        ext = semantics.External(endpoint.address)
+        ing_b, eg_b, in_b = self._external(before, endpoint.address, spec)
+        ing_a, eg_a, in_a = self._external(after, endpoint.address, spec)
+        looked = in_b[jb] | in_a[ja]
+        serves = serves_b[jb] | serves_a[ja] if serves_b is not None and serves_a is not None else None
+        gained: list[Change] = []
+        lost: list[Change] = []
+        pods_b, pods_a = before.classes.pods, after.classes.pods
+        for egress, vb, va in ((True, eg_b[jb], eg_a[ja]), (False, ing_b[jb], ing_a[ja])):
+            direction = EGRESS if egress else INGRESS
+            for x in np.flatnonzero((vb != va) & looked).tolist():
+                if not egress and serves is not None and not serves[x]:
+                    continue  # not a port this pod declares
+                is_gain = bool(va[x])
+                rep_b, rep_a = before.classes.reps[int(jb[x])], after.classes.reps[int(ja[x])]
+                pair_b, pair_a = ((rep_b, ext), (rep_a, ext)) if egress else ((ext, rep_b), (ext, rep_a))
+                because = tuple(_direction_change(
+                    attr.scoped_before.direction(*pair_b, spec, direction),
+                    attr.scoped_after.direction(*pair_a, spec, direction),
+                    is_gain,
+                    direction,
+                ))
+                for m in members[x].tolist():
+                    pod = pods_b[ib[m]] if is_gain else pods_a[ia[m]]
+                    if endpoint.node and pod.node == endpoint.node:
+                        continue  # a pod and its own node always reach each other
+                    rows = _outside_rows(endpoint, pod, spec, egress, (*because, *attr.objects(pod.key, pod.key)))
+                    (gained if is_gain else lost).extend(rows)
+        return gained, lost
 
 
 def _outside_lonely(
-    state: State, pods: list[Pod], spec: PortSpec, endpoint: OutsideEndpoint, what: str, declared_only: bool
+    state: State, pods: list[Pod], spec: PortSpec, endpoint: OutsideEndpoint, what: str, serves: np.ndarray | None
 ) -> list[Change]:
-    """The allowed connections between ``endpoint`` and pods present in ``state`` only."""
+    """The allowed connections between ``endpoint`` and pods present in ``state`` only
+    (``serves``: the classes declaring ``spec``, when only declared ports count)."""
     if not pods:
         return []
     t = state.classes
     ing, eg = _engine(state).external(endpoint.address, spec)
-    serves = declaring(t, spec) if declared_only else None
     out: list[Change] = []
     for pod in pods:
         c = int(t.pod_class[t.pod_index[pod.key]])

@@ -81,8 +81,7 @@ class Controller:
         self.events = events
         self.coalesce_window = coalesce_window
         self.reconcile_interval = reconcile_interval
-        self.retry_initial = retry_initial
-        self.retry_max = retry_max
+        self.backoff = Backoff(retry_initial, retry_max, jitter=False)
         self.status = ControllerStatus()
         # Event-seen-to-enforced latencies, newest last (the benchmark and tests read them).
         self.latencies: deque[float] = deque(maxlen=latency_history)
@@ -168,7 +167,7 @@ class Controller:
                     retries, retry_at = 0, 0.0
                     next_reconcile = time.monotonic() + self.reconcile_interval
                 else:
-                    delay = Backoff(self.retry_initial, self.retry_max, jitter=False).delay(retries)
+                    delay = self.backoff.delay(retries)
                     retries += 1
                     retry_at = time.monotonic() + delay
                 continue

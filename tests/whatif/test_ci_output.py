@@ -46,3 +46,11 @@ def test_check_sarif_and_github_annotations_name_the_broken_assertion(tmp_path, 
     assert code == 1
     (line,) = out.splitlines()
     assert line.startswith(f"::error file={a},title=assertion::") and "payments/db-from-all" in line
+
+
+def test_every_lint_kind_has_a_summary_for_sarif() -> None:
+    import re
+
+    from simulator.lint_kinds import KINDS, SUMMARIES
+
+    assert set(re.findall(r"^- ``([a-z-]+)``", KINDS, re.M)) == set(SUMMARIES)

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from kube.documents import MANIFEST_SUFFIXES, read_documents
@@ -74,6 +75,10 @@ def read_file(path: str, previous: FileState | None, stamp: Stamp) -> FileState:
     objects: dict[tuple[str, str], Obj] = {
         (kind, key): obj for kind in KINDS for key, obj in parsed.table(kind).items()
     }
+    ignored = Counter(parsed.skipped) + Counter(w.kind for w in parsed.workloads.values())
+    if ignored:  # read only when the file changes: said once per change, not per poll
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(ignored.items()))
+        log.info("manifest %s: ignored %s (not kinds the enforcer acts on)", path, kinds)
     invalid: dict[tuple[str, str], list[ObjectError]] = {}
     for error in parsed.errors:
         ident = _identity_of(error)
