@@ -234,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"npm-conformance: {err}", file=sys.stderr)
     if errors:
         return EXIT_USAGE
+    for sc in scenarios:
+        if sc.inputs:  # a manifest file: say what of it the scenario uses, as every tool does
+            print(f"npm-conformance: {sc.source}: {sc.inputs}", file=sys.stderr)
     chosen = select(scenarios, args.tag, args.exclude_tag)
     if not chosen:
         print("npm-conformance: no scenario left after --tag/--exclude-tag", file=sys.stderr)

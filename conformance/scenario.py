@@ -26,7 +26,7 @@ from conformance.expect import Expect, ExpectError, parse_expect, peer_matches
 from conformance.state import Action, State, StateError, materialize, placeholders
 from kube.documents import MANIFEST_SUFFIXES, read_documents
 from kube.errors import ObjectError
-from kube.load import ObjectSet, add_documents
+from kube.load import ObjectSet, add_documents, finish
 from kube.model import PROTOCOLS, Cluster, ContainerPort, Labels, Pod, PortSpec, Source
 from kube.parse import ParseFailure, parse_network_policy, parse_pod
 
@@ -60,6 +60,7 @@ class Scenario:
     description: str = ""
     tags: tuple[str, ...] = ()
     reference: str = ""
+    inputs: str = ""  # for a manifest file: what was used and ignored (``LoadResult.summary``)
 
     def states(self) -> list[State]:
         """The state after each step's actions (validated at load time, so never raises)."""
@@ -478,4 +479,5 @@ def _manifest_scenario(
         return [], errs.items
     skipped = ", ".join(f"{k} x{n}" for k, n in sorted(objects.skipped.items()))
     description = f"manifest file ({skipped} ignored)" if skipped else "manifest file"
-    return [Scenario(name, path, nodes, state, (step,), description=description)], []
+    inputs = finish(objects).summary()
+    return [Scenario(name, path, nodes, state, (step,), description=description, inputs=inputs)], []

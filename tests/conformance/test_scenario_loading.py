@@ -240,12 +240,15 @@ def test_a_kind_list_dump_keeps_its_policies(tmp_path):
         manifests.pod("x", "b", {"app": "b"}, ip="10.244.0.6", node="n1"),
         manifests.policy("x", "deny", {"podSelector": {}}),
         {"apiVersion": "v1", "kind": "List", "items": [manifests.policy("x", "nested", {"podSelector": {}})]},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "x"}},
     ]
     path = tmp_path / "dump.yaml"
     path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
     (scenario,), errors = load_file(str(path))
     assert errors == []
     assert sorted(scenario.initial.policies) == ["x/deny", "x/nested"]
+    assert "used 1 Namespace, 2 Pod, 2 NetworkPolicy" in scenario.inputs
+    assert "ignored 1 ConfigMap" in scenario.inputs  # said, not silently dropped
 
 
 def test_an_expectation_naming_a_pod_that_does_not_exist_at_that_step_is_refused(tmp_path):
