@@ -113,6 +113,7 @@ def overlay_cluster(
     objects.pods = {p.key: p for p in cluster.pods}
     objects.policies = {p.key: p for p in cluster.policies}
     objects.nodes = {n.name: n for n in cluster.nodes}
+    objects.cluster_policies = {p.name: p for p in cluster.cluster_policies}
     for path in apply:
         add_documents(objects, read_documents(path))
     for target in deletions:
