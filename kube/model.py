@@ -476,12 +476,12 @@ CNPPeer = CNPPods | CNPNetworks | CNPNodes | CNPUnsupportedPeer
 
 @dataclass(frozen=True)
 class CNPPort:
-    """One entry of a rule's ``protocols``: a protocol with every port, one port or an inclusive
-    range; or a named port (``destinationNamedPort``), which has no protocol of its own: it is
-    the port (and protocol) the destination pod declares under that name."""
+    """One entry of a rule's ``protocols``: a protocol with one port or an inclusive range (the
+    CRD requires a ``destinationPort``); or a named port (``destinationNamedPort``), which has no
+    protocol of its own: it is the port (and protocol) the destination pod declares by that name."""
 
     protocol: str | None = None  # TCP, UDP or SCTP; None exactly for a named port
-    port: int | None = None  # None: every port of the protocol (or a named port)
+    port: int | None = None  # set for a protocol entry; None exactly for a named port
     end_port: int | None = None  # the range's inclusive end, always > port
     named_port: str | None = None
 
