@@ -70,9 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print, per port, whether each pod (row) may connect to each pod (column). "
         "Without --port each destination is checked on the ports its containers declare: the "
         "table has one block per port any pod declares and shows '-' where the destination "
-        "does not declare that port; json/csv/dot/html leave those cells out. If no pod declares a "
-        "port, 80/TCP is used. Builds the pod x pod matrix: use `summary` for large clusters. "
-        "-o html writes one self-contained page (heatmap, graph for small clusters).",
+        "does not declare that port; json/csv/dot leave those cells out (html hatches them). If no pod "
+        "declares a port, 80/TCP is used. Builds the pod x pod matrix: use `summary` for large clusters. "
+        "-o html writes one self-contained page (heatmap and graph grouped by namespace, with a legend "
+        "and a namespace filter).",
     )
     add_port_option(reach)
     reach.add_argument(
@@ -160,7 +161,7 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     else:
         from simulator import html_report
 
-        out.write(html_report.reach_page(result.names, result.ports, result.allowed, result.checked))
+        out.write(html_report.reach_page(result.names, result.ports, result.allowed, result.checked, names))
     return EXIT_OK
 
 
