@@ -52,6 +52,7 @@ class Assertion:
     port: str  # "N/PROTO" or a port name
     allow: bool
     where: str  # "assertions[3]", for messages
+    line: int | None = None  # where it starts in its file, for CI annotations
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,9 @@ class Outcome:
                 "violations": [v.to_json() for v in self.violations]}
 
 
-def parse_assertions(doc: Any, source: str) -> list[Assertion]:
-    """The assertions of a loaded YAML document; raises AssertionsError naming the field."""
+def parse_assertions(doc: Any, source: str, lines: Sequence[int] = ()) -> list[Assertion]:
+    """The assertions of a loaded YAML document (``lines``: where each starts); raises
+    AssertionsError naming the field."""
     if not isinstance(doc, Mapping) or not isinstance(doc.get("assertions"), list):
         raise AssertionsError(f"{source}: expected a mapping with an `assertions` list")
     out = []
@@ -103,7 +105,7 @@ def parse_assertions(doc: Any, source: str) -> list[Assertion]:
             raise AssertionsError(f"{where}.port: must be N/PROTO, N or a port name")
         name = raw.get("name") or f"assertion {i}"
         out.append(Assertion(str(name), _side(raw.get("from"), f"{where}.from"), _side(raw.get("to"), f"{where}.to"),
-                             str(port), expect == "allow", where))
+                             str(port), expect == "allow", where, lines[i] if i < len(lines) else None))
     return out
 
 
