@@ -136,7 +136,9 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "Computed over equivalence classes and their strongly connected components.",
         epilog="exit codes:\n  0  done\n  2  bad input or usage (e.g. unknown --from pod)\n",
     )
-    exp.add_argument("--from", dest="source", metavar="POD", help="the compromised pod, namespace/name")
+    exp.add_argument("--from", dest="source", metavar="NAME",
+                     help="the compromised pod: namespace/name, a workload namespace/name[Kind] or namespace/* "
+                     "(when policy treats its pods alike)")
     exp.add_argument("--hops", type=int, metavar="N", help="limit the transitive search to N hops")
     exp.add_argument("--top", type=int, default=10, metavar="N", help="length of the rankings (default 10)")
     exp.add_argument(
@@ -394,13 +396,17 @@ def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int
     from simulator.engine import Simulator
 
     source = None
+    sim = Simulator(cluster)
     if args.source:
-        source = cluster.pod_by_key.get(args.source)
-        if source is None:
-            raise UsageError(f"--from {args.source}: no such pod (give namespace/name)")
+        from simulator.endpoint_names import one_endpoint
+
+        try:
+            source, _name = one_endpoint(sim, args.source)
+        except ValueError as exc:
+            raise UsageError(f"--from {exc}") from None
     if args.exclude:
         cluster = _without_pods(cluster, args.exclude, keep=source)
-    sim = Simulator(cluster)
+        sim = Simulator(cluster)
     # As reach: --port on every pair, else each destination on the ports it declares.
     ports, declared_only = choose_ports([cluster], args.port)
     print(f"exposure over {len(cluster.pods)} pods ({sim.classes.count} classes) on {len(ports)} port(s)...",
