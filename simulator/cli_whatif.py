@@ -241,7 +241,7 @@ def _assertions_before_after(args: argparse.Namespace, diff: Diff) -> list[tuple
 
     stated = _read_assertions(args.assertions)
     try:
-        before, after = checks.check(diff.before, stated), checks.check(diff.after, stated)
+        before, after = checks.check(diff.before, stated, missing_ok=True), checks.check(diff.after, stated)
     except checks.AssertionsError as exc:
         raise UsageError(str(exc)) from None
     return list(zip(before, after, strict=True))
@@ -251,14 +251,18 @@ def _write_diff(diff: Diff, args: argparse.Namespace, out: TextIO) -> int:
     from simulator import diff_render, html_report
 
     outcomes = _assertions_before_after(args, diff)
-    # An assertion is broken by the change when it held before and does not after.
-    checked = [{**a.to_json(), "held_before": b.holds, "broken": b.holds and not a.holds} for b, a in outcomes]
+    # An assertion is broken by the change when it does not hold after it but did before, or
+    # did not apply before (it names a workload the change adds).
+    def broke(b: Any, a: Any) -> bool:
+        return not a.holds and (b.holds or not b.applicable)
+
+    checked = [{**a.to_json(), "held_before": b.holds if b.applicable else None, "broken": broke(b, a)}
+               for b, a in outcomes]
     broken = [c for c in checked if c["broken"]]
     if args.output in ("sarif", "github"):
         from simulator import ci_output
 
-        results = ci_output.diff_results(diff, [a for b, a in outcomes if b.holds and not a.holds],
-                                         args.assertions or "")
+        results = ci_output.diff_results(diff, [a for b, a in outcomes if broke(b, a)], args.assertions or "")
         out.write((ci_output.sarif if args.output == "sarif" else ci_output.github)(results))
     elif args.output == "json":
         doc = diff.to_json()

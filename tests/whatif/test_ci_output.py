@@ -209,3 +209,13 @@ def test_what_if_github_reports_the_assertion_a_change_breaks(tmp_path, capsys) 
     code, out, _err = run(capsys, "what-if", "-f", c, "--apply", str(opener), "--assertions", a, "-o", "sarif")
     rules = {r["ruleId"] for r in valid_sarif(out)["runs"][0]["results"]}
     assert rules == {"assertion-broken", "connection-gained"}
+
+
+def test_docs_list_every_rule_id_with_its_source() -> None:
+    import re
+
+    from simulator.ci_output import RULES
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ci.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z-]+)` \|", text, re.M))
+    assert documented == set(RULES)
