@@ -20,7 +20,6 @@ behind its verdict.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field

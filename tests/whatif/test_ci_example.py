@@ -65,7 +65,8 @@ def test_the_workflow_runs_the_script_and_uploads_both_sarif_files() -> None:
     steps = workflow["jobs"]["gate"]["steps"]
     runs = " ".join(s.get("run", "") for s in steps)
     assert "ci/policy-gate.sh base pr network-assertions.yaml" in runs
-    uploads = [s["with"]["sarif_file"] for s in steps if s.get("uses", "").startswith("github/codeql-action/upload-sarif")]
+    uploads = [s["with"]["sarif_file"] for s in steps
+               if s.get("uses", "").startswith("github/codeql-action/upload-sarif")]
     assert sorted(uploads) == ["npm-sim-out/npm-sim-diff.sarif", "npm-sim-out/npm-sim-lint.sarif"]
     assert all("@" in s["uses"] for s in steps if "uses" in s)  # actions are pinned to a version
 
