@@ -61,7 +61,8 @@ def test_verify_agrees_after_apply_and_names_the_flows_a_deleted_rule_opens_or_c
             ("y/client", "x/web", 80, "denied", "allowed")]
         assert "x/web-from-b" in mismatches[0]["because"]
         text = _cli(w, "verify", "-f", str(path), "--node-name", "n1")
-        assert text.returncode == 1 and "MISMATCH y/client -> x/web 80/TCP: kernel denied, policies allowed" in text.stdout
+        assert text.returncode == 1
+        assert "MISMATCH y/client -> x/web 80/TCP: kernel denied, policies allowed" in text.stdout
         # the reconcile repairs it, and verify agrees again
         assert _cli(w, "apply", "-f", str(path), "--node-name", "n1").returncode == 0
         assert _cli(w, "verify", "-f", str(path), "--node-name", "n1").returncode == 0
