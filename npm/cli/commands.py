@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from npm.cli import start as cli_start
+from npm.cli import verify as cli_verify
 
 if TYPE_CHECKING:
     from npm.dataplane.ipset import SavedSet
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     tup.set_defaults(func=cmd_gettuples)
 
     cli_start.register(sub)
+    cli_verify.register(sub)
     return parser
 
 
