@@ -58,6 +58,7 @@ class ClusterIndex:
         self._children: dict[SetRef, tuple[SetRef, ...]] = {}
         self._isolated: dict[tuple[str, str], tuple[tuple[LabelSelector, ...], frozenset[str]]] = {}
         self._isolated_specs: dict[str, tuple[tuple[frozenset[str], ...], SetSpec]] = {}
+        self._selections: dict[tuple[str, str], tuple[tuple[LabelSelector, ...], tuple[frozenset[str], ...]]] = {}
         self.renderings: dict[str, PolicyRendering] = {}  # by policy key; filled by translate
         self._chains: dict[str, ChainSpec] = {}
         self._index_rules: dict[str, RuleSpec] = {}
@@ -106,6 +107,7 @@ class ClusterIndex:
             self._specs = {r: s for r, s in self._specs.items() if not stale(r)}
         if dirty_ns:
             self._isolated = {k: v for k, v in self._isolated.items() if k[1] not in dirty_ns}
+            self._selections = {k: v for k, v in self._selections.items() if k[1] not in dirty_ns}
 
     def _count(self, pod: Pod, sign: int, dirty: set[tuple[Any, ...]], dirty_ns: set[str]) -> None:
         """Add (``sign`` 1) or remove (-1) a pod's contributions to the member tables."""
@@ -169,6 +171,17 @@ class ClusterIndex:
             return found[1]
         members = frozenset().union(*(self.selected(namespace, s) for s in selectors))
         self._isolated[(direction, namespace)] = (selectors, members)
+        return members
+
+    def selections(
+        self, direction: Direction, namespace: str, selectors: tuple[LabelSelector, ...]
+    ) -> tuple[frozenset[str], ...]:
+        """Per selector, the IPs of the pods of ``namespace`` it selects (kept while they do not change)."""
+        found = self._selections.get((direction, namespace))
+        if found is not None and found[0] == selectors:
+            return found[1]
+        members = tuple(frozenset(self.selected(namespace, s)) for s in selectors)
+        self._selections[(direction, namespace)] = (selectors, members)
         return members
 
     def isolated_spec(self, ref: SetRef, parts: tuple[frozenset[str], ...]) -> SetSpec:
