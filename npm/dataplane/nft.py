@@ -85,9 +85,9 @@ def delete_table(runner: Runner) -> Completed:
     return runner.run([NFT, "-f", "-"], f"add table {TABLE_REF}\ndelete table {TABLE_REF}\n")
 
 
-def list_table(runner: Runner) -> Completed:
-    """``nft -j list table inet azure-npm`` (rc != 0 when the table does not exist)."""
-    return runner.run([NFT, "-j", "list", "table", FAMILY, TABLE])
+def list_table(runner: Runner, *, json_output: bool = True) -> Completed:
+    """``nft [-j] list table inet azure-npm`` (rc != 0 when the table does not exist)."""
+    return runner.run([NFT, *(["-j"] if json_output else []), "list", "table", FAMILY, TABLE])
 
 
 def has_table(runner: Runner) -> bool:
@@ -102,7 +102,7 @@ class NftTable:
 
     sets: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
     chains: dict[str, tuple[str, tuple[Fingerprint, ...]]] = field(default_factory=dict)
-    rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # raw rules, for debug
+    meanings: dict[str, str] = field(default_factory=dict)  # set name -> its comment (what it holds)
 
 
 def set_type(s: NftSet) -> str:
@@ -128,16 +128,15 @@ def parse_table(text: str) -> NftTable:
             if "interval" in s.get("flags", []):
                 kind += " interval"
             table.sets[s["name"]] = (kind, frozenset(_element(e) for e in s.get("elem", [])))
+            table.meanings[s["name"]] = s.get("comment", "")
         elif "chain" in item:
             c = item["chain"]
             hook = f"{c['type']} {c['hook']} {c['prio']} {c.get('policy', 'accept')}" if "hook" in c else ""
             table.chains[c["name"]] = (hook, ())
-            table.rules[c["name"]] = []
         elif "rule" in item:
             r = item["rule"]
             hook, fps = table.chains.get(r["chain"], ("", ()))
             table.chains[r["chain"]] = (hook, (*fps, rule_fingerprint(r)))
-            table.rules.setdefault(r["chain"], []).append(r)
     return table
 
 

@@ -142,7 +142,7 @@ class NftEnforcer:
             if plan.payload is None:
                 return desired
             try:
-                self._run(plan.payload)
+                self._run(plan.payload, result)
             except _Rejected as exc:
                 owners = _owners(exc.failure, desired)
                 if not owners or owners & excluded:
@@ -157,11 +157,12 @@ class NftEnforcer:
             return desired
         raise ApplyError(Failure("nft", "nft kept rejecting the transaction"))
 
-    def _run(self, payload: NftPayload) -> None:
+    def _run(self, payload: NftPayload, result: ApplyResult) -> None:
         res: Completed | None = None
         for attempt in range(self.config.retry_attempts):
             res = nft.run(self.runner, payload)
             if res.ok:
+                result.latencies.append(("nft", res.seconds))
                 return
             failure = payload.locate(Failure("nft", res.stderr.strip()[:500], res.rc))
             if failure.line is not None:
