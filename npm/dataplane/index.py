@@ -60,6 +60,7 @@ class ClusterIndex:
         self._isolated_specs: dict[str, tuple[tuple[frozenset[str], ...], SetSpec]] = {}
         self._selections: dict[tuple[str, str], tuple[tuple[LabelSelector, ...], tuple[frozenset[str], ...]]] = {}
         self.renderings: dict[str, PolicyRendering] = {}  # by policy key; filled by translate
+        self.generation = 0  # bumped whenever pods or namespaces change what a set may hold
         self._chains: dict[str, ChainSpec] = {}
         self._index_rules: dict[str, RuleSpec] = {}
         self.update(cluster)
@@ -91,11 +92,13 @@ class ClusterIndex:
         namespaces = sorted({n.name for n in cluster.namespaces} | self._pod_namespaces)
         if cluster.namespaces != self.namespace_objects or namespaces != self.namespaces:
             self.namespace_objects = cluster.namespaces
+            self.generation += 1
             self.namespaces = namespaces
             self.cluster = cluster  # for namespace labels
             self._specs = {r: s for r, s in self._specs.items() if r.recipe[0] not in LIST_RECIPES_OF_NAMESPACES}
             self._children = {}  # every list left is a list of namespace sets
         if dirty:
+            self.generation += 1
             # A "podin" set draws on the "podlabel" tables of its key.
             keys = {r[1] for r in dirty if r[0] == "podlabel"}
 

@@ -225,7 +225,12 @@ class NftTranslator:
         self.index: ClusterIndex | None = None
         self._policies: dict[str, NftPolicy] = {}
         self._sets: dict[SetRef, tuple[tuple[object, ...], NftSet]] = {}
+        self._sets_generation = -1  # the index generation the cached sets were checked at
         self._groups: dict[str, NftChain] = {}
+        # (direction, namespace) -> (what it was computed from, map elements, group chains,
+        # addresses other namespaces' pods also have -> their chains)
+        self._parts: dict[tuple[Direction, str], tuple[object, frozenset[str], dict[str, NftChain],
+                                                       dict[str, set[str]]]] = {}
 
     def translate(self, cluster: Cluster) -> NftState:
         """The desired table of a node (every node holds the same one). Raises
@@ -271,6 +276,9 @@ class NftTranslator:
             words = ",".join(d.word for d, _ in rendered.chains)
             markers.append(NftRule("return", _comment("policy", f"{policy.key} {words}"), "return"))
         self._policies = rendered_now
+        used = {ref for rendered in rendered_now.values() for ref in rendered.refs}
+        self._sets = {ref: v for ref, v in self._sets.items() if ref in used}  # kept ones are checked now
+        self._sets_generation = index.generation
         groups: dict[str, NftChain] = {}
         for direction, map_name in ((INGRESS, MAP_INGRESS), (EGRESS, MAP_EGRESS)):
             elements = self._dispatch(index, direction, by_ns[direction], groups)
@@ -291,11 +299,13 @@ class NftTranslator:
 
     def _set(self, index: ClusterIndex, ref: SetRef) -> NftSet:
         """The nft set for a selector ref: the index's members, list sets flattened into addresses."""
+        found = self._sets.get(ref)
+        if found is not None and self._sets_generation == index.generation:
+            return found[1]  # no pod or namespace changed since it was made
         if ref.kind == LIST_SET:
             sources: tuple[object, ...] = tuple(index.spec(child) for child in index.children(ref))
         else:
             sources = (index.spec(ref),)
-        found = self._sets.get(ref)
         same = found is not None and len(found[0]) == len(sources)
         if found is not None and same and all(a is b for a, b in zip(found[0], sources, strict=True)):
             return found[1]
@@ -314,32 +324,80 @@ class NftTranslator:
         namespaces: Mapping[str, Sequence[tuple[NetworkPolicy, NftChain | None]]],
         groups: dict[str, NftChain],
     ) -> frozenset[str]:
-        """The dispatch map's elements: each isolated pod address -> its group chain (or drop)."""
-        chains_of_ip: dict[str, set[str]] = {}
+        """The dispatch map's elements: each isolated pod address -> its group chain (or drop).
+
+        Computed per namespace and kept while the namespace's selections and policy chains are
+        the same objects; an address pods of several namespaces share gets the union of their
+        policies.
+        """
+        parts: dict[tuple[Direction, str], tuple[object, frozenset[str], dict[str, NftChain],
+                                                 dict[str, set[str]]]] = {}
+        shared: dict[str, set[str]] = {}
         by_name: dict[str, NftChain] = {}
+        elements: list[frozenset[str]] = []
         for ns in sorted(namespaces):
             entries = namespaces[ns]
             selections = index.selections(direction, ns, tuple(p.pod_selector for p, _ in entries))
-            for (_, chain), ips in zip(entries, selections, strict=True):
-                if chain is None:
-                    for ip in ips:
-                        chains_of_ip.setdefault(ip, set())
-                    continue
-                by_name[chain.name] = chain
-                for ip in ips:
-                    chains_of_ip.setdefault(ip, set()).add(chain.name)
+            source = (selections, tuple(chain for _, chain in entries))
+            part = self._parts.get((direction, ns))
+            # Selections are recomputed (a new object) whenever the namespace's pods, or the
+            # pods sharing their addresses, change: compare by identity.
+            if part is None or part[0][0] is not selections or part[0][1] != source[1]:  # type: ignore[index]
+                part = self._part(index, direction, entries, selections, source, groups)
+            parts[(direction, ns)] = part
+            elements.append(part[1])
+            groups.update(part[2])
+            for ip, chains in part[3].items():
+                shared.setdefault(ip, set()).update(chains)
+            for _, chain in entries:
+                if chain is not None:
+                    by_name[chain.name] = chain
+        self._parts.update(parts)
+        for key in [k for k in self._parts if k[0] == direction and k not in parts]:
+            del self._parts[key]
+        extra = []
+        for ip, chains in shared.items():
+            if not chains:
+                extra.append(f"{ip} : drop")
+            else:
+                extra.append(f"{ip} : goto {self._group(direction, [by_name[n] for n in chains], groups)}")
+        return frozenset().union(*elements, extra)
+
+    def _part(
+        self,
+        index: ClusterIndex,
+        direction: Direction,
+        entries: Sequence[tuple[NetworkPolicy, NftChain | None]],
+        selections: tuple[frozenset[str], ...],
+        source: object,
+        groups: dict[str, NftChain],
+    ) -> tuple[object, frozenset[str], dict[str, NftChain], dict[str, set[str]]]:
+        """One namespace's share of a dispatch map (see ``_dispatch``)."""
+        chains_of_ip: dict[str, set[str]] = {}
+        by_name: dict[str, NftChain] = {}
+        for (_, chain), ips in zip(entries, selections, strict=True):
+            for ip in ips:
+                mine = chains_of_ip.setdefault(ip, set())
+                if chain is not None:
+                    by_name[chain.name] = chain
+                    mine.add(chain.name)
+        shared = {ip: c for ip, c in chains_of_ip.items() if len(index.tables.get(("ipns", ip), ())) > 1}
+        mine_groups: dict[str, NftChain] = {}
         by_group: dict[frozenset[str], str] = {}
-        elements: list[str] = []
-        for ip, mine in chains_of_ip.items():
-            if not mine:
-                elements.append(f"{ip} : drop")
+        out: list[str] = []
+        for ip, names_ in chains_of_ip.items():
+            if ip in shared:
                 continue
-            key = frozenset(mine)
+            if not names_:
+                out.append(f"{ip} : drop")
+                continue
+            key = frozenset(names_)
             name = by_group.get(key)
             if name is None:
-                name = by_group[key] = self._group(direction, [by_name[n] for n in key], groups)
-            elements.append(f"{ip} : goto {name}")
-        return frozenset(elements)
+                name = by_group[key] = self._group(direction, [by_name[n] for n in key], mine_groups)
+            out.append(f"{ip} : goto {name}")
+        groups.update(mine_groups)
+        return source, frozenset(out), mine_groups, shared
 
     def _group(self, direction: Direction, members: Sequence[NftChain], groups: dict[str, NftChain]) -> str:
         ordered = sorted(members, key=lambda c: (c.policy or "", c.name))

@@ -7,6 +7,8 @@ import ipaddress
 import itertools
 import random
 
+import pytest
+
 from npm.dataplane.nft import NftPayload, parse_table, rule_fingerprint
 from npm.dataplane.nft_enforcer import _without_allows
 from npm.dataplane.nft_translate import (
@@ -19,6 +21,8 @@ from npm.dataplane.nft_translate import (
 )
 from npm.dataplane.types import Failure
 from tests.dataplane.helpers import cluster, pod, policy, web_ports
+from tests.dataplane.randomized import random_cluster
+from tests.dataplane.test_translate_incremental import _mutate
 
 N = ipaddress.IPv4Network
 
@@ -165,3 +169,17 @@ def test_read_back_rules_have_the_fingerprint_of_the_rules_we_wrote() -> None:
     assert table.chains["forward"][0] == "filter forward 0 accept"
     rule = doc["nftables"][-1]["rule"]
     assert rule_fingerprint(rule) == ("x/p ingress[0] from[0] ports[0]", "goto ingress", ((False, "s"), (True, "c")))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_incremental_nft_translation_equals_a_fresh_one(seed: int) -> None:
+    # Pods added, removed, relabelled, readdressed (shared addresses too), namespaces
+    # relabelled, policies changed: the carried caches never change the result.
+    rng = random.Random(seed)
+    current, _ = random_cluster(seed)
+    carried = NftTranslator()
+    assert carried.translate(current) == NftTranslator().translate(current)
+    for step in range(6):
+        donor, _ = random_cluster(1000 + seed * 10 + step)
+        current = _mutate(current, donor, rng)
+        assert carried.translate(current) == NftTranslator().translate(current), f"step {step}"
