@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from conformance.scenario import UPSTREAM_PORTS
+from conformance.models import UPSTREAM_PORTS
 from kube.model import PROTOCOLS
 
 # Primary tag -> its subordinate tags. A case carrying a subordinate tag also carries its
