@@ -24,10 +24,12 @@ everything else, and cost about two daemon reactions per step. The barrier's obj
 never in the simulated cluster: its pods live in their own namespace, and no scenario
 probe involves them. A ClusterNetworkPolicy is cluster-wide, though, and one whose subject is
 every namespace would decide the barrier's traffic too; so each write also carries an Admin
-ClusterNetworkPolicy at priority 0 that passes the barrier namespace's traffic within itself
-on to the NetworkPolicy tier, where the barrier policy decides it (a scenario's own
-ClusterNetworkPolicies at priority 0 come after it as long as their names sort after
-``0-npm-conformance-barrier``, the order our enforcer gives equal priorities).
+ClusterNetworkPolicy at priority 0 for the barrier namespace's traffic within itself: its
+ingress is passed on to the NetworkPolicy tier, where the barrier policy decides it, and its
+egress accepted (the client is selected by no NetworkPolicy, so a Pass would leave it to a
+scenario's Baseline policies). A scenario's own ClusterNetworkPolicies at priority 0 come after
+it as long as their names sort after ``0-npm-conformance-barrier``, the order our enforcer
+gives equal priorities.
 
 Pods are kept across scenarios when their shape (node, address, ports, hostNetwork) is
 unchanged, so a suite of scenarios over one model creates its pods once.
@@ -98,8 +100,9 @@ def served_ports(pod: Pod, serve: Sequence[PortSpec]) -> tuple[ContainerPort, ..
 
 
 def _barrier_cluster_policy() -> dict[str, Any]:
-    """Barrier traffic (within its namespace) passed on to the NetworkPolicy tier, whatever a
-    scenario's ClusterNetworkPolicies select (see the module docstring)."""
+    """Barrier traffic (within its namespace) left to the barrier NetworkPolicy, whatever a
+    scenario's ClusterNetworkPolicies select: ingress passed on to it, egress accepted (see
+    the module docstring)."""
     barrier = {"namespaces": {"matchLabels": {NAMESPACE_NAME_LABEL: BARRIER_NAMESPACE}}}
     return {
         "apiVersion": CNP_API_VERSION,
@@ -110,7 +113,7 @@ def _barrier_cluster_policy() -> dict[str, Any]:
             "priority": 0,
             "subject": barrier,
             "ingress": [{"name": "barrier", "action": "Pass", "from": [barrier]}],
-            "egress": [{"name": "barrier", "action": "Pass", "to": [barrier]}],
+            "egress": [{"name": "barrier", "action": "Accept", "to": [barrier]}],
         },
     }
 

@@ -127,12 +127,19 @@ policies:
       subject: {namespaces: {}}
       ingress: [{action: Deny, from: [{namespaces: {}}]}]
       egress: [{action: Deny, to: [{networks: ["${net y/b 32}"]}]}]
+  - kind: ClusterNetworkPolicy
+    metadata: {name: baseline-every-namespace}
+    spec:
+      tier: Baseline
+      priority: 5
+      subject: {namespaces: {}}
+      egress: [{action: Deny, to: [{networks: ["0.0.0.0/0"]}]}]
 """
 
 
 def test_daemons_are_handed_cluster_network_policies_node_labels_and_a_barrier_they_cannot_close(tmp_path):
     # A ClusterNetworkPolicy whose subject is every namespace covers the barrier's namespace
-    # too: the barrier's own Admin Pass keeps its traffic to the barrier NetworkPolicy, and
+    # too: the barrier's own Admin policy leaves its traffic to the barrier NetworkPolicy, and
     # the barrier is seen enforced on every write.
     path = tmp_path / "cnp.yaml"
     path.write_text(CNP_HANDED_OVER)
@@ -154,11 +161,12 @@ def test_daemons_are_handed_cluster_network_policies_node_labels_and_a_barrier_t
     assert sorted(handed) == ["node-1", "node-2"]
     docs = handed["node-1"]
     cnps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterNetworkPolicy"}
-    assert sorted(cnps) == ["0-npm-conformance-barrier", "every-namespace"]
+    assert sorted(cnps) == ["0-npm-conformance-barrier", "baseline-every-namespace", "every-namespace"]
     assert cnps["every-namespace"]["spec"]["egress"][0]["to"][0]["networks"] == [f"{ips['y/b']}/32"]
     barrier = cnps["0-npm-conformance-barrier"]["spec"]
     assert barrier["tier"] == "Admin" and barrier["priority"] == 0
-    assert {r["action"] for r in barrier["ingress"] + barrier["egress"]} == {"Pass"}
+    assert [r["action"] for r in barrier["ingress"]] == ["Pass"]  # on to the barrier NetworkPolicy
+    assert [r["action"] for r in barrier["egress"]] == ["Accept"]  # never left to a Baseline policy
     nodes = {d["metadata"]["name"]: d["metadata"]["labels"] for d in docs if d["kind"] == "Node"}
     assert nodes == {
         "node-1": {"kubernetes.io/hostname": "node-1", "kubernetes.io/os": "linux", "zone": "a"},
