@@ -331,14 +331,15 @@ def _policy(manifest: Mapping[str, Any], path: str, errs: _Errors) -> dict[str, 
 
 def _fill_dummy(manifest: Mapping[str, Any]) -> Any:
     """``manifest`` with each placeholder replaced by a stand-in of the right shape: one address
-    per pod named (10.N.0.1, so that two pods' /32s or /24s stay distinct, as lists of
-    networks must be), and its network of the placeholder's prefix (so except-in-cidr checks hold)."""
+    per pod named, all in 10.0.0.0/24 (so that two pods' /32s stay distinct, as lists of
+    networks must be, while wider networks of different pods are one, as pods of a node are),
+    and its network of the placeholder's prefix (so except-in-cidr checks hold)."""
     from conformance.state import PLACEHOLDER
 
     stand_ins: dict[str, str] = {}
 
     def stand_in(match: re.Match[str]) -> str:
-        address = stand_ins.setdefault(match.group(2), f"10.{len(stand_ins) % 256}.0.1")
+        address = stand_ins.setdefault(match.group(2), f"10.0.0.{len(stand_ins) % 254 + 1}")
         if match.group(1) == "ip":
             return address
         return str(ipaddress.ip_network(f"{address}/{match.group(3) or 32}", strict=False))
