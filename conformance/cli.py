@@ -243,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sc in scenarios:
         if sc.inputs:  # a manifest file: say what of it the scenario uses, as every tool does
             print(f"npm-conformance: {sc.source}: {sc.inputs}", file=sys.stderr)
+        for note in sc.notes:  # e.g. a ClusterNetworkPolicy peer not understood: its rule fails closed
+            print(f"npm-conformance: note: {note}", file=sys.stderr)
     chosen = select(scenarios, args.tag, args.exclude_tag)
     if not chosen:
         print("npm-conformance: no scenario left after --tag/--exclude-tag", file=sys.stderr)

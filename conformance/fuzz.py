@@ -7,6 +7,8 @@ kept open across cases (each node running the real ``azure-npm start`` daemon, e
 disagreement is confirmed by running the case again on a fresh state (so a slow daemon is
 not mistaken for a wrong one), then shrunk by hypothesis to a minimal scenario, written as
 ``DIR/disagreement-<hash>.yaml``; ``npm-conformance run -f`` that file reproduces it.
+``--cnp`` draws ClusterNetworkPolicies too (tiers, priorities, Accept/Deny/Pass, every peer
+kind, fail-closed peers; see :mod:`conformance.fuzz_model`).
 
 Exit codes: 0 every case agreed, 1 a disagreement (its file is named on stderr), 2 bad
 usage, 3 backend failure (namespaces, daemon), 130 interrupted.
@@ -309,6 +311,7 @@ def fuzz(
     manifest_filter: Filter | None = None,
     progress: Callable[[str], None] | None = None,
     dataplane: str = "iptables",
+    cnp: bool = False,
 ) -> FuzzReport:
     """Draw up to ``cases`` random scenarios and check each on one shared virtual cluster.
 
@@ -320,7 +323,8 @@ def fuzz(
     written with :func:`write_reproducer`, and the run stops. If it does not happen on a
     fresh cluster but again after re-running the previous case, it depends on what that
     case left in the enforcer: the pair is written with :func:`write_history` and the run
-    goes on; if neither, it is counted as transient.
+    goes on; if neither, it is counted as transient. ``cnp``: the cases have
+    ClusterNetworkPolicies too.
     """
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as fixed_seed
@@ -343,7 +347,7 @@ def fuzz(
             phases=[Phase.generate, Phase.shrink],
             suppress_health_check=list(HealthCheck),
             report_multiple_bugs=False,
-        )(fixed_seed(seed)(given(strategy(max_steps=max_steps))(run.check)))
+        )(fixed_seed(seed)(given(strategy(max_steps=max_steps, cnp=cnp))(run.check)))
         try:
             agree()
         except Disagreement as exc:
@@ -376,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataplane", choices=("iptables", "nftables"), default="iptables",
         help="the enforcer's dataplane (azure-npm start --dataplane; default iptables)",
+    )
+    parser.add_argument(
+        "--cnp",
+        action="store_true",
+        help="draw ClusterNetworkPolicies too (tiers, priorities, Pass, every peer kind, fail-closed peers); "
+        "without it a seed draws the cases it always drew",
     )
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="summary format on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -411,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shrink_budget=args.shrink_budget,
             progress=progress,
             dataplane=args.dataplane,
+            cnp=args.cnp,
         )
     except BackendError as exc:
         print(f"fuzz: backend failure: {exc}", file=sys.stderr)
