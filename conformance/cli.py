@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a step may take to agree with the prediction (default 10)",
     )
     run.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="netns backend: skip azure-npm verify on every node after each step (by default each node's "
+        "kernel is checked against the objects it enforces, and a disagreement fails the step)",
+    )
+    run.add_argument(
         "--node-image",
         metavar="IMAGE",
         help="netns backend: run each node's enforcer from this container image, as the DaemonSet "
@@ -300,7 +307,8 @@ def _run(args: argparse.Namespace, scenarios: list[Scenario]) -> int:
         ensure_privileges()  # re-executes under unshare when not root
     progress = Progress(args.quiet)
     options = RunOptions(
-        ports=tuple(args.port), probe_timeout=args.probe_timeout, converge_timeout=args.converge_timeout
+        ports=tuple(args.port), probe_timeout=args.probe_timeout, converge_timeout=args.converge_timeout,
+        verify=args.verify,
     )
     started = time.monotonic()
     code = EXIT_OK

@@ -51,6 +51,7 @@ import yaml
 from conformance.backends import BackendError, ProbeRequest
 from conformance.manifests import namespace_manifest, node_manifest, pod_status_manifest
 from conformance.netns.container import engine_env, run_prefix
+from conformance.results import NodeVerify
 from conformance.state import kubelet_labels
 from kube.model import (
     CNP_API_VERSION,
@@ -162,6 +163,7 @@ class NetnsBackend:
         self._barrier_failed = 0
         self._barrier_seen: int | None = None  # the last generation seen enforced on every node
         self._last: tuple[Cluster, list[dict[str, Any]]] = (Cluster(), [])
+        self._verify_noted = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self, nodes: Sequence[str]) -> dict[str, str]:
@@ -230,6 +232,35 @@ class NetnsBackend:
             mounts=[(directory, str(directory))],
             name=f"{self.topology.prefix}-{name}",
         )
+
+    def verify(self) -> list[NodeVerify]:
+        """``azure-npm verify`` on every node: what its kernel holds against the objects its
+        daemon was given (the manifest file it reads, barrier included)."""
+        from kube.load import load_paths
+        from npm.dataplane.kernel import Runner
+        from npm.verify.check import verify
+        from npm.verify.oracle import Oracle
+        from npm.verify.views import DATAPLANES, read_view
+
+        assert self.work_dir is not None
+        if self.dataplane not in DATAPLANES:
+            if not self._verify_noted:
+                self.log(f"azure-npm verify does not read the {self.dataplane} dataplane: not verified")
+                self._verify_noted = True
+            return []
+        out = []
+        for name in sorted(self.topology.nodes):
+            manifest = self.work_dir / "nodes" / name / MANIFEST_FILE
+            loaded = load_paths([str(manifest)], allocate_ips=False)
+            try:
+                view = read_view(self.dataplane, Runner(self.topology.node_runner(name)))
+            except Exception as exc:  # an unreadable kernel is a failed check, said as such
+                out.append(NodeVerify(name, False, 0, 0, f"cannot read the kernel: {exc}"))
+                continue
+            report = verify(view, Oracle(loaded.cluster), view.edge_addresses())
+            out.append(NodeVerify(name, report.agrees, report.connections, report.mismatched_connections,
+                                  "" if report.agrees else report.render()))
+        return out
 
     # -- state -------------------------------------------------------------------------
     def sync_workloads(self, cluster: Cluster, serve: Sequence[PortSpec] = ()) -> Cluster:

@@ -51,12 +51,13 @@ def register(sub: Any) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from kube.load import load_paths
-    from npm.dataplane.enforcer import ApplyError, DataplaneConfig, Enforcer
+    from npm.dataplane.enforcer import ApplyError
     from npm.dataplane.ipset import parse_save as parse_ipsets
     from npm.dataplane.iptables import parse_save
     from npm.verify.check import verify
     from npm.verify.kernel import IptablesView
     from npm.verify.oracle import Oracle
+    from npm.verify.views import read_view
 
     loaded = load_paths(args.paths, allocate_ips=False)  # the addresses the node was given, no others
     print(loaded.summary(), file=sys.stderr)
@@ -68,9 +69,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         live = None
         if not (args.iptables_file and args.ipset_file):
-            live = Enforcer(args.node_name, config=DataplaneConfig(backend=args.backend)).saved_state()
-        table = live[0] if live else None
-        sets = live[1] if live else {}
+            live = read_view("iptables", backend=args.backend)
+        table = live.table if live else None
+        sets = live.sets if live else {}
         if args.iptables_file:
             with open(args.iptables_file) as fh:
                 table = parse_save(fh.read()).get("filter")

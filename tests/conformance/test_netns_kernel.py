@@ -92,6 +92,38 @@ def test_broken_enforcer_fails_the_scenario_with_a_readable_truth_table():
     assert comparison[0].split("\t") == ["    -", "x/a", "x/b", "x/c", "y/a", "y/b", "y/c", "z/a", "z/b", "z/c"]
     assert comparison[2].split("\t")[:2] == ["    x/b", "X"] and comparison[3].split("\t")[:2] == ["    x/c", "X"]
     assert comparison[1].split("\t")[1:] == ["."] * 9
+    # The daemons enforce exactly what they were given: the kernel agrees with that input.
+    assert sc.steps[0].verify and all(v.agrees for v in sc.steps[0].verify)
+
+
+def test_a_rule_deleted_on_a_node_fails_the_step_through_verify():
+    scenarios, errors = load_scenarios([str(WITHIN_NS)])
+    assert not errors
+    backend = NetnsBackend()
+
+    class DeleteAfterSync:
+        """The backend, with an allow rule deleted on node-1 once the policies are in."""
+
+        name, default_probe_timeout = backend.name, backend.default_probe_timeout
+
+        def __getattr__(self, attr: str):  # type: ignore[no-untyped-def]
+            return getattr(backend, attr)
+
+        def sync_policies(self, cluster, manifests) -> None:  # type: ignore[no-untyped-def]
+            backend.sync_policies(cluster, manifests)
+            saved = backend.topology.node_run("node-1", ["iptables-nft-save", "-t", "filter"]).stdout
+            rule = next(x for x in saved.splitlines() if x.startswith("-A ") and "x-a-allows-x-b ingress[0]" in x)
+            assert backend.topology.node_run("node-1", ["sh", "-c", "iptables-nft -D " + rule[3:]]).returncode == 0
+
+    try:
+        (sc,) = Runner(DeleteAfterSync(), RunOptions(converge_timeout=1.0, retry_interval=0.5)).run(scenarios)
+    finally:
+        backend.close()
+    assert not sc.passed
+    failing = sc.steps[0].verify_failures
+    assert [v.node for v in failing] == ["node-1"] and failing[0].mismatched >= 1
+    assert "MISMATCH x/b -> x/a" in failing[0].detail and "kernel denied, policies allowed" in failing[0].detail
+    assert "verify node-1: the kernel DISAGREES" in table_report([sc])
 
 
 def test_interrupt_removes_everything_it_created():
