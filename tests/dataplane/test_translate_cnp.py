@@ -501,3 +501,68 @@ def test_translation_with_a_reused_index_equals_a_fresh_one(seed: int) -> None:
         )
         assert translate(variant, index=index) == translate(variant)
     assert cnp_key("x") == "cnp:x"
+
+
+# ---- the command line ------------------------------------------------------------------------------
+MANIFESTS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: x, labels: {app: web}}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 10.1.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: y}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 10.1.0.4}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: deny-y}
+spec:
+  tier: Admin
+  priority: 3
+  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: x}}}
+  ingress: [{name: no-y, action: Deny, from: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: y}}}]}]
+"""
+
+
+def test_gettuples_says_which_tier_and_rule_decided(tmp_path, capsys) -> None:
+    import json
+
+    from kube.load import load_paths
+    from npm.cli.commands import main
+    from npm.dataplane.debug import desired_as_saved
+
+    (tmp_path / "m.yaml").write_text(MANIFESTS)
+    ipt, ips = desired_as_saved(translate(load_paths([str(tmp_path / "m.yaml")], allocate_ips=False).cluster))
+    (tmp_path / "ipt").write_text(ipt)
+    (tmp_path / "sets").write_text(ips)
+    args = ["debug", "gettuples", "-i", str(tmp_path / "ipt"), "-c", str(tmp_path / "sets"), "-f", str(tmp_path)]
+    assert main([*args, "-s", "y/client", "-d", "x/web", "-o", "text"]) == 0
+    out = capsys.readouterr().out
+    assert "10.1.0.4 -> 10.1.0.2 80/TCP: DROP" in out
+    assert "decided by: Admin: cnp:deny-y Admin ingress[0] 'no-y' from[0] protocols[any] Deny (DROP)" in out
+    assert f"{names.CHAIN_ADMIN_INGRESS}#2 -> " in out and "[Admin] cnp:deny-y ingress rules" in out
+    assert main([*args, "-s", "x/web", "-d", "y/client"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "ACCEPT" and doc["decided_by"] == []  # no tier decided: allowed by default
+
+
+def test_apply_counts_cluster_policies_as_used_input(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bad_np = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec: 3\n"
+    (tmp_path / "m.yaml").write_text(MANIFESTS + "---\n" + bad_np)
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run(
+        [sys.executable, "-m", "npm.cli", "apply", "-f", str(tmp_path), "--node-name", "n1"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert res.returncode == 2  # the invalid policy: refused before any kernel work
+    assert "1 ClusterNetworkPolicy" in res.stderr and "not yet evaluated" not in res.stderr
