@@ -87,10 +87,11 @@ class Differential:
         probe_timeout: float | None = None,
         manifest_filter: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
         log: Callable[[str], None] | None = None,
+        dataplane: str = "iptables",
     ) -> None:
         from conformance.backends.netns import NetnsBackend
 
-        self.backend = NetnsBackend(manifest_filter=manifest_filter, log=log)
+        self.backend = NetnsBackend(manifest_filter=manifest_filter, log=log, dataplane=dataplane)
         self.runner = Runner(self.backend, RunOptions(probe_timeout=probe_timeout, converge_timeout=converge_timeout))
         self.probes = 0
 
@@ -307,6 +308,7 @@ def fuzz(
     shrink_budget: int = 150,
     manifest_filter: Filter | None = None,
     progress: Callable[[str], None] | None = None,
+    dataplane: str = "iptables",
 ) -> FuzzReport:
     """Draw up to ``cases`` random scenarios and check each on one shared virtual cluster.
 
@@ -328,7 +330,9 @@ def fuzz(
     say = progress or (lambda _msg: None)
 
     def fresh() -> Differential:
-        return Differential(converge_timeout=converge_timeout, manifest_filter=manifest_filter, log=say)
+        return Differential(
+            converge_timeout=converge_timeout, manifest_filter=manifest_filter, log=say, dataplane=dataplane
+        )
 
     with fresh() as diff:
         run = _FuzzRun(diff, cases, seed, out_dir, shrink_budget=shrink_budget, fresh=fresh, say=say)
@@ -369,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--shrink-budget", type=int, default=150, metavar="N", help="runs spent shrinking (default 150)"
     )
+    parser.add_argument(
+        "--dataplane", choices=("iptables", "nftables"), default="iptables",
+        help="the enforcer's dataplane (azure-npm start --dataplane; default iptables)",
+    )
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="summary format on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return parser
@@ -402,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             converge_timeout=args.converge_timeout,
             shrink_budget=args.shrink_budget,
             progress=progress,
+            dataplane=args.dataplane,
         )
     except BackendError as exc:
         print(f"fuzz: backend failure: {exc}", file=sys.stderr)

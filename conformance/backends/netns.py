@@ -88,6 +88,7 @@ class NetnsBackend:
 
     With ``node_image``, each node's daemon is that container image run as the DaemonSet
     runs it (``conformance.netns.container``; root and podman), instead of this checkout.
+    ``dataplane`` (iptables or nftables) is passed to the daemons as ``--dataplane``.
     """
 
     name = "netns"
@@ -102,9 +103,13 @@ class NetnsBackend:
         barrier_timeout: float = 8.0,
         log: Callable[[str], None] | None = None,
         node_image: str | None = None,
+        dataplane: str = "iptables",
     ) -> None:
         self.node_image = node_image
+        self.dataplane = dataplane
         self.daemon_argv = list(daemon_argv or (DAEMON_ARGS if node_image else daemon_command()))
+        if dataplane != "iptables":  # azure-npm start --dataplane nftables
+            self.daemon_argv += ["--dataplane", dataplane]
         self.manifest_filter = manifest_filter
         self.barrier = barrier
         self.barrier_timeout = barrier_timeout

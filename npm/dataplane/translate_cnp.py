@@ -67,7 +67,7 @@ from kube.model import (
 )
 from npm.dataplane import names
 from npm.dataplane.index import ClusterIndex
-from npm.dataplane.translate import _net_entry, _Refs, _split_zero, set_match
+from npm.dataplane.translate import SetRefs, _net_entry, _split_zero, set_match
 from npm.dataplane.types import HASH_IP, HASH_NET, ChainSpec, DesiredState, Marks, RuleSpec, SetRef, set_ref, tagged
 
 CLOSING = "closing"  # copy of a set where adding a member closes traffic
@@ -129,7 +129,7 @@ class _Sets:
 
     def pods(self, pods: CNPPods, effect: str) -> list[tuple[bool, str]]:
         """(negated, set) matches of namespace selector AND pod selector (pod IPs only)."""
-        reader = _Refs()  # the NetworkPolicy translation's reading of selectors into sets
+        reader = SetRefs()  # the NetworkPolicy translation's reading of selectors into sets
         matches = reader.ns_requirements(pods.namespace_selector) + reader.pod_requirements(pods.pod_selector)
         refs = {r.name: r for r in reader.used}
         return [(negated, self.use(refs[name], effect, negated)) for negated, name in matches]
@@ -145,7 +145,7 @@ class _Sets:
         return self.use(ref, effect)
 
     def named_port(self, port: str, protocol: str, effect: str) -> str:
-        reader = _Refs()  # the NetworkPolicy translation's named-port sets (resolved on the destination pod)
+        reader = SetRefs()  # the NetworkPolicy translation's named-port sets (resolved on the destination pod)
         reader.named_port(port, protocol)
         return self.use(reader.used[-1], effect)
 
