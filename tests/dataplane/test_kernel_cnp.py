@@ -159,6 +159,15 @@ def test_networks_nodes_and_unsupported_peers_on_egress() -> None:
         ]
         assert azure_npm("cleanup").returncode == 0
         assert w.matrix(from_x) == [True] * 3
+        # The nftables dataplane does not evaluate them: it says so rather than ignoring them.
+        from npm.dataplane.nft_enforcer import NftEnforcer
+
+        nft = NftEnforcer("n1", config=enforcer.config, runner=enforcer.runner)
+        res = nft.apply(cluster(pods, nodes=nodes, cluster_policies=[nets]))
+        assert [str(f) for f in res.failures] == [
+            "nftables failed: 1 ClusterNetworkPolicy object(s) not enforced (nets): the nftables dataplane does "
+            "not evaluate them yet; the iptables dataplane does"]
+        nft.cleanup()
 
 
 def test_refused_rules_or_sets_fail_the_cluster_policy_closed_and_name_it() -> None:
