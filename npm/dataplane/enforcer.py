@@ -477,7 +477,8 @@ class Enforcer:
         old, new = current.policies, desired.chains_of_policy
         added = sorted(set(new) - set(old))
         removed = sorted(set(old) - set(new))
-        updated = sorted(k for k in set(new) & set(old) if new[k] != old[k])
+        # As sets: read back from the kernel, a policy's chains come in the order iptables-save lists them.
+        updated = sorted(k for k in set(new) & set(old) if set(new[k]) != set(old[k]))
         for word, keys in (("added", added), ("updated", updated), ("removed", removed)):
             if keys:
                 shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")

@@ -566,3 +566,17 @@ def test_apply_counts_cluster_policies_as_used_input(tmp_path) -> None:
     )
     assert res.returncode == 2  # the invalid policy: refused before any kernel work
     assert "1 ClusterNetworkPolicy" in res.stderr and "not yet evaluated" not in res.stderr
+
+
+def test_cluster_policies_are_read_back_from_a_saved_table_as_translated() -> None:
+    """A restarting enforcer finds each CNP and its chains in the kernel (markers and gates)."""
+    from npm.dataplane.debug import desired_as_saved
+    from npm.dataplane.enforcer import _policies_in
+    from npm.dataplane.iptables import parse_save
+
+    both = cnp("both", ingress=[{"action": "Deny", "from": FROM_ALL}], egress=[{"action": "Deny", "to": FROM_ALL}])
+    d = translate(cluster(PODS, [allow_web_from("client")], cluster_policies=[both, cnp("empty", "Baseline")]))
+    table = parse_save(desired_as_saved(d)[0])["filter"]
+    found = _policies_in(table)
+    assert {k: set(v) for k, v in found.items()} == {k: set(v) for k, v in d.chains_of_policy.items()}
+    assert found["cnp:empty"] == () and len(found["cnp:both"]) == 2
