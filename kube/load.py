@@ -41,8 +41,8 @@ DEFAULT_POD_CIDR = "10.244.0.0/16"  # kind's default pod subnet
 DEFAULT_NODE_CIDR = "172.18.0.0/16"  # kind's default node network
 TERMINATED_PHASES = ("Succeeded", "Failed")
 # The kinds the enforcer's daemon keeps (KINDS), and the ObjectSet table of every kind read.
-KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node")
 CNP_KIND = "ClusterNetworkPolicy"
+KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node", CNP_KIND)
 _TABLES = {
     "Namespace": "namespaces", "Pod": "pods", "NetworkPolicy": "policies", "Node": "nodes",
     CNP_KIND: "cluster_policies", **{kind: "workloads" for kind in WORKLOAD_KINDS},

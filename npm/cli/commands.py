@@ -63,10 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         "apply",
         help="make this network namespace's kernel enforce exactly the given objects, then exit",
         description=(
-            "One-shot declarative reconcile: load Namespaces, Pods, Nodes and NetworkPolicies from\n"
-            "files, directories or - (stdin), and converge this network namespace's ipsets and\n"
-            "iptables rules to exactly them (policies not in the input are removed). Existing rules\n"
-            "stay in force until the new ones replace them; nothing is flushed first."
+            "One-shot declarative reconcile: load Namespaces, Pods, Nodes, NetworkPolicies and\n"
+            "ClusterNetworkPolicies from files, directories or - (stdin), and converge this network\n"
+            "namespace's ipsets and iptables rules to exactly them (policies not in the input are\n"
+            "removed). Existing rules stay in force until the new ones replace them; nothing is\n"
+            "flushed first."
         ),
         epilog=EPILOG,
         formatter_class=fmt,
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--allow-empty",
         action="store_true",
-        help="accept input with no Namespace, Pod, Node or NetworkPolicy at all, which removes every "
+        help="accept input with no Namespace, Pod, Node or (Cluster)NetworkPolicy at all, which removes every "
         "policy from this node (without it such input is refused: a file of comments is not a decision)",
     )
     ap.set_defaults(func=cmd_apply)
@@ -170,6 +171,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from npm.dataplane.enforcer import DataplaneConfig
 
     loaded = load_paths(args.paths, allocate_ips=False)  # never an address the input did not give
+    if args.dataplane == "iptables":
+        loaded.not_evaluated = ()  # the iptables dataplane enforces ClusterNetworkPolicies too
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
     print(loaded.summary(), file=sys.stderr)
@@ -182,8 +185,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
             )
             return EXIT_INPUT
     c = loaded.cluster
-    if not (c.namespaces or c.pods or c.policies or c.nodes) and not args.allow_empty:
-        _err("the input holds no Namespace, Pod, Node or NetworkPolicy; kernel left unchanged "
+    if not (c.namespaces or c.pods or c.policies or c.nodes or c.cluster_policies) and not args.allow_empty:
+        _err("the input holds no Namespace, Pod, Node, NetworkPolicy or ClusterNetworkPolicy; kernel left unchanged "
              "(--allow-empty removes every policy; `azure-npm cleanup` removes everything)")
         return EXIT_INPUT
     enforcer = make_enforcer(args.node_name, DataplaneConfig(kind=args.dataplane, backend=args.backend))
@@ -348,8 +351,11 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(f"{src} -> {dst} {port}: {trace.verdict}")
+        for h in trace.decided_by():
+            print(f"  decided by: {h.tier or 'azure-npm'}: {h.comment} ({h.target})")
         for h in trace.hits:
-            print(f"  {h.chain}#{h.index} -> {h.target}  {h.comment}")
+            tier = f"[{h.tier}] " if h.tier else ""
+            print(f"  {h.chain}#{h.index} -> {h.target}  {tier}{h.comment}")
         for u in trace.undecided:
             print(f"  undecided (treated as no match): {u}")
     return EXIT_OK

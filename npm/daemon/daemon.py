@@ -107,6 +107,7 @@ class Daemon:
                 self.stop_event,
                 watch_timeout=self.cfg.watch_timeout,
                 backoff=Backoff(self.cfg.backoff_initial, self.cfg.backoff_max),
+                crd_retry=self.cfg.crd_retry_interval,
             )
         )
         log.info("node %s: watching %s on %s", self.cfg.node_name, ", ".join(self.kinds), self.api.configuration.host)

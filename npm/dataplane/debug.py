@@ -107,6 +107,7 @@ class Hit:
     comment: str
     target: str
     rule: str
+    tier: str = ""  # the tier the chain evaluates: Admin, NetworkPolicy, Baseline (ClusterNetworkPolicy tiers)
 
 
 @dataclass
@@ -118,9 +119,16 @@ class Trace:
     undecided: list[str] = field(default_factory=list)
     mark: int = 0
 
+    def decided_by(self) -> list[Hit]:
+        """The hits that made a decision: a drop, or an allow of a direction (with their tier)."""
+        allows = (names.CHAIN_INGRESS_ALLOW, names.CHAIN_EGRESS_ALLOW)
+        return [h for h in self.hits if h.target in (*_TERMINAL, *allows) and h.chain != "FORWARD"]
+
     def to_json(self) -> dict[str, object]:
         return {
             "verdict": self.verdict,
+            "decided_by": [{"tier": h.tier, "chain": h.chain, "rule": h.comment, "target": h.target}
+                           for h in self.decided_by()],
             "hits": [h.__dict__ for h in self.hits],
             "undecided": self.undecided,
             "final_mark": hex(self.mark),
@@ -239,7 +247,7 @@ def evaluate(table: SavedTable, sets: Mapping[str, SavedSet], pkt: Packet, start
         if not ok:
             continue
         target = rule.target
-        trace.hits.append(Hit(chain, pos, rule.comment, target, " ".join(rule.tokens)))
+        trace.hits.append(Hit(chain, pos, rule.comment, target, " ".join(rule.tokens), names.tier_of_chain(chain)))
         if target in _TERMINAL:
             trace.verdict = target
             break

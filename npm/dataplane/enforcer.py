@@ -40,9 +40,12 @@ from npm.dataplane.iptables import Fingerprint, Payload, SavedRule, SavedTable, 
 from npm.dataplane.iptables import quote as _q
 from npm.dataplane.kernel import Completed, Runner
 from npm.dataplane.translate import translate
+from npm.dataplane.translate_cnp import closed_form, is_cnp_key, opening_verbs
+from npm.dataplane.translate_cnp import counts as cnp_counts
 from npm.dataplane.types import (
     DEFAULT_EGRESS_MARK,
     DEFAULT_INGRESS_MARK,
+    DEFAULT_PASS_MARK,
     LIST_SET,
     ChainSpec,
     DesiredState,
@@ -65,7 +68,8 @@ class DataplaneConfig:
     ``nftables`` (one nftables table, ``npm.dataplane.nft_enforcer``).
     ``backend``: the iptables backend, ``auto`` (detect as kube-proxy does), ``nft`` or ``legacy``.
     Marks: single bits, defaulting to 0x2000/0x1000 (clear of kube-proxy's 0x4000 masquerade
-    and 0x8000 drop bits). A failed restore is retried ``retry_attempts`` times with
+    and 0x8000 drop bits); ``pass_mark`` (0x800) marks a ClusterNetworkPolicy Pass while a tier
+    chain is walked. A failed restore is retried ``retry_attempts`` times with
     exponential backoff from ``retry_initial_delay`` up to ``retry_max_delay`` seconds.
     """
 
@@ -73,6 +77,7 @@ class DataplaneConfig:
     backend: str = "auto"
     ingress_mark: int = DEFAULT_INGRESS_MARK
     egress_mark: int = DEFAULT_EGRESS_MARK
+    pass_mark: int = DEFAULT_PASS_MARK
     retry_attempts: int = 5
     retry_initial_delay: float = 0.05
     retry_max_delay: float = 2.0
@@ -90,7 +95,7 @@ class DataplaneConfig:
 
     @property
     def marks(self) -> Marks:
-        return Marks(self.ingress_mark, self.egress_mark)
+        return Marks(self.ingress_mark, self.egress_mark, self.pass_mark)
 
 
 @dataclass
@@ -125,6 +130,12 @@ class ApplyResult:
                 f"{c.get('ipsets', 0)} ipsets, {c.get('ipset_entries', 0)} set entries"
             )
         lines += [f"unenforceable (fails closed): {k}: {why}" for k, why in self.unenforceable]
+        if c.get("cluster_policies_admin") or c.get("cluster_policies_baseline"):  # ClusterNetworkPolicy
+            lines.append(
+                f"cluster network policies: {c['cluster_policies_admin']} Admin "
+                f"({c['cluster_policy_rules_admin']} iptables rules), {c['cluster_policies_baseline']} Baseline "
+                f"({c['cluster_policy_rules_baseline']} iptables rules)"
+            )
         lines += [f"FAILED: {f}" for f in self.failures]
         return "\n".join(lines)
 
@@ -374,6 +385,7 @@ class Enforcer:
             "iptables_rules": desired.rule_count(),
             "ipsets": len(desired.sets),
             "ipset_entries": desired.entry_count(),
+            **cnp_counts(desired),
         }
         return result
 
@@ -408,7 +420,7 @@ class Enforcer:
                     raise
                 self._drop_unreferenced_new_sets(current_sets)
                 for policy in owners:
-                    desired = _without_sets_of(_without_allows(desired, policy), policy)
+                    desired = _without_sets_of(_fail_closed(desired, policy), policy)
                     result.failures.append(replace(exc.failure, failed_closed=policy))
 
     def _drop_unreferenced_new_sets(self, before: set[str] | None) -> None:
@@ -465,7 +477,8 @@ class Enforcer:
         old, new = current.policies, desired.chains_of_policy
         added = sorted(set(new) - set(old))
         removed = sorted(set(old) - set(new))
-        updated = sorted(k for k in set(new) & set(old) if new[k] != old[k])
+        # As sets: read back from the kernel, a policy's chains come in the order iptables-save lists them.
+        updated = sorted(k for k in set(new) & set(old) if set(new[k]) != set(old[k]))
         for word, keys in (("added", added), ("updated", updated), ("removed", removed)):
             if keys:
                 shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
@@ -537,7 +550,7 @@ class Enforcer:
                     raise ApplyError(exc.failure) from None
                 excluded.add(policy)
                 result.failures.append(replace(exc.failure, failed_closed=policy))
-                desired = _without_allows(desired, policy)
+                desired = _fail_closed(desired, policy)
                 rules = self._rules_payload(desired, current)
                 continue
             result.changed = True
@@ -675,6 +688,11 @@ def _without_allows(desired: DesiredState, policy: str) -> DesiredState:
     return replace(desired, base_chains=base, policy_chains=chains, chains_of_policy=of)
 
 
+def _fail_closed(desired: DesiredState, policy: str) -> DesiredState:
+    """``desired`` with ``policy`` in its fail-closed form (a ClusterNetworkPolicy: see ``closed_form``)."""
+    return closed_form(desired, policy) if is_cnp_key(policy) else _without_allows(desired, policy)
+
+
 def _without_sets_of(desired: DesiredState, policy: str) -> DesiredState:
     """``desired`` without the sets only ``policy``'s (removed) allow rules used, and their index rules."""
     others = set().union(*(v for k, v in desired.sets_of_policy.items() if k != policy))
@@ -703,10 +721,12 @@ def _without_sets_of(desired: DesiredState, policy: str) -> DesiredState:
 
 def _opening_verbs(kernel: _Kernel) -> dict[str, set[str]]:
     """Per set, the member changes (``add``, ``del``) that can open traffic under the rules in
-    ``kernel``: every rule that matches a set (except the never-traversed index chain) leads
-    towards an allow (a policy chain, an allow chain, a namespace chain ending in DROP, or the
-    RETURN of a destination nobody isolates), so adding to a set it matches opens, and removing
-    from a set it matches negated (``!``) opens. A set a list set holds inherits the list's uses.
+    ``kernel``: every NetworkPolicy rule that matches a set (except the never-traversed index
+    chain) leads towards an allow (a policy chain, an allow chain, a namespace chain ending in
+    DROP, or the RETURN of a destination nobody isolates), so adding to a set it matches opens,
+    and removing from a set it matches negated (``!``) opens; a ClusterNetworkPolicy rule may
+    lead to a DROP instead, or either way (``translate_cnp.opening_verbs``). A set a list set
+    holds inherits the list's uses.
 
     Making only the other changes while the old rules are in force, and these after the new
     rules are, keeps closed what is closed both before and after, as long as each set is used
@@ -716,9 +736,9 @@ def _opening_verbs(kernel: _Kernel) -> dict[str, set[str]]:
     for chain, fingerprints in kernel.chains.items():
         if chain == names.CHAIN_SETS:
             continue
-        for _comment, _target, matches in fingerprints:
+        for _comment, target, matches in fingerprints:
             for negated, name, _dirs in matches:
-                out.setdefault(name, set()).add("del" if negated else "add")
+                out.setdefault(name, set()).update(opening_verbs(target, negated))
     for name, (kind, members) in kernel.sets.items():
         if kind == LIST_SET and name in out:
             for member in members:
@@ -728,13 +748,14 @@ def _opening_verbs(kernel: _Kernel) -> dict[str, set[str]]:
 
 def _policies_in(table: SavedTable) -> dict[str, tuple[str, ...]]:
     """Policy key -> its chains, read back from the AZURE-NPM-POLICIES markers and the
-    comments of the namespace chains' jumps."""
+    comments of the namespace (and ClusterNetworkPolicy tier) chains' jumps."""
     out: dict[str, tuple[str, ...]] = {}
     for rule in table.chains.get(names.CHAIN_POLICIES, []):
         if rule.comment.startswith("policy "):
             out.setdefault(rule.comment.split(" ")[1], ())
     for chain, rules in table.chains.items():
-        if not chain.startswith((names.INGRESS_NS_PREFIX, names.EGRESS_NS_PREFIX)):
+        dispatches = chain.startswith((names.INGRESS_NS_PREFIX, names.EGRESS_NS_PREFIX))
+        if not dispatches and chain not in names.CNP_TIER_CHAINS:
             continue
         for rule in rules:
             for direction in ("ingress", "egress"):

@@ -78,7 +78,14 @@ class NftEnforcer:
         """Make our table hold exactly what ``cluster`` asks for (incremental, one transaction)."""
         desired = self._translator.translate(cluster)
         self._desired = desired
-        return self._converge(desired, reread=self._kernel is None)
+        result = self._converge(desired, reread=self._kernel is None)
+        cnps = cluster.cluster_policies
+        if cnps:  # never silently: this dataplane does not translate them
+            shown = ", ".join(p.name for p in cnps[:5]) + (f" and {len(cnps) - 5} more" if len(cnps) > 5 else "")
+            result.failures.append(Failure(
+                DATAPLANE, f"{len(cnps)} ClusterNetworkPolicy object(s) not enforced ({shown}): the nftables "
+                "dataplane does not evaluate them yet; the iptables dataplane does"))
+        return result
 
     def reconcile(self) -> ApplyResult:
         """Re-read our table and repair any drift from the last applied Cluster."""

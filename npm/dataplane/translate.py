@@ -29,6 +29,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kube.model import (
     DIRECTIONS,
@@ -63,6 +64,9 @@ from npm.dataplane.types import (
     pod_label_ref,
     set_ref,
 )
+
+if TYPE_CHECKING:
+    from npm.dataplane.translate_cnp import Tiers
 
 
 # ---- what a policy allows, dataplane-neutral -------------------------------------------------
@@ -341,7 +345,16 @@ def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex 
         chains_of[policy.key] = tuple(mine)
         sets_of[policy.key] = frozenset(ref.name for ref in rendered.sets)
         markers.append(rendered.marker)
-    dispatch, isolated = _dispatch_chains(index, registry, use, marks, ns_jumps, targets)
+    # ClusterNetworkPolicy: the Admin tier before the NetworkPolicy dispatch, the Baseline tier after it.
+    from npm.dataplane.translate_cnp import cluster_policy_tiers  # (it builds on this module)
+
+    tiers = cluster_policy_tiers(cluster, index, registry, use, marks)
+    policy_chains.update(tiers.policy_chains)
+    chains_of.update(tiers.chains_of)
+    sets_of.update(tiers.sets_of)
+    markers += tiers.markers
+    unenforceable += tiers.unenforceable
+    dispatch, isolated = _dispatch_chains(index, registry, use, marks, ns_jumps, targets, tiers)
     sets: dict[str, SetSpec] = {}
     todo = list(used.values())
     while todo:  # the referenced sets and the sets list sets hold
@@ -354,7 +367,7 @@ def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex 
                 registry.claim(child.name, child.meaning)
                 todo.append(child)
     sets = dict(sorted(sets.items()))
-    base_chains = _base_chains(index, marks, dispatch, markers, sets)
+    base_chains = (*_base_chains(index, marks, dispatch, markers, sets), *tiers.chains)
     index.keep(chains_of, (c.name for c in base_chains))
     return DesiredState(
         sets=sets,
@@ -365,6 +378,7 @@ def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex 
         forward_jump=FORWARD_JUMP,
         unenforceable=tuple(unenforceable),
         policies=len(cluster.policies),
+        cluster_policy_tiers=tiers.tiers,
     )
 
 
@@ -378,6 +392,7 @@ def _dispatch_chains(
     marks: Marks,
     ns_jumps: Mapping[Direction, Mapping[str, list[RuleSpec]]],
     targets: Mapping[Direction, Mapping[str, list[LabelSelector]]],
+    tiers: Tiers | None = None,
 ) -> tuple[dict[Direction, list[ChainSpec]], dict[str, SetSpec]]:
     """Per direction: the base chain (skip non-isolated pods, go to the namespace's chain,
     drop the rest) followed by one chain per namespace holding its policies' jumps, then
@@ -397,7 +412,11 @@ def _dispatch_chains(
         mark = direction.pick(marks.ingress, marks.egress)
         word = direction.word
         chains: list[ChainSpec] = []
-        base_rules: list[RuleSpec] = []
+        # ClusterNetworkPolicy hooks (npm/dataplane/translate_cnp.py): the Admin tier first; pods
+        # no NetworkPolicy isolates go to the Baseline tier instead of returning.
+        base_rules: list[RuleSpec] = [*tiers.before(direction, base)] if tiers else []
+        baseline = tiers.after(direction) if tiers else None
+        not_isolated = ("-g", baseline) if baseline else ("-j", "RETURN")
         namespaces = sorted(ns_jumps[direction])
         if namespaces:
             ref = set_ref(f"isolated:{word}", HASH_IP, "isolated", word)
@@ -406,10 +425,12 @@ def _dispatch_chains(
             base_rules.append(
                 RuleSpec(
                     base,
-                    ("-m", "set", "!", "--match-set", ref.name, side, "-j", "RETURN"),
+                    ("-m", "set", "!", "--match-set", ref.name, side, *not_isolated),
                     f"azure-npm: not isolated for {word}",
                 )
             )
+        elif baseline:
+            base_rules.append(RuleSpec(base, not_isolated, f"azure-npm: no NetworkPolicy for {word}"))
         for ns in namespaces:
             chain = registry.claim(names.namespace_chain_name(direction, ns), f"{word} namespace {ns}")
             base_rules.append(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from kube.documents import MANIFEST_SUFFIXES, read_documents
 from kube.errors import ObjectError
-from kube.load import CNP_KIND, KINDS, ObjectSet, add_documents
+from kube.load import KINDS, ObjectSet, add_documents
 from npm.daemon.cache import Obj, ObjectCache
 
 log = logging.getLogger("npm.static")
@@ -76,7 +76,8 @@ def read_file(path: str, previous: FileState | None, stamp: Stamp) -> FileState:
         (kind, key): obj for kind in KINDS for key, obj in parsed.table(kind).items()
     }
     ignored = Counter(parsed.skipped) + Counter(w.kind for w in parsed.workloads.values())
-    ignored += Counter({CNP_KIND: len(parsed.cluster_policies)})  # read and valid, not enforced yet
+    for note in parsed.notes:  # e.g. a ClusterNetworkPolicy peer that fails closed
+        log.warning("manifest %s: %s", path, note)
     if ignored:  # read only when the file changes: said once per change, not per poll
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(ignored.items()))
         log.info("manifest %s: ignored %s (not kinds the enforcer acts on)", path, kinds)
