@@ -162,58 +162,108 @@ def _target(action: CNPAction, direction: Direction) -> tuple[str, ...]:
     return ("-g", names.CHAIN_CNP_PASS)
 
 
-def _port_matches(sets: _Sets, port: CNPPort, effect: str) -> list[tuple[str, list[str]]]:
-    """(label suffix, tokens) per protocol the entry stands for (a named port: every protocol)."""
-    if port.named_port is not None:
-        return [
+# ---- what a rule matches, dataplane-neutral -------------------------------------------------
+@dataclass(frozen=True)
+class CNPLine:
+    """One line of a CNP chain: a peer x protocol entry of a rule, or a rule failing closed.
+
+    Both dataplanes render their CNP chains from these (iptables here, nftables in
+    ``npm.dataplane.nft_cnp``), so the reading of a rule lives in one place.
+    """
+
+    what: str  # the comment after the key: "Admin ingress[0] 'no-y' from[0] protocols[any] Deny"
+    action: CNPAction
+    peer: CNPPods | CNPNodes | tuple[ipaddress.IPv4Network, ...] | None  # None: every address (fails closed)
+    port: CNPPort | None = None  # None: every protocol and port
+    protocol: str = ""  # the line's protocol (a named port names a port of any protocol: one line each)
+
+
+def rule_lines(
+    cnp: ClusterNetworkPolicy, direction: Direction, i: int, rule: CNPRule, notes: list[tuple[str, str]]
+) -> list[CNPLine]:
+    """The lines of rule ``i`` of ``direction`` (pure); what cannot be enforced is added to ``notes``.
+
+    A rule with a peer not understood fails closed: no line for an Accept, one line matching
+    everything (ports ignored) for a Deny or Pass. IPv6 networks match no IPv4 packet: they are
+    left out, and a peer of IPv6 networks only gives no line.
+    """
+    key, word, peer_word = cnp_key(cnp.name), direction.word, direction.peer_field
+    named = f" '{rule.name}'" if rule.name else ""
+    head = f"{cnp.tier} {word}[{i}]{named}"
+    if rule.fails_closed:
+        field_ = next(p.field for p in rule.peers if isinstance(p, CNPUnsupportedPeer))
+        accept = rule.action is CNPAction.ACCEPT
+        notes.append(
             (
-                f"/{proto}",
-                [
-                    "-p",
-                    proto.lower(),
-                    "-m",
-                    "set",
-                    "--match-set",
-                    sets.named_port(port.named_port, proto, effect),
-                    "dst,dst",
-                ],
+                key,
+                f"spec.{word}[{i}]: {field_} is not supported: "
+                + (
+                    "this Accept rule matches no traffic"
+                    if accept
+                    else f"this {rule.action} rule matches all {word} traffic of the subject (ports ignored)"
+                ),
             )
-            for proto in _PROTOCOLS
-        ]
-    assert port.protocol is not None and port.port is not None
-    proto = port.protocol.lower()
+        )
+        if accept:
+            return []
+        return [CNPLine(f"{head} fails closed ({field_} not supported): {rule.action} all", rule.action, None)]
+    out: list[CNPLine] = []
+    for j, peer in enumerate(rule.peers):
+        target: CNPPods | CNPNodes | tuple[ipaddress.IPv4Network, ...]
+        if isinstance(peer, CNPNetworks):
+            for k, net in enumerate(peer.networks):
+                if not isinstance(net, ipaddress.IPv4Network):
+                    notes.append(
+                        (
+                            key,
+                            f"spec.{word}[{i}].{peer_word}[{j}].networks[{k}] {net}: IPv6 is not enforced by this "
+                            "IPv4 dataplane (IPv4 traffic is decided as written)",
+                        )
+                    )
+            target = tuple(n for n in peer.networks if isinstance(n, ipaddress.IPv4Network))
+            if not target:
+                continue  # matches no IPv4 address
+        else:
+            assert isinstance(peer, CNPPods | CNPNodes)
+            target = peer
+        entries: list[tuple[str, CNPPort | None, str]] = [("protocols[any]", None, "")]
+        if rule.ports:
+            entries = []
+            for k, port in enumerate(rule.ports):
+                if port.named_port is not None:
+                    entries += [(f"protocols[{k}]/{proto}", port, proto) for proto in _PROTOCOLS]
+                else:
+                    assert port.protocol is not None
+                    entries.append((f"protocols[{k}]", port, port.protocol))
+        for label, port_, proto in entries:
+            out.append(CNPLine(f"{head} {peer_word}[{j}] {label} {rule.action}", rule.action, target, port_, proto))
+    return out
+
+
+# ---- the iptables rendering ---------------------------------------------------------------------
+def _port_tokens(sets: _Sets, line: CNPLine, effect: str) -> list[str]:
+    """Protocol and port tokens of a line (a named port: its protocol's ``dst,dst`` set)."""
+    port = line.port
+    if port is None:
+        return []
+    proto = line.protocol.lower()
+    if port.named_port is not None:
+        return ["-p", proto, "-m", "set", "--match-set", sets.named_port(port.named_port, line.protocol, effect),
+                "dst,dst"]
     dport = f"{port.port}:{port.end_port}" if port.end_port is not None else str(port.port)
-    return [("", ["-p", proto, "-m", proto, "--dport", dport])]
+    return ["-p", proto, "-m", proto, "--dport", dport]
 
 
-def _peer_matches(
-    sets: _Sets,
-    cnp: ClusterNetworkPolicy,
-    peer: object,
-    where: str,
-    effect: str,
-    side: str,
-    notes: list[tuple[str, str]],
-) -> list[str] | None:
-    """Match tokens for one peer at ``side``, or None when it matches no IPv4 address."""
+def _peer_tokens(sets: _Sets, line: CNPLine, effect: str, side: str) -> list[str]:
+    """Match tokens for a line's peer at ``side`` (none: every address)."""
+    peer = line.peer
+    if peer is None:
+        return []
     if isinstance(peer, CNPPods):
         return set_match(sets.pods(peer, effect), side)
     if isinstance(peer, CNPNodes):
         return set_match([(False, sets.nodes(peer, effect))], side)
-    assert isinstance(peer, CNPNetworks)
-    v4 = [n for n in peer.networks if isinstance(n, ipaddress.IPv4Network)]
-    for k, net in enumerate(peer.networks):
-        if not isinstance(net, ipaddress.IPv4Network):
-            notes.append(
-                (
-                    cnp_key(cnp.name),
-                    f"{where}.networks[{k}] {net}: IPv6 is not enforced by this IPv4 "
-                    "dataplane (IPv4 traffic is decided as written)",
-                )
-            )
-    if not v4:
-        return None
-    return set_match([(False, sets.networks(v4))], side)
+    return set_match([(False, sets.networks(peer))], side)
 
 
 def _rule_lines(
@@ -225,48 +275,22 @@ def _rule_lines(
     notes: list[tuple[str, str]],
 ) -> list[tuple[tuple[str, ...], str]]:
     """The chain lines of rule ``i``: (tokens, comment) per peer x protocol entry."""
-    key, word, peer_word = cnp_key(cnp.name), direction.word, direction.peer_field
+    key = cnp_key(cnp.name)
     effect = _effect(rule.action)
     target = _target(rule.action, direction)
-    named = f" '{rule.name}'" if rule.name else ""
-    head = f"{cnp.tier} {word}[{i}]{named}"
-    if rule.fails_closed:
-        field_ = next(p.field for p in rule.peers if isinstance(p, CNPUnsupportedPeer))
-        notes.append(
-            (
-                key,
-                f"spec.{word}[{i}]: {field_} is not supported: "
-                + (
-                    "this Accept rule matches no traffic"
-                    if effect == _ACCEPT
-                    else f"this {rule.action} rule matches all {word} traffic of the subject (ports ignored)"
-                ),
-            )
-        )
-        if effect == _ACCEPT:
-            return []
+    lines = rule_lines(cnp, direction, i, rule, notes)
+    if rule.fails_closed and effect == _ACCEPT:
+        return []
     # Accept and Pass check the subject again in their own copy of its sets (see the module docstring).
     recheck = [] if effect == _DENY else set_match(sets.pods(cnp.subject, effect), direction.subject_side)
-    if rule.fails_closed:
-        text = names.rule_comment(key, f"{head} fails closed ({field_} not supported): {rule.action} all")
-        return [((*recheck, *target), text)]
-    out: list[tuple[tuple[str, ...], str]] = []
-    for j, peer in enumerate(rule.peers):
-        where = f"spec.{word}[{i}].{peer_word}[{j}]"
-        peer_tokens = _peer_matches(sets, cnp, peer, where, effect, direction.peer_side, notes)
-        if peer_tokens is None:
-            continue  # matches no IPv4 address
-        ports: list[tuple[str, list[str]]] = [("protocols[any]", [])]
-        if rule.ports:
-            ports = [
-                (f"protocols[{k}]{suffix}", tokens)
-                for k, port in enumerate(rule.ports)
-                for suffix, tokens in _port_matches(sets, port, effect)
-            ]
-        for label, port_tokens in ports:
-            text = names.rule_comment(key, f"{head} {peer_word}[{j}] {label} {rule.action}")
-            out.append(((*peer_tokens, *port_tokens, *recheck, *target), text))
-    return out
+    return [
+        (
+            (*_peer_tokens(sets, line, effect, direction.peer_side), *_port_tokens(sets, line, effect), *recheck,
+             *target),
+            names.rule_comment(key, line.what),
+        )
+        for line in lines
+    ]
 
 
 def render_cluster_policy(cnp: ClusterNetworkPolicy, marks: Marks) -> CNPRendering:
