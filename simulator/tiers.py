@@ -70,11 +70,14 @@ class CNPRuleRef:
         """``cnp/NAME``: how a ClusterNetworkPolicy is named in attributions."""
         return cnp_key(self.policy)
 
+    def where(self) -> str:
+        """``cnp/NAME egress[0]``, with the rule's name in parentheses when it has one."""
+        named = f" ({self.name})" if self.name else ""
+        return f"{self.key} {Direction(self.direction).word}[{self.rule}]{named}"
+
     def describe(self) -> str:
         """``cnp/NAME egress[0] (rule-name) Deny``, with `` (fail closed)`` when it is."""
-        named = f" ({self.name})" if self.name else ""
-        closed = " (fail closed)" if self.fail_closed else ""
-        return f"{self.key} {Direction(self.direction).word}[{self.rule}]{named} {self.action}{closed}"
+        return f"{self.where()} {self.action}" + (" (fail closed)" if self.fail_closed else "")
 
 
 def cnp_key(name: str) -> str:

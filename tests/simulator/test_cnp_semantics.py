@@ -63,7 +63,8 @@ DENY_ALL_INGRESS = policy("b", "deny-all", {"podSelector": {}, "policyTypes": ["
 
 
 def test_admin_deny_overrides_a_network_policy_that_allows() -> None:
-    c = cluster_of(base(ALLOW_ALL_INGRESS, admin("deny-red", subject={"namespaces": {}}, ingress=[rule("Deny", [RED])])))
+    c = cluster_of(base(ALLOW_ALL_INGRESS,
+                        admin("deny-red", subject={"namespaces": {}}, ingress=[rule("Deny", [RED])])))
     assert not verdict(c, "a/client", "b/server")
     assert verdict(c, "b/client", "b/server")
 
