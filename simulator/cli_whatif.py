@@ -341,7 +341,8 @@ def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
 
     started = time.perf_counter()
     findings = lint.lint(cluster)
-    print(f"linted {len(cluster.policies)} policies in {time.perf_counter() - started:.3f} s", file=sys.stderr)
+    cnps = f" and {len(cluster.cluster_policies)} ClusterNetworkPolicies" if cluster.cluster_policies else ""
+    print(f"linted {len(cluster.policies)} policies{cnps} in {time.perf_counter() - started:.3f} s", file=sys.stderr)
     if args.output == "json":
         out.write(json.dumps(with_inputs(lint.to_json(findings), args), indent=2) + "\n")
     elif args.output in ("sarif", "github"):

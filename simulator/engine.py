@@ -399,6 +399,16 @@ class Simulator:
             pr = self._prepare(policy)
         return pr.cols[pr.target].astype(np.int64) if len(pr.cols) else _NO_CLASSES
 
+    def isolated_classes(self, direction: str) -> np.ndarray:
+        """bool [C]: the classes some NetworkPolicy with ``direction`` in its policyTypes selects
+        (the NetworkPolicy tier decides for them, and the Baseline tier is not consulted)."""
+        out = np.zeros(self.classes.count, dtype=bool)
+        for pols in self._by_ns.values():
+            for pr in pols:
+                if direction in pr.policy.policy_types and len(pr.cols):
+                    out[pr.cols[pr.target]] = True
+        return out
+
     def _namespace_rules(self, namespace: str) -> list[_PolicyRules]:
         return self._by_ns.get(self.classes.ns_index.get(namespace, -1), [])
 

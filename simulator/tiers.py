@@ -19,7 +19,6 @@ and outside alike); ``nodes`` match a node's address and the hostNetwork pods on
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,7 +33,6 @@ from kube.model import (
     CNPPort,
     CNPRule,
     CNPTier,
-    CNPUnsupportedPeer,
     Direction,
     Pod,
     PortSpec,
@@ -198,11 +196,6 @@ def fail_closed_effect(rule: CNPRule, direction: Direction) -> str:
     return f"this {rule.action.value} rule {what} all {direction.word} traffic of the policy's subject, on every port"
 
 
-def unsupported(rule: CNPRule) -> Iterator[CNPUnsupportedPeer]:
-    """The rule's peers that this implementation does not understand."""
-    return (p for p in rule.peers if isinstance(p, CNPUnsupportedPeer))
-
-
 __all__ = [
     "TIERS",
     "CNPRuleRef",
@@ -216,5 +209,4 @@ __all__ = [
     "pods_match",
     "port_matches",
     "rule_match",
-    "unsupported",
 ]
