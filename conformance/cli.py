@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="netns backend: run each node's enforcer from this container image, as the DaemonSet "
         "runs it (podman, root; build it with make azure-npm-image)",
     )
+    run.add_argument(
+        "--dataplane",
+        choices=("iptables", "nftables"),
+        default="iptables",
+        help="netns backend: the enforcer's dataplane (azure-npm start --dataplane; default iptables)",
+    )
     kind = run.add_argument_group("kind and cluster backends")
     kind.add_argument(
         "--kind-cluster", default="npm-conformance", metavar="NAME", help="kind cluster name (reused if it exists)"
@@ -149,7 +155,7 @@ def make_backend(args: argparse.Namespace, log: object) -> Backend:
     if args.backend == "netns":
         from conformance.backends.netns import NetnsBackend
 
-        return NetnsBackend(log=log, node_image=args.node_image)  # type: ignore[arg-type]
+        return NetnsBackend(log=log, node_image=args.node_image, dataplane=args.dataplane)  # type: ignore[arg-type]
     if args.backend == "kind":
         from conformance.backends.kind import KindBackend
 
@@ -237,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sc in scenarios:
         if sc.inputs:  # a manifest file: say what of it the scenario uses, as every tool does
             print(f"npm-conformance: {sc.source}: {sc.inputs}", file=sys.stderr)
+        for note in sc.notes:  # e.g. a ClusterNetworkPolicy peer not understood: its rule fails closed
+            print(f"npm-conformance: note: {note}", file=sys.stderr)
     chosen = select(scenarios, args.tag, args.exclude_tag)
     if not chosen:
         print("npm-conformance: no scenario left after --tag/--exclude-tag", file=sys.stderr)

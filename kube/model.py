@@ -273,6 +273,7 @@ class Source:
 
     file: str = "<memory>"
     document: int | None = None
+    line: int | None = None  # 1-based line where the object starts (YAML; JSON only for a whole-file object)
 
     def __str__(self) -> str:
         return self.file if self.document is None else f"{self.file}[{self.document}]"
@@ -294,6 +295,8 @@ class NetworkPolicy:
     uid: str = ""
     resource_version: str = ""
     source: Source = field(default=NO_SOURCE, compare=False)
+    # metadata.annotations, kept for tools that read their own (npm-sim.io/ignore); never policy
+    annotations: Labels = field(default_factory=Labels, compare=False)
 
     @property
     def key(self) -> str:
@@ -358,6 +361,7 @@ class Namespace:
     labels: Labels = field(default_factory=Labels)
     implicit: bool = False  # created because a pod or policy named it, not loaded
     source: Source = field(default=NO_SOURCE, compare=False)
+    annotations: Labels = field(default_factory=Labels, compare=False)  # see NetworkPolicy.annotations
 
 
 @dataclass(frozen=True)

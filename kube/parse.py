@@ -395,7 +395,15 @@ def parse_network_policy(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> 
     check_fields(raw, "NetworkPolicy", problems)
     if problems.errors:
         raise ParseFailure(problems.errors)
-    return NetworkPolicy(namespace, name, selector, ingress, egress, types, uid, rv, source)
+    return NetworkPolicy(namespace, name, selector, ingress, egress, types, uid, rv, source, _annotations(raw))
+
+
+def _annotations(raw: Mapping[str, Any]) -> Labels:
+    """``metadata.annotations`` (already checked by ``_metadata``), or none."""
+    found = (raw.get("metadata") or {}).get("annotations")
+    if not isinstance(found, Mapping) or not found:
+        return Labels()
+    return Labels({k: v for k, v in found.items() if isinstance(v, str)})
 
 
 def _ip(raw: Any, path: str, problems: Problems) -> str | None:
@@ -546,7 +554,7 @@ def parse_namespace(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Names
     check_fields(raw, "Namespace", problems)
     if problems.errors:
         raise ParseFailure(problems.errors)
-    return Namespace(name, labels.with_label(NAMESPACE_NAME_LABEL, name), source=source)
+    return Namespace(name, labels.with_label(NAMESPACE_NAME_LABEL, name), source=source, annotations=_annotations(raw))
 
 
 def parse_node(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Node:

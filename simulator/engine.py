@@ -744,6 +744,18 @@ class Simulator:
             out[local, h] = True
         return out
 
+    def pod_block(self, spec: PortSpec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """bool [len(rows), len(cols)]: verdicts from the pods at positions ``rows`` of
+        ``cluster.pods`` to those at ``cols``, the per-pod exceptions of ``pod_rows`` applied."""
+        t = self.classes
+        out = self.verdicts(spec).block(t.pod_class[rows], t.pod_class[cols])
+        out |= rows[:, None] == cols[None, :]  # a pod reaches itself
+        # A node and its pods (its hostNetwork pods included) always reach each other.
+        host = t.pod_hostnet & (t.pod_node >= 0)
+        rn, cn = t.pod_node[rows], t.pod_node[cols]
+        out |= (rn[:, None] == cn[None, :]) & (rn[:, None] >= 0) & (host[rows][:, None] | host[cols][None, :])
+        return out
+
     def summary(self, ports: Sequence[PortSpec]) -> Summary:
         """Allowed/denied pod pair counts per port, from class sizes and the factored
         verdicts (no class x class or pod x pod matrix; see ``PortVerdicts.allowed_pairs``)."""

@@ -3,7 +3,8 @@ command's help, kept apart from ``simulator.lint`` so that building the parser i
 engine."""
 
 KINDS = """\
-Kinds (severity):
+Kinds (severity); each kind is the finding's stable rule id (the SARIF ruleId), which the
+annotation npm-sim.io/ignore: RULE,... on a policy or namespace, or --config, suppresses:
 
 - ``selects-no-pod`` (warning): the podSelector selects no pod of the namespace;
 - ``peer-matches-nothing`` (warning): a from/to entry whose selectors match no pod, or an

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from npm.dataplane import names
 from npm.dataplane.ipset import SavedSet, create_line
 from npm.dataplane.iptables import SavedRule, SavedTable, render_rule
+from npm.dataplane.nft import NftTable
 from npm.dataplane.types import LIST_SET, DesiredState
 
 _TERMINAL = {"ACCEPT", "DROP", "REJECT"}
@@ -284,3 +285,31 @@ def desired_as_saved(desired: DesiredState, forward_policy: str = "ACCEPT") -> t
         sets.append(create_line(spec))
         sets += [f"add {spec.name} {m}" for m in sorted(spec.members)]
     return "\n".join(lines) + "\n", "\n".join(sets) + "\n"
+
+
+def convert_nft(table: NftTable) -> dict[str, object]:
+    """Our nftables table as a dict: sets and maps with meaning and elements, chains with
+    each rule's comment, verdict and the sets it matches (with their meaning)."""
+    return {
+        "table": "inet azure-npm",
+        "sets": {
+            name: {"meaning": table.meanings.get(name, ""), "type": kind, "elements": sorted(elements)}
+            for name, (kind, elements) in sorted(table.sets.items())
+        },
+        "chains": {
+            name: {
+                "hook": hook,
+                "rules": [
+                    {
+                        "comment": comment,
+                        "verdict": verdict,
+                        "sets": [
+                            {"set": s, "meaning": table.meanings.get(s, "?"), "negated": neg} for neg, s in sets
+                        ],
+                    }
+                    for comment, verdict, sets in fps
+                ],
+            }
+            for name, (hook, fps) in table.chains.items()
+        },
+    }

@@ -32,7 +32,7 @@ from functools import lru_cache
 from kube.model import Cluster
 from npm.backoff import Backoff
 from npm.dataplane import backend as backends
-from npm.dataplane import names
+from npm.dataplane import names, nft
 from npm.dataplane.index import ClusterIndex
 from npm.dataplane.ipset import IpsetPayload, SavedSet
 from npm.dataplane.ipset import parse_save as parse_ipset_save
@@ -54,18 +54,22 @@ from npm.dataplane.types import (
 )
 
 log = logging.getLogger("npm.dataplane.enforcer")
+DATAPLANES = ("iptables", "nftables")
 
 
 @dataclass(frozen=True)
 class DataplaneConfig:
     """How the dataplane talks to the kernel.
 
-    ``backend``: ``auto`` (detect as kube-proxy does), ``nft`` or ``legacy``.
+    ``kind``: the dataplane, ``iptables`` (ipsets and iptables rules, this module) or
+    ``nftables`` (one nftables table, ``npm.dataplane.nft_enforcer``).
+    ``backend``: the iptables backend, ``auto`` (detect as kube-proxy does), ``nft`` or ``legacy``.
     Marks: single bits, defaulting to 0x2000/0x1000 (clear of kube-proxy's 0x4000 masquerade
     and 0x8000 drop bits). A failed restore is retried ``retry_attempts`` times with
     exponential backoff from ``retry_initial_delay`` up to ``retry_max_delay`` seconds.
     """
 
+    kind: str = "iptables"
     backend: str = "auto"
     ingress_mark: int = DEFAULT_INGRESS_MARK
     egress_mark: int = DEFAULT_EGRESS_MARK
@@ -76,6 +80,8 @@ class DataplaneConfig:
     forward_position: int = 1
 
     def __post_init__(self) -> None:
+        if self.kind not in DATAPLANES:
+            raise ValueError(f"kind (the dataplane) must be {' or '.join(DATAPLANES)}, not {self.kind!r}")
         if self.backend not in ("auto", *backends.BACKENDS):
             raise ValueError(f"backend must be auto, nft or legacy, not {self.backend!r}")
         self.marks  # noqa: B018 (validates the mark bits: raises ValueError)
@@ -107,11 +113,17 @@ class ApplyResult:
         """A human report: what changed, counts, failures."""
         lines = list(self.summary) or ["no change"]
         c = self.counts
-        lines.append(
-            f"in kernel ({self.backend}): {c.get('policies', 0)} policies, "
-            f"{c.get('iptables_rules', 0)} iptables rules, "
-            f"{c.get('ipsets', 0)} ipsets, {c.get('ipset_entries', 0)} set entries"
-        )
+        if "nft_rules" in c:
+            lines.append(
+                f"in kernel (nftables): {c.get('policies', 0)} policies, {c['nft_rules']} rules, "
+                f"{c.get('nft_sets', 0)} sets and maps, {c.get('nft_set_elements', 0)} elements"
+            )
+        else:
+            lines.append(
+                f"in kernel ({self.backend}): {c.get('policies', 0)} policies, "
+                f"{c.get('iptables_rules', 0)} iptables rules, "
+                f"{c.get('ipsets', 0)} ipsets, {c.get('ipset_entries', 0)} set entries"
+            )
         lines += [f"unenforceable (fails closed): {k}: {why}" for k, why in self.unenforceable]
         lines += [f"FAILED: {f}" for f in self.failures]
         return "\n".join(lines)
@@ -200,6 +212,18 @@ class Enforcer:
         if self._desired is None:
             return ApplyResult(summary=["nothing applied yet"], backend=self.backend)
         return self._converge(self._desired, reread=True)
+
+    def installed(self) -> bool:
+        """Whether any chain (in either backend) or ipset of ours is in the kernel."""
+        for be in backends.BACKENDS:
+            if not backends.has_table(self.runner, be, "filter"):
+                continue
+            res = self.runner.run([backends.Tools(be).save, "-t", "filter"])
+            table = parse_save(res.stdout).get("filter") if res.ok else None
+            if table is not None and any(names.is_ours_chain(c) for c in table.chains):
+                return True
+        res = self.runner.run(["ipset", "list", "-n"])
+        return res.ok and any(names.is_ours_set(n) for n in res.stdout.split())
 
     def cleanup(self) -> None:
         """Remove every chain, rule and set we created (in both backends) and nothing else.
@@ -428,6 +452,12 @@ class Enforcer:
         other = backends.other(self.backend)
         if self._remove_rules(other):
             result.summary.append(f"removed our rules from iptables-{other}")
+            result.changed = True
+        if nft.has_table(self.runner):  # the nftables dataplane's table (switching dataplanes)
+            res = nft.delete_table(self.runner)
+            if not res.ok:
+                raise ApplyError(Failure("nft-cleanup", res.stderr.strip()[:500], res.rc))
+            result.summary.append("removed the nftables dataplane's table")
             result.changed = True
         self._other_checked = True
 

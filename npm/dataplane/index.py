@@ -58,7 +58,9 @@ class ClusterIndex:
         self._children: dict[SetRef, tuple[SetRef, ...]] = {}
         self._isolated: dict[tuple[str, str], tuple[tuple[LabelSelector, ...], frozenset[str]]] = {}
         self._isolated_specs: dict[str, tuple[tuple[frozenset[str], ...], SetSpec]] = {}
+        self._selections: dict[tuple[str, str], tuple[tuple[LabelSelector, ...], tuple[frozenset[str], ...]]] = {}
         self.renderings: dict[str, PolicyRendering] = {}  # by policy key; filled by translate
+        self.generation = 0  # bumped whenever pods or namespaces change what a set may hold
         self._chains: dict[str, ChainSpec] = {}
         self._index_rules: dict[str, RuleSpec] = {}
         self.update(cluster)
@@ -90,11 +92,13 @@ class ClusterIndex:
         namespaces = sorted({n.name for n in cluster.namespaces} | self._pod_namespaces)
         if cluster.namespaces != self.namespace_objects or namespaces != self.namespaces:
             self.namespace_objects = cluster.namespaces
+            self.generation += 1
             self.namespaces = namespaces
             self.cluster = cluster  # for namespace labels
             self._specs = {r: s for r, s in self._specs.items() if r.recipe[0] not in LIST_RECIPES_OF_NAMESPACES}
             self._children = {}  # every list left is a list of namespace sets
         if dirty:
+            self.generation += 1
             # A "podin" set draws on the "podlabel" tables of its key.
             keys = {r[1] for r in dirty if r[0] == "podlabel"}
 
@@ -106,6 +110,7 @@ class ClusterIndex:
             self._specs = {r: s for r, s in self._specs.items() if not stale(r)}
         if dirty_ns:
             self._isolated = {k: v for k, v in self._isolated.items() if k[1] not in dirty_ns}
+            self._selections = {k: v for k, v in self._selections.items() if k[1] not in dirty_ns}
 
     def _count(self, pod: Pod, sign: int, dirty: set[tuple[Any, ...]], dirty_ns: set[str]) -> None:
         """Add (``sign`` 1) or remove (-1) a pod's contributions to the member tables."""
@@ -169,6 +174,17 @@ class ClusterIndex:
             return found[1]
         members = frozenset().union(*(self.selected(namespace, s) for s in selectors))
         self._isolated[(direction, namespace)] = (selectors, members)
+        return members
+
+    def selections(
+        self, direction: Direction, namespace: str, selectors: tuple[LabelSelector, ...]
+    ) -> tuple[frozenset[str], ...]:
+        """Per selector, the IPs of the pods of ``namespace`` it selects (kept while they do not change)."""
+        found = self._selections.get((direction, namespace))
+        if found is not None and found[0] == selectors:
+            return found[1]
+        members = tuple(frozenset(self.selected(namespace, s)) for s in selectors)
+        self._selections[(direction, namespace)] = (selectors, members)
         return members
 
     def isolated_spec(self, ref: SetRef, parts: tuple[frozenset[str], ...]) -> SetSpec:

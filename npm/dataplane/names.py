@@ -91,14 +91,19 @@ def comment(text: str) -> str:
     return clean[:MAX_COMMENT]
 
 
-def rule_comment(key: str, what: str) -> str:
-    """``"<policy key> <what>"`` within the limit; a long key is shortened in the middle so
+def rule_comment(key: str, what: str, limit: int = MAX_COMMENT) -> str:
+    """``"<policy key> <what>"`` within ``limit``; a long key is shortened in the middle so
     the rule position (``ingress[0] from[1] ports[0]``) always survives."""
-    room = MAX_COMMENT - len(what) - 1
+    room = limit - len(what) - 1
     if len(key) > room:
         head = (room - 3) // 2
         key = key[:head] + "..." + key[len(key) - (room - 3 - head) :]
-    return comment(f"{key} {what}")
+    return comment(f"{key} {what}")[:limit]
+
+
+def nft_name(prefix: str, identity: str) -> str:
+    """An nftables chain or set name: ``prefix`` plus 16 base32 characters (80 bits) of ``identity``."""
+    return prefix + _digest(identity, 16).lower()
 
 
 class NameRegistry:

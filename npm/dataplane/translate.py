@@ -28,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from kube.model import (
     DIRECTIONS,
@@ -64,9 +65,44 @@ from npm.dataplane.types import (
 )
 
 
+# ---- what a policy allows, dataplane-neutral -------------------------------------------------
+@dataclass(frozen=True)
+class PeerAllows:
+    """One peer of one rule of a policy direction, with the ports it is allowed on.
+
+    ``peer`` None means any address; a port None means any port. Labels make rule comments:
+    ``"<label> <port label>"``, e.g. ``ingress[0] from[1] ports[0]``.
+    """
+
+    where: str  # the peer's field path, e.g. "spec.ingress[0].from[1]" (for unenforceable reasons)
+    label: str  # "ingress[0] from[1]" or "ingress[0] from[any]"
+    peer: Peer | None
+    ports: tuple[tuple[str, PolicyPort | None], ...]  # ("ports[0]", port) or ("ports[any]", None)
+
+
+def policy_allows(policy: NetworkPolicy, direction: Direction) -> tuple[PeerAllows, ...]:
+    """Every (rule, peer) of one direction of a policy, in order, with its ports (pure).
+
+    Both dataplanes render their rules from this (iptables: ``_policy_chain``; nftables:
+    ``npm.dataplane.nft_translate``), so the reading of a policy lives in one place.
+    """
+    out: list[PeerAllows] = []
+    peer_word = direction.peer_field
+    for i, rule in enumerate(direction.rules(policy)):
+        peers: Sequence[Peer | None] = rule.peers or (None,)
+        ports: tuple[tuple[str, PolicyPort | None], ...] = (
+            tuple((f"ports[{k}]", port) for k, port in enumerate(rule.ports)) or (("ports[any]", None),)
+        )
+        for j, peer in enumerate(peers):
+            where = f"spec.{direction.word}[{i}].{peer_word}[{j}]"
+            label = f"{direction.word}[{i}] {peer_word}[{j if peer is not None else 'any'}]"
+            out.append(PeerAllows(where, label, peer, ports))
+    return tuple(out)
+
+
 # ---- policy rendering (pure: the policy and the marks only) ---------------------------------
-class _Refs:
-    """The sets a policy's rules use, and what it cannot enforce."""
+class SetRefs:
+    """The sets a policy's rules use, and what it cannot enforce (shared by both dataplanes)."""
 
     def __init__(self) -> None:
         self.used: list[SetRef] = []
@@ -125,20 +161,29 @@ class _Refs:
         matches = self.peer_sets(policy, peer, where)
         return None if matches is None else set_match(matches, side)
 
+    def v4_block(self, policy: NetworkPolicy, peer: Peer, where: str) -> ipaddress.IPv4Network | None:
+        """The peer's ipBlock CIDR, or None (recorded as unenforceable) when it is IPv6."""
+        assert peer.ip_block is not None
+        net = peer.ip_block.network
+        if not isinstance(net, ipaddress.IPv4Network):
+            self.unenforceable.append(
+                (policy.key, f"{where}.ipBlock.cidr {peer.ip_block.cidr}: IPv6 is not enforced by this IPv4 dataplane")
+            )
+            return None
+        return net
+
     def peer_sets(self, policy: NetworkPolicy, peer: Peer, where: str) -> list[tuple[bool, str]] | None:
         """Set matches for one peer, or None (recorded as unenforceable) if it cannot be."""
         if peer.ip_block is not None:
-            net = peer.ip_block.network
-            if net.version != 4:
-                self.unenforceable.append(
-                    (
-                        policy.key,
-                        f"{where}.ipBlock.cidr {peer.ip_block.cidr}: IPv6 is not enforced by this IPv4 dataplane",
-                    )
-                )
+            net = self.v4_block(policy, peer, where)
+            if net is None:
                 return None
             excepts = [e for e in peer.ip_block.except_networks if isinstance(e, ipaddress.IPv4Network)]
-            return [(False, self.cidr(net, excepts))]  # type: ignore[arg-type]
+            return [(False, self.cidr(net, excepts))]
+        return self.selector_sets(policy, peer)
+
+    def selector_sets(self, policy: NetworkPolicy, peer: Peer) -> list[tuple[bool, str]]:
+        """Set matches for a peer of namespace and pod selectors (no ipBlock)."""
         if peer.namespace_selector is None:
             matches = [(False, self.use(namespace_ref(policy.namespace)))]
         else:
@@ -175,7 +220,7 @@ def set_match(matches: Sequence[tuple[bool, str]], side: str) -> list[str]:
     return out
 
 
-def port_match(refs: _Refs, port: PolicyPort) -> list[str]:
+def port_match(refs: SetRefs, port: PolicyPort) -> list[str]:
     """Protocol and destination-port tokens; a named port matches a ``dst,dst`` ip,port set."""
     proto = port.protocol.lower()
     if port.port is None:
@@ -188,30 +233,22 @@ def port_match(refs: _Refs, port: PolicyPort) -> list[str]:
     return ["-p", proto, "-m", proto, "--dport", dport]
 
 
-def _policy_chain(refs: _Refs, policy: NetworkPolicy, direction: Direction) -> ChainSpec | None:
+def _policy_chain(refs: SetRefs, policy: NetworkPolicy, direction: Direction) -> ChainSpec | None:
     """The chain holding a policy's allow rules for one direction (None when it allows nothing)."""
-    rules = direction.rules(policy)
-    peer_dir, peer_word = direction.peer_side, direction.peer_field
     allow = direction.pick(names.CHAIN_INGRESS_ALLOW, names.CHAIN_EGRESS_ALLOW)
     body: list[tuple[tuple[str, ...], str]] = []
-    for i, rule in enumerate(rules):
-        peers: Sequence[Peer | None] = rule.peers or (None,)
-        ports: Sequence[PolicyPort | None] = rule.ports or (None,)
-        for j, peer in enumerate(peers):
-            where = f"{direction.word}[{i}].{peer_word}[{j}]"
-            if peer is None:
-                peer_tokens: list[str] = []
-            else:
-                found = refs.peer(policy, peer, f"spec.{where}", peer_dir)
-                if found is None:
-                    continue  # fail closed: this peer allows nothing
-                peer_tokens = found
-            for k, port in enumerate(ports):
-                port_tokens = [] if port is None else port_match(refs, port)
-                peer_label = f"{peer_word}[{j}]" if peer is not None else f"{peer_word}[any]"
-                port_label = f"ports[{k}]" if port is not None else "ports[any]"
-                text = names.rule_comment(policy.key, f"{direction.word}[{i}] {peer_label} {port_label}")
-                body.append(((*peer_tokens, *port_tokens, "-j", allow), text))
+    for peer in policy_allows(policy, direction):
+        if peer.peer is None:
+            peer_tokens: list[str] = []
+        else:
+            found = refs.peer(policy, peer.peer, peer.where, direction.peer_side)
+            if found is None:
+                continue  # fail closed: this peer allows nothing
+            peer_tokens = found
+        for port_label, port in peer.ports:
+            port_tokens = [] if port is None else port_match(refs, port)
+            text = names.rule_comment(policy.key, f"{peer.label} {port_label}")
+            body.append(((*peer_tokens, *port_tokens, "-j", allow), text))
     if not body:
         return None
     identity = "\n".join([policy.key, direction.word] + [" ".join(t) + " #" + c for t, c in body])
@@ -221,7 +258,7 @@ def _policy_chain(refs: _Refs, policy: NetworkPolicy, direction: Direction) -> C
 
 def render_policy(policy: NetworkPolicy, marks: Marks) -> PolicyRendering:
     """Render one policy into its chains and jumps (pure)."""
-    refs = _Refs()
+    refs = SetRefs()
     parts: list[tuple[str, ChainSpec | None, RuleSpec | None]] = []
     directions = [d for d in DIRECTIONS if d in policy.policy_types]
     for direction in directions:

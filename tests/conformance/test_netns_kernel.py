@@ -109,3 +109,66 @@ def test_interrupt_removes_everything_it_created():
     assert not {n for n in _namespaces() - before if n.startswith(prefix)}
     state = Path("/run/npm-netns")
     assert not (state.is_dir() and any(p.name.startswith(prefix) for p in state.iterdir()))
+
+
+CNP_HANDED_OVER = """\
+name: cnp handed over
+nodes: {node-1: {zone: a}, node-2: {}}
+namespaces: {x: {}, y: {}}
+pods:
+  - {namespace: x, name: a, node: node-1, ports: [80/TCP]}
+  - {namespace: y, name: b, node: node-2, ports: [80/TCP]}
+policies:
+  - kind: ClusterNetworkPolicy
+    metadata: {name: every-namespace}
+    spec:
+      tier: Admin
+      priority: 5
+      subject: {namespaces: {}}
+      ingress: [{action: Deny, from: [{namespaces: {}}]}]
+      egress: [{action: Deny, to: [{networks: ["${net y/b 32}"]}]}]
+  - kind: ClusterNetworkPolicy
+    metadata: {name: baseline-every-namespace}
+    spec:
+      tier: Baseline
+      priority: 5
+      subject: {namespaces: {}}
+      egress: [{action: Deny, to: [{networks: ["0.0.0.0/0"]}]}]
+"""
+
+
+def test_daemons_are_handed_cluster_network_policies_node_labels_and_a_barrier_they_cannot_close(tmp_path):
+    # A ClusterNetworkPolicy whose subject is every namespace covers the barrier's namespace
+    # too: the barrier's own Admin policy leaves its traffic to the barrier NetworkPolicy, and
+    # the barrier is seen enforced on every write.
+    path = tmp_path / "cnp.yaml"
+    path.write_text(CNP_HANDED_OVER)
+    scenarios, errors = load_scenarios([str(path)])
+    assert not errors
+    handed: dict[str, list[dict]] = {}
+
+    def capture(node: str, docs: list[dict]) -> list[dict]:
+        handed[node] = docs
+        return docs
+
+    backend = NetnsBackend(manifest_filter=capture)
+    try:
+        Runner(backend, RunOptions(converge_timeout=1.0, retry_interval=0.5)).run(scenarios)
+        ips = {key: pod.ip for key, pod in backend.topology.pods.items()}
+        assert backend._barrier_ok >= 2 and backend._barrier_failed == 0
+    finally:
+        backend.close()
+    assert sorted(handed) == ["node-1", "node-2"]
+    docs = handed["node-1"]
+    cnps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterNetworkPolicy"}
+    assert sorted(cnps) == ["0-npm-conformance-barrier", "baseline-every-namespace", "every-namespace"]
+    assert cnps["every-namespace"]["spec"]["egress"][0]["to"][0]["networks"] == [f"{ips['y/b']}/32"]
+    barrier = cnps["0-npm-conformance-barrier"]["spec"]
+    assert barrier["tier"] == "Admin" and barrier["priority"] == 0
+    assert [r["action"] for r in barrier["ingress"]] == ["Pass"]  # on to the barrier NetworkPolicy
+    assert [r["action"] for r in barrier["egress"]] == ["Accept"]  # never left to a Baseline policy
+    nodes = {d["metadata"]["name"]: d["metadata"]["labels"] for d in docs if d["kind"] == "Node"}
+    assert nodes == {
+        "node-1": {"kubernetes.io/hostname": "node-1", "kubernetes.io/os": "linux", "zone": "a"},
+        "node-2": {"kubernetes.io/hostname": "node-2", "kubernetes.io/os": "linux"},
+    }

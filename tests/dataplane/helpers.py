@@ -88,10 +88,14 @@ class World:
 
 
 @contextlib.contextmanager
-def world(pods: Sequence[Pod], *, backend: str = "nft", nodes: Sequence[str] = ("n1",)) -> Iterator[World]:
-    """Build nodes and pods (agents serving their container ports) and an Enforcer per node."""
+def world(
+    pods: Sequence[Pod], *, backend: str = "nft", nodes: Sequence[str] = ("n1",), dataplane: str = "iptables"
+) -> Iterator[World]:
+    """Build nodes and pods (agents serving their container ports) and an enforcer of
+    ``dataplane`` (iptables or nftables) per node."""
     from conformance.netns.topology import Topology
-    from npm.dataplane.enforcer import DataplaneConfig, Enforcer
+    from npm.dataplane.dataplanes import make_enforcer
+    from npm.dataplane.enforcer import DataplaneConfig
     from npm.dataplane.kernel import Runner
 
     with Topology() as topo:
@@ -102,7 +106,8 @@ def world(pods: Sequence[Pod], *, backend: str = "nft", nodes: Sequence[str] = (
         topo.wait_ready([p.key for p in pods])
         w = World(topo, list(pods))
         for n in nodes:
-            w.enforcers[n] = Enforcer(n, config=DataplaneConfig(backend=backend), runner=Runner(topo.node_runner(n)))
+            config = DataplaneConfig(kind=dataplane, backend=backend)
+            w.enforcers[n] = make_enforcer(n, config, Runner(topo.node_runner(n)))
         yield w
 
 

@@ -140,3 +140,18 @@ def test_removing_a_shadowed_rule_changes_no_verdict(seed: int) -> None:
     for f in shadowed:
         after = _verdicts(_without_rule(cluster, f.policy.removeprefix("cnp/"), f.rule or ""), ports, addresses)
         assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True)), (seed, f.render())
+
+
+def test_lint_sarif_with_cluster_network_policy_findings_validates(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+    from test_ci_output import valid_sarif
+    from whatif_helpers import run
+
+    path = tmp_path / "c.yaml"
+    dns = rule("Accept", [{"domainNames": ["example.com"]}], "egress")
+    policy = cnp("x", ingress=[rule("Deny", ALL_NS), rule("Accept", [RED])], egress=[dns])
+    path.write_text(yaml.safe_dump_all(base(policy)))
+    code, out, err = run(capsys, "lint", "-f", str(path), "-o", "sarif")
+    assert code == 0, err
+    ids = {r["ruleId"] for r in valid_sarif(out)["runs"][0]["results"]}
+    assert {"cnp-rule-shadowed", "cnp-fail-closed"} <= ids
