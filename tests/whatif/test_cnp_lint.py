@@ -149,8 +149,8 @@ def test_lint_sarif_with_cluster_network_policy_findings_validates(tmp_path, cap
 
     path = tmp_path / "c.yaml"
     dns = rule("Accept", [{"domainNames": ["example.com"]}], "egress")
-    policy = cnp("x", ingress=[rule("Deny", ALL_NS), rule("Accept", [RED])], egress=[dns])
-    path.write_text(yaml.safe_dump_all(base(policy)))
+    guarded = cnp("x", ingress=[rule("Deny", ALL_NS), rule("Accept", [RED])], egress=[dns])
+    path.write_text(yaml.safe_dump_all(base(guarded)))
     code, out, err = run(capsys, "lint", "-f", str(path), "-o", "sarif")
     assert code == 0, err
     ids = {r["ruleId"] for r in valid_sarif(out)["runs"][0]["results"]}
