@@ -209,12 +209,15 @@ def check(cluster: Cluster, assertions: Sequence[Assertion], missing_ok: bool = 
 
 
 def _because(result: Any) -> tuple[str, ...]:
-    """The rule that allows the connection, or the policies that isolate it."""
+    """The rule that allows the connection, the ClusterNetworkPolicy rule that accepts or denies
+    it, or the policies that isolate it."""
     if result.bypass:
         return (result.bypass,)
     out = []
     for part in (result.egress, result.ingress):
-        if part.rule is not None:
+        if part.cnp_rule is not None:
+            out.append(part.cnp_rule.describe())
+        elif part.rule is not None:
             out.append(part.rule.describe())
         elif part.isolated and not part.allowed:
             out += [f"{p} isolates {part.direction.lower()}" for p in part.policies]

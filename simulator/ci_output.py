@@ -98,10 +98,26 @@ def lint_results(findings: Sequence[Any], cluster: Cluster, suppressed: Sequence
     return out
 
 
+def _policy_source(clusters: Sequence[Cluster], key: str) -> Source | None:
+    """Where the policy ``key`` came from: a NetworkPolicy ``ns/name`` or a ClusterNetworkPolicy
+    ``cnp/NAME`` (a NetworkPolicy of a namespace called cnp is looked up first), in the first
+    of ``clusters`` that has it."""
+    for cluster in clusters:
+        policy = cluster.policy_by_key.get(key)
+        if policy is not None:
+            return policy.source
+    if key.startswith("cnp/"):
+        for cluster in clusters:
+            cnp = cluster.cluster_policy_by_name.get(key[4:])
+            if cnp is not None:
+                return cnp.source
+    return None
+
+
 def _finding_location(cluster: Cluster, finding: Any) -> Location:
-    policy = cluster.policy_by_key.get(finding.policy) if finding.policy else None
-    if policy is not None:
-        return Location.of(policy.source)
+    source = _policy_source([cluster], finding.policy) if finding.policy else None
+    if source is not None:
+        return Location.of(source)
     ns = cluster.namespace_by_name.get(finding.namespace)
     return Location.of(ns.source) if ns is not None and not ns.implicit else Location()
 
@@ -154,10 +170,9 @@ def _change_location(diff: Any, because: Sequence[str]) -> Location:
             if ns is not None and not ns.implicit:
                 return Location.of(ns.source)
     for reason in because:
-        key = reason.split(" ", 1)[0]
-        policy = after.policy_by_key.get(key) or before.policy_by_key.get(key)
-        if policy is not None:
-            return Location.of(policy.source)
+        source = _policy_source([after, before], reason.split(" ", 1)[0])
+        if source is not None:
+            return Location.of(source)
     return Location()
 
 

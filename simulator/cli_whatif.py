@@ -51,7 +51,9 @@ output (-o):
 
 because: "ns/policy ingress[0]" is the rule that now allows a gained connection (or that
 allowed a lost one); "ns/policy isolates egress" a policy that now isolates (lost) or no
-longer does (gained); "pod ns/name added|deleted|relabelled", "namespace N relabelled".
+longer does (gained); "cnp/NAME egress[1] Accept|Pass|Deny" a ClusterNetworkPolicy rule
+that accepts or passes on the allowed side, or denies on the denied side; "pod ns/name
+added|deleted|relabelled", "namespace N relabelled", "node N relabelled".
 Pods only in the after state: their allowed connections count as gained; pods only in the
 before state: theirs as lost. Ports: --port on every pair, else each destination's declared
 container ports (80/TCP if no pod declares any).
@@ -93,7 +95,8 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     whatif.add_argument("--apply", action="extend", nargs="+", default=[], metavar="FILE",
                         help="manifests to apply on top of the snapshot (replace same-named objects)")
     whatif.add_argument("--delete", action="extend", nargs="+", default=[], type=_deletion, metavar="KIND/NS/NAME",
-                        help="objects to delete: NetworkPolicy/ns/name, Pod/ns/name, Namespace/name, Node/name")
+                        help="objects to delete: NetworkPolicy/ns/name, Pod/ns/name, Namespace/name, Node/name, "
+                        "ClusterNetworkPolicy/name")
     whatif.set_defaults(handler=cmd_whatif)
     _diff_options(whatif)
 
@@ -304,8 +307,9 @@ def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     from kube.load import load_paths
     from simulator.incremental import evaluate_change
     from simulator.whatif import diff_states
+    from simulator.whatif_load import evaluated
 
-    result = load_paths(args.after, pod_cidr=args.pod_cidr)
+    result = evaluated(load_paths(args.after, pod_cidr=args.pod_cidr))
     args.inputs_after = result.inputs()
     after = accept(result, args.skip_invalid)
     ports, declared_only = choose_ports([before, after], args.port)
@@ -313,7 +317,7 @@ def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     print(f"comparing {len(before.pods)} -> {len(after.pods)} pods on {len(ports)} port(s)...", file=sys.stderr)
     state_b, state_a, update = evaluate_change(before, after, ports)
     diff = diff_states(state_b, state_a, ports, declared_only=declared_only, **_outside(args, before, after, update))
-    print(f"{update.mode} evaluation in {time.perf_counter() - started:.3f} s", file=sys.stderr)
+    print(f"{update.describe()} evaluation in {time.perf_counter() - started:.3f} s", file=sys.stderr)
     return _write_diff(diff, args, out)
 
 
@@ -331,7 +335,7 @@ def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     started = time.perf_counter()
     state_b, state_a, update = evaluate_change(before, after, ports)
     diff = diff_states(state_b, state_a, ports, declared_only=declared_only, **_outside(args, before, after, update))
-    print(f"{update.mode} re-evaluation of {', '.join(update.namespaces) or 'nothing'}: "
+    print(f"{update.describe()} re-evaluation of {', '.join(update.namespaces) or 'nothing'}: "
           f"{update.seconds * 1000:.1f} ms; evaluation and diff in {time.perf_counter() - started:.3f} s",
           file=sys.stderr)
     return _write_diff(diff, args, out)
@@ -371,7 +375,8 @@ def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
             raise UsageError(str(exc)) from None
     started = time.perf_counter()
     findings, suppressed, notes = lint_suppress.suppress(lint.lint(cluster), cluster, config)
-    print(f"linted {len(cluster.policies)} policies in {time.perf_counter() - started:.3f} s", file=sys.stderr)
+    cnps = f" and {len(cluster.cluster_policies)} ClusterNetworkPolicies" if cluster.cluster_policies else ""
+    print(f"linted {len(cluster.policies)} policies{cnps} in {time.perf_counter() - started:.3f} s", file=sys.stderr)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if suppressed:

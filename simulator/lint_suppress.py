@@ -67,7 +67,9 @@ class Suppressed:
 
 
 def _namespace_of(finding: Any) -> str:
-    return finding.namespace or (finding.policy.split("/", 1)[0] if finding.policy else "")
+    if finding.namespace or not finding.policy or finding.policy.startswith("cnp/"):
+        return finding.namespace  # a ClusterNetworkPolicy (cnp/NAME) is in no namespace
+    return finding.policy.split("/", 1)[0]
 
 
 def parse_config(doc: Any, path: str) -> list[IgnoreEntry]:

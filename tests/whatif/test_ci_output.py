@@ -219,3 +219,21 @@ def test_docs_list_every_rule_id_with_its_source() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "ci.md").read_text()
     documented = set(re.findall(r"^\| `([a-z-]+)` \|", text, re.M))
     assert documented == set(RULES)
+
+
+def test_a_cluster_network_policy_change_points_at_its_manifest(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    base = [m.namespace("a"), m.namespace("b"), m.pod("a", "x", {"app": "x"}, ip="10.244.0.5"),
+            m.pod("b", "y", {"app": "y"}, ip="10.244.0.6")]
+    before = tmp_path / "before.yaml"
+    before.write_text(yaml.safe_dump_all(base))
+    deny = m.cluster_network_policy("deny-b", subject={"namespaces": {"matchLabels": {
+        "kubernetes.io/metadata.name": "b"}}}, ingress=[{"name": "all", "action": "Deny", "from": [{"namespaces": {}}]}])
+    after = tmp_path / "after.yaml"
+    after.write_text(yaml.safe_dump_all([*base, deny]))
+    code, out, err = run(capsys, "diff", "--before", str(before), "--after", str(after), "-o", "github",
+                         "--port", "80/TCP", "--no-outside")
+    assert code == 0, err
+    lost = [x for x in out.splitlines() if "connection-lost" in x and "-> b/app=y" in x]
+    assert lost and f"file={after},line=" in lost[0], out
+    line = int(lost[0].split("line=", 1)[1].split(",", 1)[0])
+    assert "ClusterNetworkPolicy" in "\n".join(after.read_text().splitlines()[line - 1:line + 2])
