@@ -171,8 +171,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from npm.dataplane.enforcer import DataplaneConfig
 
     loaded = load_paths(args.paths, allocate_ips=False)  # never an address the input did not give
-    if args.dataplane == "iptables":
-        loaded.not_evaluated = ()  # the iptables dataplane enforces ClusterNetworkPolicies too
+    loaded.not_evaluated = ()  # both dataplanes enforce ClusterNetworkPolicies too
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
     print(loaded.summary(), file=sys.stderr)

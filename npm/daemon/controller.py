@@ -292,7 +292,8 @@ class Controller:
         for tier in TIERS:  # ClusterNetworkPolicy
             if f"cluster_policies_{tier.lower()}" in result.counts:
                 m.cluster_policies.labels(tier).set(result.counts[f"cluster_policies_{tier.lower()}"])
-                m.cluster_policy_rules.labels(tier).set(result.counts[f"cluster_policy_rules_{tier.lower()}"])
+                if f"cluster_policy_rules_{tier.lower()}" in result.counts:  # iptables rules (not nftables)
+                    m.cluster_policy_rules.labels(tier).set(result.counts[f"cluster_policy_rules_{tier.lower()}"])
         m.pods_watched.set(self.cache.count("Pod"))
         if not failures:
             m.last_apply_timestamp.set_to_current_time()

@@ -131,10 +131,12 @@ class ApplyResult:
             )
         lines += [f"unenforceable (fails closed): {k}: {why}" for k, why in self.unenforceable]
         if c.get("cluster_policies_admin") or c.get("cluster_policies_baseline"):  # ClusterNetworkPolicy
+            kind = "nft" if "nft_rules" in c else "iptables"
+            rules = {t: c.get(f"cluster_policy_{kind}_rules_{t}", c.get(f"cluster_policy_rules_{t}", 0))
+                     for t in ("admin", "baseline")}
             lines.append(
-                f"cluster network policies: {c['cluster_policies_admin']} Admin "
-                f"({c['cluster_policy_rules_admin']} iptables rules), {c['cluster_policies_baseline']} Baseline "
-                f"({c['cluster_policy_rules_baseline']} iptables rules)"
+                f"cluster network policies: {c['cluster_policies_admin']} Admin ({rules['admin']} {kind} rules), "
+                f"{c['cluster_policies_baseline']} Baseline ({rules['baseline']} {kind} rules)"
             )
         lines += [f"FAILED: {f}" for f in self.failures]
         return "\n".join(lines)

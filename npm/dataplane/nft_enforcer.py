@@ -14,7 +14,8 @@ whole table is replaced, still in one transaction (``add``, ``delete``, then the
 
 A transaction the kernel refuses is located (the line nft names -> the policy whose rule or
 set it is); that policy is applied without its allow rules (its pods stay isolated: fail
-closed) and the rest goes in. The first successful change also removes what the iptables
+closed; a ClusterNetworkPolicy in its fail-closed form, ``npm.dataplane.nft_cnp``) and the
+rest goes in. The first successful change also removes what the iptables
 dataplane left (chains, jumps, ipsets), after our table is in force: switching dataplanes
 never leaves a node without enforcement.
 """
@@ -31,7 +32,10 @@ from npm.dataplane import nft
 from npm.dataplane.enforcer import ApplyError, ApplyResult, DataplaneConfig, Enforcer
 from npm.dataplane.kernel import Completed, Runner
 from npm.dataplane.nft import Fingerprint, NftPayload, NftTable
+from npm.dataplane.nft_cnp import GROUP_PREFIXES
+from npm.dataplane.nft_cnp import counts as cnp_counts
 from npm.dataplane.nft_translate import CHAIN_POLICIES, NftChain, NftSet, NftState, NftTranslator
+from npm.dataplane.translate_cnp import is_cnp_key
 from npm.dataplane.types import Failure, LineOwner
 
 log = logging.getLogger("npm.dataplane.nft_enforcer")
@@ -78,14 +82,12 @@ class NftEnforcer:
         """Make our table hold exactly what ``cluster`` asks for (incremental, one transaction)."""
         desired = self._translator.translate(cluster)
         self._desired = desired
-        result = self._converge(desired, reread=self._kernel is None)
-        cnps = cluster.cluster_policies
-        if cnps:  # never silently: this dataplane does not translate them
-            shown = ", ".join(p.name for p in cnps[:5]) + (f" and {len(cnps) - 5} more" if len(cnps) > 5 else "")
-            result.failures.append(Failure(
-                DATAPLANE, f"{len(cnps)} ClusterNetworkPolicy object(s) not enforced ({shown}): the nftables "
-                "dataplane does not evaluate them yet; the iptables dataplane does"))
-        return result
+        return self._converge(desired, reread=self._kernel is None)
+
+    def apply_desired(self, desired: NftState) -> ApplyResult:
+        """Make our table hold exactly ``desired`` (already translated), reading it first."""
+        self._desired = desired
+        return self._converge(desired, reread=True)
 
     def reconcile(self) -> ApplyResult:
         """Re-read our table and repair any drift from the last applied Cluster."""
@@ -138,6 +140,7 @@ class NftEnforcer:
             "nft_rules": desired.rule_count(),
             "nft_sets": len(desired.sets),
             "nft_set_elements": desired.element_count(),
+            **cnp_counts(desired.cluster_policy_tiers, desired.chains),
         }
         return result
 
@@ -157,7 +160,7 @@ class NftEnforcer:
                 for policy in sorted(owners):
                     excluded.add(policy)
                     result.failures.append(replace(exc.failure, failed_closed=policy))
-                    desired = _without_allows(desired, policy)
+                    desired = _fail_closed(desired, policy)
                 continue
             result.changed = True
             result.summary += plan.summary
@@ -235,13 +238,15 @@ class NftEnforcer:
         for s, gone, added in edits:
             p.elements("delete", s, gone, _set_owner(s, desired))
             p.elements("add", s, added, _set_owner(s, desired))
+        # Stale chains are emptied (nothing they match stays in use), then stale sets and maps go
+        # (a map's elements may still name stale chains), then the chains.
         for name in stale_chains:
             p.add(f"flush chain {nft.TABLE_REF} {name}", LineOwner(f"chain {name} (stale)"))
-        for name in stale_chains:
-            p.add(f"delete chain {nft.TABLE_REF} {name}", LineOwner(f"chain {name} (stale)"))
         for name in stale_sets:
             kind = "map" if " : " in current.sets[name][0] else "set"
             p.add(f"delete {kind} {nft.TABLE_REF} {name}", LineOwner(f"set {name} (stale)"))
+        for name in stale_chains:
+            p.add(f"delete chain {nft.TABLE_REF} {name}", LineOwner(f"chain {name} (stale)"))
         plus = sum(len(a) for _, _, a in edits) + sum(len(s.elements) for s in new_sets)
         minus = sum(len(g) for _, g, _ in edits)
         summary = [
@@ -304,21 +309,28 @@ def _owners(failure: Failure, desired: NftState) -> set[str]:
     return set()
 
 
-def _without_allows(desired: NftState, policy: str) -> NftState:
-    """``desired`` without ``policy``'s allow chains (its pods stay isolated: their groups end
-    in drop) and without the sets only it used."""
+def _fail_closed(desired: NftState, policy: str) -> NftState:
+    """``desired`` with ``policy`` failing closed: a NetworkPolicy without its allow chains (its
+    pods stay isolated: their groups end in drop), a ClusterNetworkPolicy with its chains in
+    their fail-closed form (Accept rules match nothing, its first Deny or Pass everything);
+    either without the sets only it used."""
     gone = set(desired.chains_of_policy.get(policy, ()))
     chains = {}
     for name, chain in desired.chains.items():
-        if name in gone:
+        if name in gone and is_cnp_key(policy):  # kept (its groups jump to it), in its fail-closed form
+            chains[name] = desired.closed_forms[name]
+        elif name in gone:
             continue
-        kept = tuple(r for r in chain.rules if r.verdict.split(" ")[-1] not in gone)
-        chains[name] = chain if len(kept) == len(chain.rules) else replace(chain, rules=kept)
+        elif is_cnp_key(policy):
+            chains[name] = chain
+        else:
+            kept = tuple(r for r in chain.rules if r.verdict.split(" ")[-1] not in gone)
+            chains[name] = chain if len(kept) == len(chain.rules) else replace(chain, rules=kept)
     others = set().union(*(v for k, v in desired.sets_of_policy.items() if k != policy))
     only = desired.sets_of_policy.get(policy, frozenset()) - others
     sets = {n: s for n, s in desired.sets.items() if n not in only}
     of = dict(desired.chains_of_policy)
-    of[policy] = ()
+    of[policy] = tuple(n for n in of.get(policy, ()) if n in chains)
     sets_of = dict(desired.sets_of_policy)
     sets_of[policy] = frozenset()
     return replace(desired, chains=chains, sets=sets, chains_of_policy=of, sets_of_policy=sets_of)
@@ -345,7 +357,7 @@ def _policies_in(table: NftTable) -> dict[str, tuple[str, ...]]:
         if len(words) >= 2 and words[0] == "policy":
             out.setdefault(words[1], set())
     for name, (_hook, fps) in table.chains.items():
-        if name.startswith(("in-grp-", "eg-grp-")):
+        if name.startswith(("in-grp-", "eg-grp-", *GROUP_PREFIXES)):
             for comment, verdict, _sets in fps:
                 if verdict.startswith("jump "):
                     out.setdefault(comment.rsplit(" ", 2)[0], set()).add(verdict[5:])

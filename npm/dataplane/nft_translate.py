@@ -20,8 +20,12 @@ One table of ours, ``inet azure-npm``; nothing else in the ruleset is touched. I
   (``cidr_difference``), so nothing is ever opened to be closed again; a plain CIDR is
   matched inline.
 * ``policies``: never jumped to; one ``return`` per policy whose comment names it.
+* ClusterNetworkPolicy (``npm.dataplane.nft_cnp``): per tier and direction with rules, a map
+  of subject pods looked up before (Admin) and after (Baseline) the NetworkPolicy map, and
+  the chains ``ingress-networkpolicy`` / ``egress-networkpolicy`` where an Admin Pass goes.
 
-Pods no policy isolates are in no map: their packets cost two failed lookups.
+Pods no policy isolates are in no map: their packets cost two failed lookups (and one more
+per tier and direction that ClusterNetworkPolicies have rules in).
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from kube.model import DIRECTIONS, EGRESS, INGRESS, Cluster, Direction, NetworkPolicy, PolicyPort
+from kube.model import DIRECTIONS, EGRESS, INGRESS, Cluster, CNPTier, Direction, NetworkPolicy, PolicyPort
 from npm.dataplane import names
 from npm.dataplane.index import ClusterIndex
 from npm.dataplane.translate import SetRefs, policy_allows
 from npm.dataplane.types import HASH_IP_PORT, LIST_SET, SetRef
+
+if TYPE_CHECKING:
+    from npm.dataplane.nft_cnp import NftTiers
 
 FAMILY = "inet"
 TABLE = "azure-npm"
@@ -100,6 +108,8 @@ class NftState:
     sets_of_policy: Mapping[str, frozenset[str]] = field(default_factory=dict)
     unenforceable: tuple[tuple[str, str], ...] = ()
     policies: int = 0
+    cluster_policy_tiers: Mapping[str, str] = field(default_factory=dict)  # CNP key -> "Admin" / "Baseline"
+    closed_forms: Mapping[str, NftChain] = field(default_factory=dict)  # CNP chain -> its fail-closed form
 
     def rule_count(self) -> int:
         return sum(len(c.rules) for c in self.chains.values())
@@ -231,6 +241,9 @@ class NftTranslator:
         # addresses other namespaces' pods also have -> their chains)
         self._parts: dict[tuple[Direction, str], tuple[object, frozenset[str], dict[str, NftChain],
                                                        dict[str, set[str]]]] = {}
+        from npm.dataplane.nft_cnp import NftTierTranslator  # (it builds on this module)
+
+        self._tiers = NftTierTranslator()
 
     def translate(self, cluster: Cluster) -> NftState:
         """The desired table of a node (every node holds the same one). Raises
@@ -276,7 +289,18 @@ class NftTranslator:
             words = ",".join(d.word for d, _ in rendered.chains)
             markers.append(NftRule("return", _comment("policy", f"{policy.key} {words}"), "return"))
         self._policies = rendered_now
-        used = {ref for rendered in rendered_now.values() for ref in rendered.refs}
+        # ClusterNetworkPolicy: the Admin tier before the NetworkPolicy dispatch, the Baseline tier after it.
+        tiers = self._tiers.translate(cluster, registry, lambda ref: self._set(index, ref))
+        sets.update(tiers.sets)
+        for tier_map in tiers.maps.values():
+            sets[tier_map.name] = tier_map
+        for chain in tiers.chains:
+            chains[chain.name] = chain
+        chains_of.update(tiers.chains_of)
+        sets_of.update(tiers.sets_of)
+        markers += tiers.markers
+        unenforceable += tiers.unenforceable
+        used = {ref for rendered in rendered_now.values() for ref in rendered.refs} | tiers.refs
         self._sets = {ref: v for ref, v in self._sets.items() if ref in used}  # kept ones are checked now
         self._sets_generation = index.generation
         groups: dict[str, NftChain] = {}
@@ -286,7 +310,7 @@ class NftTranslator:
         self._groups = groups
         for group in groups.values():
             chains[registry.claim(group.name, f"group {group.name}")] = group
-        for chain in _base_chains(markers):
+        for chain in _base_chains(markers, tiers):
             chains[chain.name] = chain
         return NftState(
             sets=dict(sorted(sets.items())),
@@ -295,6 +319,8 @@ class NftTranslator:
             sets_of_policy=sets_of,
             unenforceable=tuple(unenforceable),
             policies=len(cluster.policies),
+            cluster_policy_tiers=tiers.tiers,
+            closed_forms=tiers.closed,
         )
 
     def _set(self, index: ClusterIndex, ref: SetRef) -> NftSet:
@@ -416,24 +442,38 @@ class NftTranslator:
         return name
 
 
-def _base_chains(markers: Sequence[NftRule]) -> tuple[NftChain, ...]:
+def _base_chains(markers: Sequence[NftRule], tiers: NftTiers) -> tuple[NftChain, ...]:
+    """``forward``, ``ingress`` (where an egress allow continues), ``policies``, and with an
+    Admin tier the chains where its Pass goes (``npm.dataplane.nft_cnp``)."""
+    from npm.dataplane.nft_cnp import CHAIN_AFTER_ADMIN
+
+    def stage(direction: Direction, dispatch: NftRule) -> list[NftRule]:
+        # Admin tier, NetworkPolicy (isolated pods end there), Baseline tier (the other pods).
+        return [*tiers.stage(direction, CNPTier.ADMIN), dispatch, *tiers.stage(direction, CNPTier.BASELINE)]
+
+    def ingress_dispatch(what: str) -> NftRule:
+        return NftRule(f"ip daddr vmap @{MAP_INGRESS}", what, f"vmap {MAP_INGRESS}")
+
+    egress = stage(EGRESS, NftRule(f"ip saddr vmap @{MAP_EGRESS}", "azure-npm: egress policies of isolated sources",
+                                   f"vmap {MAP_EGRESS}"))
     forward = NftChain(
         CHAIN_FORWARD,
         (
             NftRule("ct state established,related accept", "azure-npm: established", "accept"),
-            NftRule(f"ip saddr vmap @{MAP_EGRESS}", "azure-npm: egress policies of isolated sources",
-                    f"vmap {MAP_EGRESS}"),
-            NftRule(f"ip daddr vmap @{MAP_INGRESS}", "azure-npm: ingress policies of isolated destinations",
-                    f"vmap {MAP_INGRESS}"),
+            *egress,
+            *stage(INGRESS, ingress_dispatch("azure-npm: ingress policies of isolated destinations")),
         ),
         hook=FORWARD_HOOK,
     )
-    ingress = NftChain(
-        CHAIN_INGRESS,
-        (
-            NftRule(f"ip daddr vmap @{MAP_INGRESS}", "azure-npm: allowed by egress, ingress policies",
-                    f"vmap {MAP_INGRESS}"),
-            NftRule("accept", "azure-npm: allowed by egress, destination not isolated", "accept"),
-        ),
-    )
-    return forward, ingress, NftChain(CHAIN_POLICIES, tuple(markers))
+    ingress_stage = stage(INGRESS, ingress_dispatch("azure-npm: allowed by egress, ingress policies"))
+    accept = NftRule("accept", "azure-npm: allowed by egress, destination not isolated", "accept")
+    out = [forward, NftChain(CHAIN_INGRESS, (*ingress_stage, accept)), NftChain(CHAIN_POLICIES, tuple(markers))]
+    # After the Admin tier (a Pass, or no Admin rule decided): NetworkPolicy, Baseline, then on.
+    to_ingress = f"goto {CHAIN_INGRESS}"
+    if tiers.stage(EGRESS, CNPTier.ADMIN):
+        after = (*egress[1:], NftRule(to_ingress, "azure-npm: egress allowed, on to ingress", to_ingress))
+        out.append(NftChain(CHAIN_AFTER_ADMIN[EGRESS], after))
+    if tiers.stage(INGRESS, CNPTier.ADMIN):
+        after = (*ingress_stage[1:], NftRule("accept", "azure-npm: ingress allowed", "accept"))
+        out.append(NftChain(CHAIN_AFTER_ADMIN[INGRESS], after))
+    return tuple(out)

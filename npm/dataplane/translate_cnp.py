@@ -38,10 +38,10 @@ under their own names. The gate uses the closing copy of the subject and Accept 
 rules check their own copy again, so a member added early reaches Deny rules only.
 
 Fail closed: a rule with a peer this implementation does not understand (``domainNames``,
-an unknown field) matches nothing when it is an Accept rule and everything of its direction
-(ports ignored) when it is a Deny or Pass rule, as the API says; an IPv6 network matches no
-IPv4 packet. Both are reported as unenforceable. A CNP whose rules the kernel refuses is
-applied in the same fail-closed form (``closed_form``).
+an unknown field) matches nothing when it is an Accept rule, and is a "Deny all" rule (every
+packet of its direction, ports ignored, dropped) when it is a Deny or Pass rule, as the API
+says; an IPv6 network matches no IPv4 packet. Both are reported as unenforceable. A CNP
+whose rules the kernel refuses is applied in the same fail-closed form (``closed_form``).
 """
 
 from __future__ import annotations
@@ -183,9 +183,9 @@ def rule_lines(
 ) -> list[CNPLine]:
     """The lines of rule ``i`` of ``direction`` (pure); what cannot be enforced is added to ``notes``.
 
-    A rule with a peer not understood fails closed: no line for an Accept, one line matching
-    everything (ports ignored) for a Deny or Pass. IPv6 networks match no IPv4 packet: they are
-    left out, and a peer of IPv6 networks only gives no line.
+    A rule with a peer not understood fails closed: no line for an Accept, one "Deny all"
+    line (every address, ports ignored) for a Deny or a Pass (the API's words). IPv6 networks
+    match no IPv4 packet: they are left out, and a peer of IPv6 networks only gives no line.
     """
     key, word, peer_word = cnp_key(cnp.name), direction.word, direction.peer_field
     named = f" '{rule.name}'" if rule.name else ""
@@ -200,13 +200,14 @@ def rule_lines(
                 + (
                     "this Accept rule matches no traffic"
                     if accept
-                    else f"this {rule.action} rule matches all {word} traffic of the subject (ports ignored)"
+                    else f"this {rule.action} rule matches all {word} traffic of the subject (ports ignored) "
+                    "and denies it"
                 ),
             )
         )
         if accept:
             return []
-        return [CNPLine(f"{head} fails closed ({field_} not supported): {rule.action} all", rule.action, None)]
+        return [CNPLine(f"{head} fails closed ({field_} not supported): Deny all", CNPAction.DENY, None)]
     out: list[CNPLine] = []
     for j, peer in enumerate(rule.peers):
         target: CNPPods | CNPNodes | tuple[ipaddress.IPv4Network, ...]
@@ -276,21 +277,14 @@ def _rule_lines(
 ) -> list[tuple[tuple[str, ...], str]]:
     """The chain lines of rule ``i``: (tokens, comment) per peer x protocol entry."""
     key = cnp_key(cnp.name)
-    effect = _effect(rule.action)
-    target = _target(rule.action, direction)
-    lines = rule_lines(cnp, direction, i, rule, notes)
-    if rule.fails_closed and effect == _ACCEPT:
-        return []
-    # Accept and Pass check the subject again in their own copy of its sets (see the module docstring).
-    recheck = [] if effect == _DENY else set_match(sets.pods(cnp.subject, effect), direction.subject_side)
-    return [
-        (
-            (*_peer_tokens(sets, line, effect, direction.peer_side), *_port_tokens(sets, line, effect), *recheck,
-             *target),
-            names.rule_comment(key, line.what),
-        )
-        for line in lines
-    ]
+    out: list[tuple[tuple[str, ...], str]] = []
+    for line in rule_lines(cnp, direction, i, rule, notes):
+        effect = _effect(line.action)  # the rule's, but Deny for a Pass that fails closed
+        # Accept and Pass check the subject again in their own copy of its sets (see the module docstring).
+        recheck = [] if effect == _DENY else set_match(sets.pods(cnp.subject, effect), direction.subject_side)
+        tokens = (*_peer_tokens(sets, line, effect, direction.peer_side), *_port_tokens(sets, line, effect))
+        out.append(((*tokens, *recheck, *_target(line.action, direction)), names.rule_comment(key, line.what)))
+    return out
 
 
 def render_cluster_policy(cnp: ClusterNetworkPolicy, marks: Marks) -> CNPRendering:
@@ -426,7 +420,8 @@ def cluster_policy_tiers(
 # ---- the enforcer's view ------------------------------------------------------------------
 def closed_form(desired: DesiredState, key: str) -> DesiredState:
     """``desired`` with CNP ``key`` in its fail-closed form: in each of its chains, Accept rules
-    match nothing and its first Deny or Pass rule matches every packet its gate lets in."""
+    match nothing and its first Deny or Pass rule is a "Deny all" rule (every packet its gate
+    lets in is dropped), as for an unsupported peer."""
     chains = dict(desired.policy_chains)
     for name in desired.chains_of_policy.get(key, ()):
         chain = chains.get(name)
@@ -435,10 +430,8 @@ def closed_form(desired: DesiredState, key: str) -> DesiredState:
         first = next((r for r in chain.rules if _jump(r) in ("DROP", names.CHAIN_CNP_PASS)), None)
         rules: tuple[RuleSpec, ...] = ()
         if first is not None:
-            target = ("-j", "DROP") if _jump(first) == "DROP" else ("-g", names.CHAIN_CNP_PASS)
-            action = "Deny" if target[1] == "DROP" else "Pass"
-            text = names.rule_comment(key, f"fails closed ({action} all): the kernel refused its rules")
-            rules = (RuleSpec(name, target, text, key),)
+            text = names.rule_comment(key, "fails closed (Deny all): the kernel refused its rules")
+            rules = (RuleSpec(name, ("-j", "DROP"), text, key),)
         chains[name] = replace(chain, rules=rules)
     return replace(desired, policy_chains=chains)
 

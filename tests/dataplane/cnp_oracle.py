@@ -4,9 +4,10 @@ Written from the API's documentation (apis/v1alpha2/clusternetworkpolicy_types.g
 kubernetes-sigs/network-policy-api), sharing nothing with npm/dataplane: per direction, the
 Admin tier (priority, then name; rules in written order; Accept and Deny are final, Pass
 ends the tier), then NetworkPolicy (the simulator's reference semantics: a pod some
-NetworkPolicy selects in the direction is decided there), then the Baseline tier for the
+NetworkPolicy selects in the direction is decided there; the simulator's reading of the
+NetworkPolicies alone, without its own reading of the tiers), then the Baseline tier for the
 other pods, then allow. Fail closed: a rule with a peer not understood matches nothing if
-it accepts and everything if it denies or passes.
+it accepts, and is a "Deny all" rule if it denies or passes (types.go's words).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def tier_action(
             continue
         for rule in direction.cnp_rules(policy):
             if _rule_matches(cluster, rule, other, dst, spec):
-                return rule.action
+                return CNPAction.DENY if rule.fails_closed else rule.action
     return None
 
 
@@ -92,7 +93,7 @@ def direction_allowed(cluster: Cluster, src: Endpoint, dst: Endpoint, spec: Port
     admin = tier_action(cluster, CNPTier.ADMIN, direction, src, dst, spec)
     if admin is not None and admin is not CNPAction.PASS:
         return admin is CNPAction.ACCEPT
-    np = semantics.evaluate_direction(cluster, src, dst, spec, direction)
+    np = semantics.evaluate_direction(replace(cluster, cluster_policies=()), src, dst, spec, direction)
     if np.isolated:
         return np.allowed
     return tier_action(cluster, CNPTier.BASELINE, direction, src, dst, spec) is not CNPAction.DENY

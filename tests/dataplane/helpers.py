@@ -101,6 +101,18 @@ class World:
             out.append(res)
         return out
 
+    def use(self, dataplane: str, backend: str = "nft") -> None:
+        """Enforce with ``dataplane`` (and iptables ``backend``) from now on, on every node, in
+        the same topology: what the current enforcers hold is removed first."""
+        from npm.dataplane.dataplanes import make_enforcer
+        from npm.dataplane.enforcer import DataplaneConfig
+        from npm.dataplane.kernel import Runner
+
+        for e in self.enforcers.values():
+            e.cleanup()
+        config = DataplaneConfig(kind=dataplane, backend=backend)
+        self.enforcers = {n: make_enforcer(n, config, Runner(self.topo.node_runner(n))) for n in self.enforcers}
+
 
 @contextlib.contextmanager
 def world(

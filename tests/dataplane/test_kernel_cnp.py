@@ -23,6 +23,7 @@ WEB = {"pods": {"namespaceSelector": ns_is("x"), "podSelector": {"matchLabels": 
 IN_X = {"namespaces": ns_is("x")}
 FROM_Y = [{"namespaces": ns_is("y")}]
 FROM_ALL = [{"namespaces": {}}]
+DATAPLANES = (("iptables", "nft"), ("iptables", "legacy"), ("nftables", "nft"))  # (dataplane, iptables backend)
 
 
 def _web_from(app: str):
@@ -42,47 +43,46 @@ def _deny(ns: str, types: list[str], selector: dict | None = None):
     )
 
 
-@pytest.mark.parametrize("backend", ("nft", "legacy"))
-def test_admin_and_baseline_tiers_around_networkpolicy_ingress_and_egress(backend: str) -> None:
+def test_admin_and_baseline_tiers_around_networkpolicy_ingress_and_egress() -> None:
     pods = [
         pod("x/web", "10.1.0.2", {"app": "web"}, ports=web_ports()),
         pod("x/client", "10.1.0.3", {"app": "client"}, ports=web_ports()),
         pod("y/client", "10.1.0.4", {"app": "client"}, ports=web_ports()),
     ]
     x_web, y_web, y_x = ("x/client", "x/web", TCP80), ("y/client", "x/web", TCP80), ("y/client", "x/client", TCP80)
-    with world(pods, backend=backend) as w:
-
-        def case(policies, cluster_policies, probes):
-            w.apply(cluster(pods, policies, cluster_policies=cluster_policies))
-            return w.matrix(probes)
-
-        # Admin Deny overrides a NetworkPolicy that allows.
-        deny_y = cnp("deny-y", subject=WEB, ingress=[{"action": "Deny", "from": FROM_Y}])
-        assert case([_web_from("client")], [deny_y], [x_web, y_web]) == [True, False]
-        # Admin Accept overrides a NetworkPolicy that denies (ingress).
-        accept_y = cnp("accept-y", subject=WEB, ingress=[{"action": "Accept", "from": FROM_Y}])
-        assert case([_deny("x", ["Ingress"], {"matchLabels": {"app": "web"}})], [accept_y], [x_web, y_web]) == [
-            False,
-            True,
-        ]
-        # Pass goes on to NetworkPolicy, skipping the later Admin Deny.
-        pass_x = cnp("pass-x", priority=1, subject=WEB, ingress=[{"action": "Pass", "from": [IN_X]}])
-        deny_all = cnp("deny-all", priority=2, subject=WEB, ingress=[{"action": "Deny", "from": FROM_ALL}])
-        assert case([_web_from("client")], [pass_x, deny_all], [x_web, y_web]) == [True, False]
-        assert case([_web_from("other")], [pass_x, deny_all], [x_web, y_web]) == [False, False]
-        # Priorities: the lower number decides.
-        accept_first = cnp("b-accept", priority=1, subject=WEB, ingress=[{"action": "Accept", "from": FROM_Y}])
-        deny_second = cnp("a-deny", priority=2, subject=WEB, ingress=[{"action": "Deny", "from": FROM_Y}])
-        assert case([], [accept_first, deny_second], [y_web]) == [True]
-        assert case([], [replace(accept_first, priority=3), deny_second], [y_web]) == [False]
-        # Baseline Deny only for the pods no NetworkPolicy selects in that direction.
-        baseline = cnp("baseline", "Baseline", subject={"namespaces": {}}, ingress=[{"action": "Deny", "from": FROM_Y}])
-        assert case([_web_from("client")], [baseline], [x_web, y_web, y_x]) == [True, True, False]
-        # An egress Accept ends egress evaluation only: ingress at the destination still applies.
-        out_y = cnp("out-y", subject={"namespaces": ns_is("y")}, egress=[{"action": "Accept", "to": FROM_ALL}])
-        policies = [_deny("y", ["Egress"]), _deny("x", ["Ingress"], {"matchLabels": {"app": "web"}})]
-        assert case(policies, [out_y], [y_web, y_x, ("y/client", "x/client", UDP53)]) == [False, True, True]
-        assert case(policies, [], [y_x]) == [False]  # without it, y's NetworkPolicy denies its egress
+    deny_y = cnp("deny-y", subject=WEB, ingress=[{"action": "Deny", "from": FROM_Y}])
+    accept_y = cnp("accept-y", subject=WEB, ingress=[{"action": "Accept", "from": FROM_Y}])
+    pass_x = cnp("pass-x", priority=1, subject=WEB, ingress=[{"action": "Pass", "from": [IN_X]}])
+    deny_all = cnp("deny-all", priority=2, subject=WEB, ingress=[{"action": "Deny", "from": FROM_ALL}])
+    accept_first = cnp("b-accept", priority=1, subject=WEB, ingress=[{"action": "Accept", "from": FROM_Y}])
+    deny_second = cnp("a-deny", priority=2, subject=WEB, ingress=[{"action": "Deny", "from": FROM_Y}])
+    baseline = cnp("baseline", "Baseline", subject={"namespaces": {}}, ingress=[{"action": "Deny", "from": FROM_Y}])
+    out_y = cnp("out-y", subject={"namespaces": ns_is("y")}, egress=[{"action": "Accept", "to": FROM_ALL}])
+    deny_web = _deny("x", ["Ingress"], {"matchLabels": {"app": "web"}})
+    deny_out_in = [_deny("y", ["Egress"]), deny_web]
+    cases = [  # (what, NetworkPolicies, ClusterNetworkPolicies, probes, expected)
+        ("Admin Deny overrides a NetworkPolicy that allows", [_web_from("client")], [deny_y], [x_web, y_web],
+         [True, False]),
+        ("Admin Accept overrides a NetworkPolicy that denies", [deny_web], [accept_y], [x_web, y_web], [False, True]),
+        ("Pass goes on to NetworkPolicy, skipping the later Admin Deny", [_web_from("client")], [pass_x, deny_all],
+         [x_web, y_web], [True, False]),
+        ("Pass goes on to NetworkPolicy, which denies", [_web_from("other")], [pass_x, deny_all], [x_web, y_web],
+         [False, False]),
+        ("the lower priority number decides (Accept)", [], [accept_first, deny_second], [y_web], [True]),
+        ("the lower priority number decides (Deny)", [], [replace(accept_first, priority=3), deny_second], [y_web],
+         [False]),
+        ("Baseline Deny only for pods no NetworkPolicy selects", [_web_from("client")], [baseline],
+         [x_web, y_web, y_x], [True, True, False]),
+        ("an egress Accept leaves the destination's ingress to decide", deny_out_in, [out_y],
+         [y_web, y_x, ("y/client", "x/client", UDP53)], [False, True, True]),
+        ("without it, y's NetworkPolicy denies its egress", deny_out_in, [], [y_x], [False]),
+    ]
+    with world(pods) as w:
+        for dataplane, backend in DATAPLANES:  # one topology, each dataplane in turn
+            w.use(dataplane, backend)
+            for what, policies, cluster_policies, probes, expected in cases:
+                w.apply(cluster(pods, policies, cluster_policies=cluster_policies))
+                assert w.matrix(probes) == expected, f"{dataplane} ({backend}): {what}"
 
 
 def test_networks_nodes_and_unsupported_peers_on_egress() -> None:
@@ -95,79 +95,77 @@ def test_networks_nodes_and_unsupported_peers_on_egress() -> None:
         Node("n2", ip="172.18.0.11", labels=Labels({"role": "infra"})),
     ]
     outside, node2 = "10.9.0.9", "172.18.0.11"
+    from_x = [("x/client", outside, TCP80), ("x/client", "y/client", TCP80), ("x/client", node2, TCP80)]
+    from_y = [("y/client", outside, TCP80), ("y/client", node2, TCP80)]
+    nets = cnp("nets", subject=IN_X, egress=[{"action": "Deny", "to": [{"networks": ["10.9.0.0/24", "10.1.0.4/32"]}]}])
+    infra = cnp(
+        "infra", subject=IN_X, egress=[{"action": "Deny", "to": [{"nodes": {"matchLabels": {"role": "infra"}}}]}]
+    )
+    dns = cnp(
+        "dns",
+        subject=IN_X,
+        egress=[
+            {
+                "action": "Deny",
+                "to": [{"domainNames": ["example.com"]}],
+                "protocols": [{"tcp": {"destinationPort": {"number": 443}}}],
+            }
+        ],
+    )
+    dns_probes = [*from_x, ("x/client", "y/client", UDP53), *from_y, ("y/client", "x/client", TCP80)]
+    accept = cnp("dns", subject=IN_X, egress=[{"action": "Accept", "to": [{"domainNames": ["example.com"]}]}])
     with world(pods, nodes=("n1", "n2")) as w:
         # A server outside the cluster (no object names it) and a hostNetwork server on node n2.
         w.topo.add_pod("n1", "ext/server", outside, web_ports())
         w.topo.add_pod("n2", "n2/host", node2, web_ports(), host_network=True)
-        enforcer = w.enforcers["n1"]  # every probe leaves from a pod on n1: egress is checked there
 
-        def case(cluster_policies, probes):
-            res = enforcer.apply(cluster(pods, nodes=nodes, cluster_policies=cluster_policies))
+        def case(cluster_policies, probes, policies=()):
+            # Every probe leaves from a pod on n1: egress is checked there.
+            res = w.enforcers["n1"].apply(cluster(pods, policies, nodes=nodes, cluster_policies=cluster_policies))
             assert res.ok, res.failures
             return w.matrix(probes)
 
-        from_x = [("x/client", outside, TCP80), ("x/client", "y/client", TCP80), ("x/client", node2, TCP80)]
-        from_y = [("y/client", outside, TCP80), ("y/client", node2, TCP80)]
-        assert case([], from_x + from_y) == [True] * 5
-        # networks: an outside address and a pod's address alike.
-        nets = cnp(
-            "nets", subject=IN_X, egress=[{"action": "Deny", "to": [{"networks": ["10.9.0.0/24", "10.1.0.4/32"]}]}]
-        )
-        assert case([nets], from_x + from_y) == [False, False, True, True, True]
-        # nodes: the address of the Node objects the selector picks.
-        infra = cnp(
-            "infra", subject=IN_X, egress=[{"action": "Deny", "to": [{"nodes": {"matchLabels": {"role": "infra"}}}]}]
-        )
-        assert case([infra], from_x + from_y) == [True, True, False, True, True]
-        # domainNames cannot be enforced: a Deny with it denies all egress of its subject (ports ignored) ...
-        dns = cnp(
-            "dns",
-            subject=IN_X,
-            egress=[
-                {
-                    "action": "Deny",
-                    "to": [{"domainNames": ["example.com"]}],
-                    "protocols": [{"tcp": {"destinationPort": {"number": 443}}}],
-                }
-            ],
-        )
-        probes = [*from_x, ("x/client", "y/client", UDP53), *from_y, ("y/client", "x/client", TCP80)]
-        assert case([dns], probes) == [False, False, False, False, True, True, True]
-        res = enforcer.apply(cluster(pods, nodes=nodes, cluster_policies=[dns]))
-        assert [k for k, _ in res.unenforceable] == ["cnp:dns"]
-        # ... and an Accept with it matches nothing (a NetworkPolicy denying egress still decides).
-        accept = cnp("dns", subject=IN_X, egress=[{"action": "Accept", "to": [{"domainNames": ["example.com"]}]}])
-        res = enforcer.apply(cluster(pods, [_deny("x", ["Egress"])], nodes=nodes, cluster_policies=[accept]))
-        assert res.ok and w.matrix(from_x) == [False] * 3
-        # The command line: apply from files, the debug tool on the live kernel, cleanup.
-        enforcer.cleanup()
-        manifests = w.topo.scratch("manifests") / "cluster.yaml"
-        manifests.write_text(CLI_MANIFESTS)
-
-        def azure_npm(*args: str) -> subprocess.CompletedProcess[str]:
+        def azure_npm(dataplane: str, *args: str) -> subprocess.CompletedProcess[str]:
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            return w.topo.node_run("n1", [sys.executable, "-m", "npm.cli", *args], env=env, timeout=60)
+            argv = [sys.executable, "-m", "npm.cli", *args, "--dataplane", dataplane]
+            return w.topo.node_run("n1", argv, env=env, timeout=60)
 
-        res = azure_npm("apply", "-f", str(manifests), "--node-name", "n1")
-        assert res.returncode == 0, res.stderr
-        assert "1 ClusterNetworkPolicy" in res.stderr and "cluster network policies: 1 Admin" in res.stdout
-        assert w.matrix(from_x + from_y) == [False, True, True, True, True]
-        res = azure_npm("debug", "gettuples", "-s", "10.1.0.3", "-d", outside, "-o", "json")
-        decided = json.loads(res.stdout)["decided_by"]
-        assert [(d["tier"], d["rule"]) for d in decided] == [
-            ("Admin", "cnp:outside Admin egress[0] to[0] protocols[any] Deny")
-        ]
-        assert azure_npm("cleanup").returncode == 0
-        assert w.matrix(from_x) == [True] * 3
-        # The nftables dataplane does not evaluate them: it says so rather than ignoring them.
-        from npm.dataplane.nft_enforcer import NftEnforcer
+        for dataplane, backend in DATAPLANES[::2]:  # iptables (nft backend), then nftables
+            w.use(dataplane, backend)
+            enforcer = w.enforcers["n1"]
 
-        nft = NftEnforcer("n1", config=enforcer.config, runner=enforcer.runner)
-        res = nft.apply(cluster(pods, nodes=nodes, cluster_policies=[nets]))
-        assert [str(f) for f in res.failures] == [
-            "nftables failed: 1 ClusterNetworkPolicy object(s) not enforced (nets): the nftables dataplane does "
-            "not evaluate them yet; the iptables dataplane does"]
-        nft.cleanup()
+            assert case([], from_x + from_y) == [True] * 5, dataplane
+            # networks: an outside address and a pod's address alike.
+            assert case([nets], from_x + from_y) == [False, False, True, True, True], dataplane
+            # nodes: the address of the Node objects the selector picks.
+            assert case([infra], from_x + from_y) == [True, True, False, True, True], dataplane
+            # domainNames cannot be enforced: a Deny with it denies all egress of its subject (ports ignored) ...
+            assert case([dns], dns_probes) == [False, False, False, False, True, True, True], dataplane
+            res = enforcer.apply(cluster(pods, nodes=nodes, cluster_policies=[dns]))
+            assert [k for k, _ in res.unenforceable] == ["cnp:dns"], dataplane
+            assert res.counts["cluster_policies_admin"] == 1, res.counts
+            # ... and an Accept with it matches nothing (a NetworkPolicy denying egress still decides).
+            assert case([accept], from_x, [_deny("x", ["Egress"])]) == [False] * 3, dataplane
+            enforcer.cleanup()
+            # The command line: apply from files, the debug tool on the live kernel, cleanup.
+            manifests = w.topo.scratch("manifests") / "cluster.yaml"
+            manifests.write_text(CLI_MANIFESTS)
+            res = azure_npm(dataplane, "apply", "-f", str(manifests), "--node-name", "n1")
+            assert res.returncode == 0, res.stderr
+            assert "1 ClusterNetworkPolicy" in res.stderr and "cluster network policies: 1 Admin" in res.stdout
+            assert "not yet evaluated" not in res.stderr
+            assert w.matrix(from_x + from_y) == [False, True, True, True, True], dataplane
+            if dataplane == "iptables":  # gettuples evaluates iptables rules
+                res = azure_npm(dataplane, "debug", "gettuples", "-s", "10.1.0.3", "-d", outside, "-o", "json")
+                decided = json.loads(res.stdout)["decided_by"]
+                assert [(d["tier"], d["rule"]) for d in decided] == [
+                    ("Admin", "cnp:outside Admin egress[0] to[0] protocols[any] Deny")
+                ]
+            else:  # the table names the rule
+                res = azure_npm(dataplane, "debug", "convertiptable")
+                assert "cnp:outside Admin egress[0] to[0] protocols[any] Deny" in res.stdout, res.stdout
+            assert azure_npm(dataplane, "cleanup").returncode == 0
+            assert w.matrix(from_x) == [True] * 3, dataplane
 
 
 def test_refused_rules_or_sets_fail_the_cluster_policy_closed_and_name_it() -> None:
@@ -218,6 +216,21 @@ def test_refused_rules_or_sets_fail_the_cluster_policy_closed_and_name_it() -> N
         assert w.matrix(probes) == [False, False, False]  # guard denies all; the other policy is in force
         # The squatter's set carried our prefix, so the apply removed it as stale: the next one succeeds.
         assert fresh.apply(c).ok and w.matrix(probes) == [True, False, False]
+        # nftables: nft refuses the Accept rule of a table without its peer set; the transaction is
+        # run again with the policy in its fail-closed form, the other one as written.
+        from npm.dataplane.nft_translate import NftTranslator
+
+        w.use("nftables")
+        e = w.enforcers["n1"]
+        state = NftTranslator().translate(c)
+        peer = next(n for n, s in state.sets.items() if s.meaning == "nslabel:kubernetes.io/metadata.name=y")
+        res = e.apply_desired(replace(state, sets={n: s for n, s in state.sets.items() if n != peer}))
+        (failure,) = res.failures
+        assert failure.policy == failure.failed_closed == "cnp:guard" and failure.line is not None
+        assert "cnp:guard Admin ingress[0] from[0] protocols[any] Accept" in str(failure)
+        assert "ClusterNetworkPolicy guard applied in its fail-closed form" in str(failure)
+        assert w.matrix(probes) == [False, False, False]
+        assert e.apply(c).ok and w.matrix(probes) == [True, False, False]  # a correct apply repairs it
 
 
 def test_a_pod_leaving_a_deny_peer_for_the_rules_new_peer_is_never_let_in() -> None:
@@ -248,6 +261,18 @@ def test_a_pod_leaving_a_deny_peer_for_the_rules_new_peer_is_never_let_in() -> N
             res = enforcer.apply(after)
         assert res.ok, res.failures
         assert [k for k, _ in res.latencies] == ["ipset", "iptables-nft", "ipset-after"], res.latencies
+        assert w.matrix(probes) == [True, False]
+        # nftables: one transaction, no intermediate state to order (still probed, paused after it).
+        before = cluster([web, client, stranger], cluster_policies=[deny("b")])
+        enforcer.runner = Runner(w.topo.node_runner("n1"))  # its cleanup unpaused
+        w.use("nftables")
+        w.apply(before)
+        assert w.matrix(probes) == [True, False]
+        enforcer = w.enforcers["n1"]
+        enforcer.runner = Runner([*PAUSE, *w.topo.node_runner("n1")])
+        with never_reaches(w, "x/stranger", "x/web"):
+            res = enforcer.apply(after)
+        assert res.ok and [k for k, _ in res.latencies] == ["nft"], (res.failures, res.latencies)
         assert w.matrix(probes) == [True, False]
 
 

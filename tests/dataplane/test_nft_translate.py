@@ -10,7 +10,7 @@ import random
 import pytest
 
 from npm.dataplane.nft import NftPayload, parse_table, rule_fingerprint
-from npm.dataplane.nft_enforcer import _without_allows
+from npm.dataplane.nft_enforcer import _fail_closed
 from npm.dataplane.nft_translate import (
     ADDR,
     MAP_EGRESS,
@@ -137,7 +137,7 @@ def test_failure_on_a_policy_rule_maps_to_the_policy_and_drops_only_its_allows()
     msg = f"/dev/stdin:{line}:1-20: Error: Could not process rule: No such file or directory"
     failure = payload.locate(Failure("nft", msg, 1))
     assert failure.policy == "x/allow-web" and failure.line == line
-    closed = _without_allows(state, "x/allow-web")
+    closed = _fail_closed(state, "x/allow-web")
     assert not set(state.chains_of_policy["x/allow-web"]) & set(closed.chains)
     assert set(state.chains_of_policy["x/allow-db"]) <= set(closed.chains)
     assert closed.sets[MAP_INGRESS] == state.sets[MAP_INGRESS]  # its pods stay isolated (their group drops)

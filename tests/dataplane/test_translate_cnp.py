@@ -350,8 +350,11 @@ def test_unsupported_peers_fail_closed_and_are_reported() -> None:
     passing = cnp(
         "pass-unknown", subject=WEB_ONLY, ingress=[{"action": "Pass", "from": [{"serviceAccounts": {"name": "a"}}]}]
     )
-    deny_all = cnp("z", priority=5, subject=WEB_ONLY, ingress=[{"action": "Deny", "from": FROM_ALL}])
-    assert ok(cluster(PODS, cluster_policies=[passing, deny_all]), Y_CLIENT, WEB)  # everything passes
+    # A Pass that fails closed is a "Deny all" rule (the API's words), not a Pass of everything:
+    # the NetworkPolicy that admits clients is never reached.
+    c = cluster(PODS, [allow_web_from("client")], cluster_policies=[passing])
+    assert not ok(c, Y_CLIENT, WEB) and not ok(c, CLIENT, WEB) and ok(c, WEB, Y_CLIENT)
+    assert dict(translate(c).unenforceable)["cnp:pass-unknown"].endswith("(ports ignored) and denies it")
 
 
 # ---- what the enforcer relies on -------------------------------------------------------------------
@@ -419,7 +422,7 @@ def test_each_set_a_cluster_policy_uses_has_one_direction_of_effect() -> None:
     assert {t for t in tags.values()} == {"", "closing", "pass"}
 
 
-def test_closed_form_keeps_only_the_first_deny_or_pass_matching_everything() -> None:
+def test_closed_form_denies_all_when_the_policy_has_a_deny_or_pass_rule() -> None:
     p = cnp(
         "p",
         subject=WEB_ONLY,
@@ -434,8 +437,8 @@ def test_closed_form_keeps_only_the_first_deny_or_pass_matching_everything() -> 
     d = translate(c)
     closed = closed_form(d, "cnp:p")
     ingress, egress = (closed.policy_chains[n] for n in d.chains_of_policy["cnp:p"])
-    assert [r.args for r in ingress.rules] == [("-g", names.CHAIN_CNP_PASS)] and egress.rules == ()
-    assert "fails closed (Pass all)" in ingress.rules[0].comment
+    assert [r.args for r in ingress.rules] == [("-j", "DROP")] and egress.rules == ()
+    assert "fails closed (Deny all)" in ingress.rules[0].comment
 
 
 def test_counts_per_tier_and_configurable_pass_mark() -> None:
@@ -465,17 +468,32 @@ def test_counts_per_tier_and_configurable_pass_mark() -> None:
 
 
 # ---- cross-checks ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dataplane", ("iptables", "nftables"))
 @pytest.mark.parametrize("seed", range(30))
-def test_random_clusters_agree_with_a_direct_reading_of_the_semantics(seed: int) -> None:
+def test_random_clusters_agree_with_a_direct_reading_of_the_semantics(seed: int, dataplane: str) -> None:
+    """Both translations, walked packet by packet without a kernel (iptables: the debug
+    evaluator over the saved rules; nftables: tests/dataplane/nft_eval.py over the table)."""
+    from npm.dataplane.nft_translate import NftTranslator
     from tests.dataplane.cnp_oracle import allowed, random_cluster
+    from tests.dataplane.nft_eval import Packet, walk
 
     c, probes = random_cluster(seed)
-    view = kernel_view(c)
+    if dataplane == "iptables":
+        view = kernel_view(c)
+
+        def rules_say(src: str, dst: str, port: int, proto: str) -> bool:
+            return verdict(c, src, dst, port, proto, view)
+    else:
+        table = NftTranslator().translate(c)
+
+        def rules_say(src: str, dst: str, port: int, proto: str) -> bool:
+            return walk(table, Packet(src, dst, proto, port)).verdict == "accept"
+
     for src in probes:
         for dst in probes:
             for port, proto in ((80, "TCP"), (81, "TCP"), (53, "UDP"), (8080, "TCP"), (80, "SCTP")):
                 want = allowed(c, src, dst, PortSpec(port, proto))
-                got = verdict(c, src, dst, port, proto.lower(), view)
+                got = rules_say(src, dst, port, proto.lower())
                 assert got == want, f"{src} -> {dst}:{port}/{proto}: rules say {got}, semantics say {want}"
 
 
