@@ -3,11 +3,14 @@
 Run as root (or via ``nox -s bench``, which uses a user namespace otherwise):
 
     python benchmarks/dataplane_bench.py [--pods 20000] [--policies 1000] [--connects 2000]
-        [--dataplane both|iptables|nftables] [-o json]
+        [--cnps 0] [--dataplane both|iptables|nftables] [-o json]
 
 Measures: translation + apply of the whole cluster on one node; one policy added, updated,
 removed with the others present; a burst of pod events applied at once; rules and set
 members per policy; the cost of new TCP connections through a node with 0 vs N policies.
+With ``--cnps N``, also N ClusterNetworkPolicies (``cluster_policies``): translation and
+apply with them, one of them added / updated / removed, and the connection cost for pods
+they do not apply to.
 Both dataplanes (iptables, nftables) by default, side by side; the connection costs are
 measured on one virtual node, each dataplane against its own empty baseline.
 Nothing on the host is touched: every kernel object lives in a namespace deleted at exit.
@@ -32,8 +35,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from cluster_gen import generate  # noqa: E402
 
-from kube.model import Cluster, ContainerPort, Labels, Pod  # noqa: E402
-from kube.parse import parse_network_policy  # noqa: E402
+from kube import manifests  # noqa: E402
+from kube.model import Cluster, ClusterNetworkPolicy, ContainerPort, Labels, Pod  # noqa: E402
+from kube.parse import parse_cluster_network_policy, parse_network_policy  # noqa: E402
 from npm.dataplane.dataplanes import DATAPLANES, make_enforcer  # noqa: E402
 from npm.dataplane.enforcer import ApplyResult, DataplaneConfig  # noqa: E402
 from npm.dataplane.kernel import Runner  # noqa: E402
@@ -74,7 +78,90 @@ def timed_apply(e: Any, c: Cluster) -> tuple[float, ApplyResult]:
     return elapsed, res
 
 
-def bench_apply(pods: int, policies: int, backend: str, dataplane: str = "iptables") -> dict[str, object]:
+def cluster_policies(count: int) -> tuple[ClusterNetworkPolicy, ...]:
+    """``count`` ClusterNetworkPolicies over the generated cluster's namespace labels (team,
+    env), both tiers, every action, pods/namespaces/networks/nodes peers, ports and ranges.
+    Their subjects are namespaces of a team or an env: pods of other namespaces are no subject."""
+    from cluster_gen import ENVS, TEAMS
+
+    def ns(**labels: str) -> dict[str, object]:
+        return {"namespaces": {"matchLabels": labels}}
+
+    tcp = [{"tcp": {"destinationPort": {"range": {"start": 5432, "end": 6379}}}}]
+    out = []
+    for i in range(count):
+        team, env = TEAMS[i % len(TEAMS)], ENVS[i % len(ENVS)]
+        shape = i % 4
+        tier = "Admin" if shape < 2 else "Baseline"
+        ingress: list[dict[str, object]]
+        egress: list[dict[str, object]]
+        if shape == 0:
+            subject = ns(team=team)
+            ingress = [{"action": "Pass", "from": [ns(team=team)]}, {"action": "Deny", "from": [ns(env="dev")],
+                                                                      "protocols": tcp}]
+            egress = [{"action": "Deny", "to": [{"networks": ["169.254.169.254/32"]}]}]
+        elif shape == 1:
+            subject = {"pods": {"namespaceSelector": {"matchLabels": {"team": team}},
+                                "podSelector": {"matchLabels": {"tier": "db"}}}}
+            ingress = [{"action": "Accept", "from": [{"pods": {"namespaceSelector": {},
+                                                               "podSelector": {"matchLabels": {"tier": "backend"}}}}]},
+                       {"action": "Deny", "from": [ns()]}]
+            egress = [{"action": "Accept", "to": [{"nodes": {}}]}]
+        elif shape == 2:
+            subject = ns(team=team)
+            ingress = [{"action": "Deny", "from": [ns(env="dev")], "protocols": [{"destinationNamedPort": "http"}]}]
+            egress = [{"action": "Deny", "to": [{"networks": ["10.0.0.0/8", "192.168.0.0/16"]}],
+                       "protocols": [{"tcp": {"destinationPort": {"number": 22}}}]}]
+        else:
+            subject = ns(env=env)
+            ingress = [{"action": "Accept", "from": [ns(env=env)]}, {"action": "Deny", "from": [ns()]}]
+            egress = []
+        raw = manifests.cluster_network_policy(f"bench-cnp-{i:03d}", tier=tier, priority=i % 7, subject=subject,
+                                               ingress=ingress, egress=egress)
+        out.append(parse_cluster_network_policy(raw))
+    return tuple(sorted(out, key=lambda p: p.name))
+
+
+def bench_cluster_policies(
+    e: Any, c: Cluster, cnps: tuple[ClusterNetworkPolicy, ...], config: DataplaneConfig, runner: Runner
+) -> dict[str, object]:
+    """Translation and apply with ``cnps`` beside the policies of ``c`` (``e`` holds ``c``),
+    each from scratch also without them, back to back (the same warm process)."""
+    with_cnps = replace(c, cluster_policies=cnps)
+    node = c.nodes[0].name
+    out: dict[str, object] = {"cluster_policies": len(cnps)}
+    for label, cluster in (("translate_without_s", c), ("translate_s", with_cnps)):
+        t = time.perf_counter()
+        if config.kind == "nftables":
+            NftEnforcer(node)._translator.translate(cluster)
+        else:
+            translate(cluster)
+        out[label] = round(time.perf_counter() - t, 3)
+    secs, res = timed_apply(e, with_cnps)
+    out["all_added_s"] = round(secs, 3)
+    out["counts"] = res.counts
+    first = cnps[0]
+    steps = {}
+    for label, policies in (
+        ("add", (*cnps, replace(first, name="bench-cnp-extra"))),
+        ("update", (*cnps, replace(first, name="bench-cnp-extra", priority=first.priority + 1))),
+        ("remove", cnps),
+    ):
+        secs, res = timed_apply(e, replace(with_cnps, cluster_policies=policies))
+        steps[label] = {"total_s": round(secs, 4), "kernel_s": round(kernel_seconds(res), 4)}
+    out["one_cluster_policy"] = steps
+    out["no_change_s"] = round(timed_apply(e, with_cnps)[0], 4)
+    for label, cluster in (("full_apply_without", c), ("full_apply", with_cnps)):  # fresh enforcers
+        e.cleanup()
+        secs, res = timed_apply(make_enforcer(node, config, runner), cluster)
+        out[f"{label}_s"] = round(secs, 3)
+        out[f"{label}_kernel_s"] = round(kernel_seconds(res), 3)
+    return out
+
+
+def bench_apply(
+    pods: int, policies: int, backend: str, dataplane: str = "iptables", cnps: int = 0
+) -> dict[str, object]:
     ns = f"npmbench{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
@@ -90,7 +177,8 @@ def bench_apply(pods: int, policies: int, backend: str, dataplane: str = "iptabl
             desired = translate(c)
             rules, entries = desired.rule_count(), desired.entry_count()
         translate_s = time.perf_counter() - t
-        e = make_enforcer(node, config, Runner(["ip", "netns", "exec", ns]))
+        runner = Runner(["ip", "netns", "exec", ns])
+        e = make_enforcer(node, config, runner)
         log(f"{dataplane}: full apply ...")
         full_s, full = timed_apply(e, c)
         out: dict[str, object] = {
@@ -135,6 +223,9 @@ def bench_apply(pods: int, policies: int, backend: str, dataplane: str = "iptabl
         rec = e.reconcile()
         out["reconcile_s"] = round(time.perf_counter() - t, 3)
         out["reconcile_changed"] = rec.changed
+        if cnps:
+            log(f"{dataplane}: {cnps} ClusterNetworkPolicies ...")
+            out["with_cluster_policies"] = bench_cluster_policies(e, c, cluster_policies(cnps), config, runner)
         e.cleanup()
         return out
     finally:
@@ -163,10 +254,11 @@ print(time.perf_counter() - start)
 
 
 def bench_connect(
-    policies: int, pods: int, connects: int, backend: str, dataplanes: Sequence[str]
+    policies: int, pods: int, connects: int, backend: str, dataplanes: Sequence[str], cnps: int = 0
 ) -> dict[str, object]:
     """Per dataplane: a new connection with no policies, with ``policies`` and the server
-    selected by none, and with the server isolated in the namespace dispatched last."""
+    selected by none, and with the server isolated in the namespace dispatched last; with
+    ``cnps``, also with them present and neither end a subject of any."""
     from conformance.netns.topology import Topology
 
     c = generate(pods, policies, seed=1)
@@ -235,14 +327,28 @@ def bench_connect(
             res = e.apply(replace(c, pods=(*c.pods, server, client), policies=(*c.policies, allow)))
             assert not res.failures, res.failures
             selected = per_connect()
-            e.cleanup()
-            out[dataplane] = {
+            figures = {
                 "us_per_connect_0_policies": round(empty * 1e6, 1),
                 f"us_per_connect_{n}_policies_unselected_pods": round(unselected * 1e6, 1),
                 f"us_per_connect_{n}_policies_isolated_pod_last_namespace": round(selected * 1e6, 1),
                 "ratio_unselected": round(unselected / empty, 3),
                 "ratio_isolated": round(selected / empty, 3),
             }
+            if cnps:
+                # Without and with them in turn, three times (the best of each): the figures
+                # move by more than the difference between one run and the next.
+                runs: dict[bool, list[float]] = {False: [], True: []}
+                for _ in range(3):
+                    for present in (False, True):
+                        res = e.apply(replace(c, cluster_policies=cluster_policies(cnps) if present else ()))
+                        assert not res.failures, res.failures
+                        runs[present].append(per_connect())
+                without, with_cnps = min(runs[False]), min(runs[True])
+                figures[f"us_per_connect_{n}_policies_unselected_pods_alternating"] = round(without * 1e6, 1)
+                figures[f"us_per_connect_{n}_policies_{cnps}_cnps_unselected_pods"] = round(with_cnps * 1e6, 1)
+                figures["ratio_unselected_with_cnps_vs_without"] = round(with_cnps / without, 3)
+            e.cleanup()
+            out[dataplane] = figures
     return out
 
 
@@ -273,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pods", type=int, default=20000)
     ap.add_argument("--policies", type=int, default=1000)
     ap.add_argument("--connects", type=int, default=2000)
+    ap.add_argument("--cnps", type=int, default=0, help="also measure with N ClusterNetworkPolicies (default 0)")
     ap.add_argument("--backend", choices=("nft", "legacy"), default="nft", help="the iptables dataplane's backend")
     ap.add_argument("--dataplane", choices=("both", *DATAPLANES), default="both")
     ap.add_argument("-o", "--output", choices=("text", "json"), default="text")
@@ -282,9 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     dataplanes = DATAPLANES if args.dataplane == "both" else (args.dataplane,)
     results: dict[str, Any] = {
         "backend": args.backend,
-        "apply": {d: bench_apply(args.pods, args.policies, args.backend, d) for d in dataplanes},
+        "apply": {d: bench_apply(args.pods, args.policies, args.backend, d, args.cnps) for d in dataplanes},
     }
-    results["connect"] = bench_connect(args.policies, args.pods, args.connects, args.backend, dataplanes)
+    results["connect"] = bench_connect(args.policies, args.pods, args.connects, args.backend, dataplanes, args.cnps)
     print_report(results, args.output)
     if args.output == "text":
         print("\n".join(side_by_side(results, dataplanes)))

@@ -32,6 +32,7 @@ class Packet:
 class Walk:
     verdict: str = ""
     rules: list[str] = field(default_factory=list)  # comments of the rules that matched, in order
+    depth: int = 0  # the deepest the jump stack went
 
 
 def _in_set(s: NftSet, key: str) -> bool:
@@ -136,6 +137,7 @@ def walk(state: NftState, packet: Packet) -> Walk:
             chain, position = stack.pop()
         elif word == "jump":
             stack.append((chain, position))
+            out.depth = max(out.depth, len(stack))
             if len(stack) > JUMP_STACK:
                 raise RuntimeError(f"jump stack over {JUMP_STACK}: {out.rules}")
             chain, position = target, 0

@@ -487,7 +487,9 @@ def test_random_clusters_agree_with_a_direct_reading_of_the_semantics(seed: int,
         table = NftTranslator().translate(c)
 
         def rules_say(src: str, dst: str, port: int, proto: str) -> bool:
-            return walk(table, Packet(src, dst, proto, port)).verdict == "accept"
+            packet = walk(table, Packet(src, dst, proto, port))
+            assert packet.depth <= 4, packet  # Admin group, CNP, NetworkPolicy group, policy (docs/cnp.md)
+            return packet.verdict == "accept"
 
     for src in probes:
         for dst in probes:
