@@ -226,8 +226,10 @@ def _rule_lines(
 ) -> list[tuple[tuple[str, ...], str]]:
     """The chain lines of rule ``i``: (tokens, comment) per peer x protocol entry."""
     key, word, peer_word = cnp_key(cnp.name), direction.word, direction.peer_field
-    effect = _effect(rule.action)
-    target = _target(rule.action, direction)
+    # A Deny or Pass rule that fails closed is a "Deny all" rule (the API's words), not a Pass.
+    action = CNPAction.DENY if rule.fails_closed and rule.action is CNPAction.PASS else rule.action
+    effect = _effect(action)
+    target = _target(action, direction)
     named = f" '{rule.name}'" if rule.name else ""
     head = f"{cnp.tier} {word}[{i}]{named}"
     if rule.fails_closed:
@@ -239,7 +241,7 @@ def _rule_lines(
                 + (
                     "this Accept rule matches no traffic"
                     if effect == _ACCEPT
-                    else f"this {rule.action} rule matches all {word} traffic of the subject (ports ignored)"
+                    else f"this {rule.action} rule denies all {word} traffic of the subject (ports ignored)"
                 ),
             )
         )
@@ -248,7 +250,7 @@ def _rule_lines(
     # Accept and Pass check the subject again in their own copy of its sets (see the module docstring).
     recheck = [] if effect == _DENY else set_match(sets.pods(cnp.subject, effect), direction.subject_side)
     if rule.fails_closed:
-        text = names.rule_comment(key, f"{head} fails closed ({field_} not supported): {rule.action} all")
+        text = names.rule_comment(key, f"{head} fails closed ({field_} not supported): Deny all")
         return [((*recheck, *target), text)]
     out: list[tuple[tuple[str, ...], str]] = []
     for j, peer in enumerate(rule.peers):
@@ -402,7 +404,8 @@ def cluster_policy_tiers(
 # ---- the enforcer's view ------------------------------------------------------------------
 def closed_form(desired: DesiredState, key: str) -> DesiredState:
     """``desired`` with CNP ``key`` in its fail-closed form: in each of its chains, Accept rules
-    match nothing and its first Deny or Pass rule matches every packet its gate lets in."""
+    match nothing and its first Deny or Pass rule becomes a Deny of every packet its gate lets
+    in (as the API says a Deny or Pass rule fails closed: "Deny all")."""
     chains = dict(desired.policy_chains)
     for name in desired.chains_of_policy.get(key, ()):
         chain = chains.get(name)
@@ -411,10 +414,8 @@ def closed_form(desired: DesiredState, key: str) -> DesiredState:
         first = next((r for r in chain.rules if _jump(r) in ("DROP", names.CHAIN_CNP_PASS)), None)
         rules: tuple[RuleSpec, ...] = ()
         if first is not None:
-            target = ("-j", "DROP") if _jump(first) == "DROP" else ("-g", names.CHAIN_CNP_PASS)
-            action = "Deny" if target[1] == "DROP" else "Pass"
-            text = names.rule_comment(key, f"fails closed ({action} all): the kernel refused its rules")
-            rules = (RuleSpec(name, target, text, key),)
+            text = names.rule_comment(key, "fails closed (Deny all): the kernel refused its rules")
+            rules = (RuleSpec(name, ("-j", "DROP"), text, key),)
         chains[name] = replace(chain, rules=rules)
     return replace(desired, policy_chains=chains)
 

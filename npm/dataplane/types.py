@@ -214,7 +214,7 @@ class Failure:
             text = f"{self.restore} rejected line {self.line}{owner}: {self.message}{shown}"
         if self.failed_closed and self.failed_closed.startswith(names.CNP_KEY_PREFIX):
             text += (f" -> ClusterNetworkPolicy {self.failed_closed[len(names.CNP_KEY_PREFIX):]} applied in its "
-                     "fail-closed form (Accept rules match nothing, its first Deny or Pass rule matches all)")
+                     "fail-closed form (Accept rules match nothing, its first Deny or Pass rule denies all)")
         elif self.failed_closed:
             text += f" -> policy {self.failed_closed} applied without its allow rules (fails closed)"
         return text

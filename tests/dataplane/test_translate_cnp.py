@@ -346,12 +346,13 @@ def test_unsupported_peers_fail_closed_and_are_reported() -> None:
     assert (
         reasons["cnp:accept-dns"] == "spec.egress[0]: domainNames is not supported: this Accept rule matches no traffic"
     )
-    assert "matches all egress traffic of the subject (ports ignored)" in reasons["cnp:deny-dns"]
+    assert "denies all egress traffic of the subject (ports ignored)" in reasons["cnp:deny-dns"]
     passing = cnp(
         "pass-unknown", subject=WEB_ONLY, ingress=[{"action": "Pass", "from": [{"serviceAccounts": {"name": "a"}}]}]
     )
-    deny_all = cnp("z", priority=5, subject=WEB_ONLY, ingress=[{"action": "Deny", "from": FROM_ALL}])
-    assert ok(cluster(PODS, cluster_policies=[passing, deny_all]), Y_CLIENT, WEB)  # everything passes
+    # A Pass rule that fails closed is a "Deny all" rule (the API's words), never a Pass of everything.
+    assert not ok(cluster(PODS, cluster_policies=[passing]), Y_CLIENT, WEB)
+    assert ok(cluster(PODS, cluster_policies=[passing]), Y_CLIENT, CLIENT)  # not its subject
 
 
 # ---- what the enforcer relies on -------------------------------------------------------------------
@@ -419,7 +420,7 @@ def test_each_set_a_cluster_policy_uses_has_one_direction_of_effect() -> None:
     assert {t for t in tags.values()} == {"", "closing", "pass"}
 
 
-def test_closed_form_keeps_only_the_first_deny_or_pass_matching_everything() -> None:
+def test_closed_form_keeps_only_the_first_deny_or_pass_as_a_deny_of_everything() -> None:
     p = cnp(
         "p",
         subject=WEB_ONLY,
@@ -434,8 +435,8 @@ def test_closed_form_keeps_only_the_first_deny_or_pass_matching_everything() -> 
     d = translate(c)
     closed = closed_form(d, "cnp:p")
     ingress, egress = (closed.policy_chains[n] for n in d.chains_of_policy["cnp:p"])
-    assert [r.args for r in ingress.rules] == [("-g", names.CHAIN_CNP_PASS)] and egress.rules == ()
-    assert "fails closed (Pass all)" in ingress.rules[0].comment
+    assert [r.args for r in ingress.rules] == [("-j", "DROP")] and egress.rules == ()
+    assert "fails closed (Deny all)" in ingress.rules[0].comment
 
 
 def test_counts_per_tier_and_configurable_pass_mark() -> None:
