@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="which rules a flow hits and the verdict",
         description="Evaluate one NEW connection from SRC to DST through FORWARD over the live rules\n"
         "and sets (or saved files) and print every rule it hits and the verdict. SRC and DST are\n"
-        "IPs or pods (namespace/name, resolved through the manifests given with -f).",
+        "IPs or pods (namespace/name, resolved through the manifests given with -f).\n"
+        "With --dataplane nftables: through our table's forward chain (inet azure-npm), live or\n"
+        "from -i (saved `nft -j list table inet azure-npm` output); the verdict is our table's.",
         epilog=EPILOG,
         formatter_class=fmt,
     )
@@ -249,33 +251,50 @@ def _read_saved(args: argparse.Namespace) -> tuple[SavedTable | None, dict[str, 
     return table, sets
 
 
+def _nft_json(args: argparse.Namespace) -> str | int:
+    """``nft -j list table inet azure-npm`` output: from ``-i``, else the kernel; or an exit code."""
+    from npm.dataplane.kernel import Runner
+    from npm.dataplane.nft import list_table
+
+    if args.iptables_file:
+        try:
+            with open(args.iptables_file) as fh:
+                return fh.read()
+        except OSError as exc:
+            _err(f"cannot read {exc.filename}: {exc.strerror}")
+            return EXIT_INPUT
+    res = list_table(Runner())
+    if not res.ok:
+        _err(f"cannot read the table inet azure-npm: {res.stderr.strip() or res.rc}")
+        return EXIT_KERNEL
+    return res.stdout
+
+
+def _not_nft_json(args: argparse.Namespace, exc: Exception) -> int:
+    _err(f"{args.iptables_file or 'the kernel'}: not the output of `nft -j list table inet azure-npm`: {exc}")
+    return EXIT_INPUT
+
+
 def _convert_nft(args: argparse.Namespace) -> int:
     """``convertiptable --dataplane nftables``: our table from the kernel (or ``-i``: saved ``nft -j`` output)."""
     from npm.dataplane.debug import convert_nft
     from npm.dataplane.kernel import Runner
     from npm.dataplane.nft import list_table, parse_table
 
-    if args.iptables_file:
-        try:
-            with open(args.iptables_file) as fh:
-                text = fh.read()
-        except OSError as exc:
-            _err(f"cannot read {exc.filename}: {exc.strerror}")
-            return EXIT_INPUT
-    else:
-        res = list_table(Runner(), json_output=args.output == "json")
+    if args.output == "text" and not args.iptables_file:
+        res = list_table(Runner(), json_output=False)
         if not res.ok:
             _err(f"cannot read the table inet azure-npm: {res.stderr.strip() or res.rc}")
             return EXIT_KERNEL
-        if args.output == "text":
-            print(res.stdout, end="")
-            return EXIT_OK
-        text = res.stdout
+        print(res.stdout, end="")
+        return EXIT_OK
+    text = _nft_json(args)
+    if isinstance(text, int):
+        return text
     try:
         doc = convert_nft(parse_table(text))
     except (ValueError, KeyError, TypeError) as exc:
-        _err(f"{args.iptables_file}: not the output of `nft -j list table inet azure-npm`: {exc}")
-        return EXIT_INPUT
+        return _not_nft_json(args, exc)
     print(json.dumps(doc, indent=2))
     return EXIT_OK
 
@@ -333,30 +352,42 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
         if ip is None:
             _err(f"{given!r} is neither an IP nor a pod in the given manifests (-f)")
             return EXIT_INPUT
+    pkt = Packet(src, dst, port.protocol.lower(), port.port)
     if args.dataplane == "nftables":
-        _err("gettuples evaluates iptables rules; for nftables see `azure-npm debug convertiptable "
-             "--dataplane nftables` or `nft list table inet azure-npm`")
-        return EXIT_INPUT
-    saved = _read_saved(args)
-    if saved is None:
-        return EXIT_INPUT if (args.iptables_file or args.ipset_file) else EXIT_KERNEL
-    table, sets = saved
-    if table is None:
-        _err("no filter table in the iptables input")
-        return EXIT_INPUT
-    trace = evaluate(table, sets, Packet(src, dst, port.protocol.lower(), port.port))
-    doc = {"src": src, "dst": dst, "port": str(port), **trace.to_json()}
+        from npm.dataplane import nft_eval
+        from npm.dataplane.nft import read_table
+
+        text = _nft_json(args)
+        if isinstance(text, int):
+            return text
+        try:
+            trace = nft_eval.evaluate(read_table(text), pkt)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _not_nft_json(args, exc)
+        doc = {"src": src, "dst": dst, "port": str(port), **trace.to_json()}
+        doc.pop("final_mark")  # nftables: no mark bits
+    else:
+        saved = _read_saved(args)
+        if saved is None:
+            return EXIT_INPUT if (args.iptables_file or args.ipset_file) else EXIT_KERNEL
+        table, sets = saved
+        if table is None:
+            _err("no filter table in the iptables input")
+            return EXIT_INPUT
+        trace = evaluate(table, sets, pkt)
+        doc = {"src": src, "dst": dst, "port": str(port), **trace.to_json()}
     if args.output == "json":
         print(json.dumps(doc, indent=2))
     else:
-        print(f"{src} -> {dst} {port}: {trace.verdict}")
+        print(f"{src} -> {dst} {port}: {trace.verdict or 'undecided'}")
         for h in trace.decided_by():
             print(f"  decided by: {h.tier or 'azure-npm'}: {h.comment} ({h.target})")
         for h in trace.hits:
             tier = f"[{h.tier}] " if h.tier else ""
             print(f"  {h.chain}#{h.index} -> {h.target}  {tier}{h.comment}")
+        how = "verdict left undecided" if args.dataplane == "nftables" else "treated as no match"
         for u in trace.undecided:
-            print(f"  undecided (treated as no match): {u}")
+            print(f"  undecided ({how}): {u}")
     return EXIT_OK
 
 

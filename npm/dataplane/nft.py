@@ -90,6 +90,11 @@ def list_table(runner: Runner, *, json_output: bool = True) -> Completed:
     return runner.run([NFT, *(["-j"] if json_output else []), "list", "table", FAMILY, TABLE])
 
 
+def no_table(res: Completed) -> bool:
+    """Whether ``list_table`` failed because our table does not exist."""
+    return not res.ok and "No such file or directory" in res.stderr
+
+
 def has_table(runner: Runner) -> bool:
     """Whether our table exists."""
     return runner.run([NFT, "list", "table", FAMILY, TABLE]).ok
@@ -115,33 +120,94 @@ def chain_hook(c: NftChain) -> str:
     return "filter forward 0 accept" if c.hook else ""
 
 
-def parse_table(text: str) -> NftTable:
-    """Parse ``nft -j list table`` output; raises ValueError on something that is not its JSON."""
+@dataclass(frozen=True)
+class ListedSet:
+    """A set or map of our table as ``nft -j`` lists it, its elements as printed (JSON values)."""
+
+    name: str
+    key: tuple[str, ...]  # ("ipv4_addr",) or the parts of a concatenation
+    data: str  # "" for a set; what a map maps to ("verdict")
+    flags: tuple[str, ...]
+    elements: tuple[Any, ...]
+    comment: str = ""
+
+    @property
+    def is_map(self) -> bool:
+        return bool(self.data)
+
+
+@dataclass(frozen=True)
+class ListedRule:
+    """A rule: its handle (``nft delete rule ... handle N``), comment and statements (JSON)."""
+
+    handle: int
+    comment: str
+    expr: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class ListedChain:
+    """A chain; ``hook`` is "" for a regular chain (then ``type``, ``prio``, ``policy`` are unused)."""
+
+    name: str
+    rules: tuple[ListedRule, ...] = ()
+    hook: str = ""
+    type: str = ""
+    prio: int = 0
+    policy: str = "accept"
+
+
+@dataclass(frozen=True)
+class ListedTable:
+    """Everything ``nft -j list table`` shows of one table."""
+
+    sets: dict[str, ListedSet] = field(default_factory=dict)
+    chains: dict[str, ListedChain] = field(default_factory=dict)
+
+
+def read_table(text: str) -> ListedTable:
+    """``nft -j list table`` output, structured; raises ValueError (or KeyError/TypeError) on
+    something that is not its JSON."""
     doc = json.loads(text)
-    table = NftTable()
-    for item in doc.get("nftables", []):
+    if not isinstance(doc, dict) or not isinstance(doc.get("nftables"), list):
+        raise ValueError("no top-level \"nftables\" list")
+    sets: dict[str, ListedSet] = {}
+    chains: dict[str, dict[str, Any]] = {}
+    rules: dict[str, list[ListedRule]] = {}
+    for item in doc["nftables"]:
         if "set" in item or "map" in item:
             s = item.get("set") or item["map"]
-            kind = _type_text(s["type"])
-            if "map" in item:
-                kind += f" : {s['map']}"
-            if "interval" in s.get("flags", []):
-                kind += " interval"
-            table.sets[s["name"]] = (kind, frozenset(_element(e) for e in s.get("elem", [])))
-            table.meanings[s["name"]] = s.get("comment", "")
+            key = tuple(s["type"]) if isinstance(s["type"], list) else (str(s["type"]),)
+            data = str(s["map"]) if "map" in item else ""
+            sets[s["name"]] = ListedSet(s["name"], key, data, tuple(s.get("flags", ())), tuple(s.get("elem", ())),
+                                        s.get("comment", ""))
         elif "chain" in item:
-            c = item["chain"]
-            hook = f"{c['type']} {c['hook']} {c['prio']} {c.get('policy', 'accept')}" if "hook" in c else ""
-            table.chains[c["name"]] = (hook, ())
+            chains[item["chain"]["name"]] = item["chain"]
         elif "rule" in item:
             r = item["rule"]
-            hook, fps = table.chains.get(r["chain"], ("", ()))
-            table.chains[r["chain"]] = (hook, (*fps, rule_fingerprint(r)))
+            rules.setdefault(r["chain"], []).append(
+                ListedRule(int(r.get("handle", 0)), r.get("comment", ""), tuple(r.get("expr", ()))))
+    out = ListedTable(sets=sets)
+    for name in dict.fromkeys([*chains, *rules]):
+        c = chains.get(name, {})
+        out.chains[name] = ListedChain(name, tuple(rules.get(name, ())), c.get("hook", ""), c.get("type", ""),
+                                       int(c.get("prio", 0)), c.get("policy", "accept"))
+    return out
+
+
+def parse_table(text: str) -> NftTable:
+    """Parse ``nft -j list table`` output into what the enforcer diffs against; raises
+    ValueError on something that is not its JSON."""
+    listed = read_table(text)
+    table = NftTable()
+    for s in listed.sets.values():
+        kind = " . ".join(s.key) + (f" : {s.data}" if s.data else "") + (" interval" if "interval" in s.flags else "")
+        table.sets[s.name] = (kind, frozenset(_element(e) for e in s.elements))
+        table.meanings[s.name] = s.comment
+    for c in listed.chains.values():
+        hook = f"{c.type} {c.hook} {c.prio} {c.policy}" if c.hook else ""
+        table.chains[c.name] = (hook, tuple(rule_fingerprint({"comment": r.comment, "expr": r.expr}) for r in c.rules))
     return table
-
-
-def _type_text(t: Any) -> str:
-    return " . ".join(t) if isinstance(t, list) else str(t)
 
 
 def _value(v: Any) -> str:

@@ -106,7 +106,7 @@ class NftEnforcer:
         """Our table as it is in the kernel (None when there is none)."""
         res = nft.list_table(self.runner)
         if not res.ok:
-            if "No such file or directory" in res.stderr:
+            if nft.no_table(res):
                 return None
             raise ApplyError(Failure("nft list", res.stderr.strip()[:500], res.rc))
         return nft.parse_table(res.stdout)

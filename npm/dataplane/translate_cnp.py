@@ -200,8 +200,7 @@ def rule_lines(
                 + (
                     "this Accept rule matches no traffic"
                     if accept
-                    else f"this {rule.action} rule matches all {word} traffic of the subject (ports ignored) "
-                    "and denies it"
+                    else f"this {rule.action} rule denies all {word} traffic of the subject (ports ignored)"
                 ),
             )
         )

@@ -8,7 +8,7 @@ protocol and port: ``check`` evaluates one address per signature.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from npm.dataplane.debug import Packet, Trace, evaluate
@@ -16,6 +16,16 @@ from npm.dataplane.ipset import SavedSet
 from npm.dataplane.iptables import SavedTable
 
 ACCEPTED = ("ACCEPT",)
+
+
+def edges(ranges: Iterable[tuple[int, int]]) -> list[str]:
+    """The first and last address of every IPv4 range wider than one address (as ints), and
+    the addresses just outside it."""
+    out: list[str] = []
+    for lo, hi in ranges:
+        if hi > lo:
+            out += [str(ipaddress.IPv4Address(x)) for x in (lo - 1, lo, hi, hi + 1) if 0 <= x < 1 << 32]
+    return out
 
 
 @dataclass(frozen=True)
@@ -61,14 +71,8 @@ class IptablesView:
     def edge_addresses(self) -> list[str]:
         """The first and last address of every IPv4 CIDR the rules and sets test, and the
         addresses just outside them: where an off-by-one in the translation would show."""
-        out: list[str] = []
         nets = [net for _name, members in self._nets for net, _match in members] + list(self._cidrs)
-        for net in nets:
-            if net.version != 4 or net.prefixlen == 32:
-                continue
-            lo, hi = int(net.network_address), int(net.broadcast_address)
-            out += [str(ipaddress.IPv4Address(x)) for x in (lo - 1, lo, hi, hi + 1) if 0 <= x < 1 << 32]
-        return out
+        return edges((int(n.network_address), int(n.broadcast_address)) for n in nets if n.version == 4)
 
     def signature(self, ip: str) -> tuple:
         """What the rules can tell about ``ip``: the sets and rule CIDRs that hold it."""

@@ -85,6 +85,7 @@ def tier_action(
             continue
         for rule in direction.cnp_rules(policy):
             if _rule_matches(cluster, rule, other, dst, spec):
+                # a Deny or Pass rule that fails closed is a "Deny all" rule (types.go, the peers)
                 return CNPAction.DENY if rule.fails_closed else rule.action
     return None
 

@@ -1,8 +1,7 @@
 """ClusterNetworkPolicy in the nftables translation, pure: the tier maps around the
 NetworkPolicy dispatch, group chains in priority order, rule verdicts, sets, the fail-closed
-forms, counts, read-back and incremental translation. Verdicts are checked against the
-semantics in test_translate_cnp.py (random clusters, both dataplanes) and on the kernel in
-test_kernel_cnp.py."""
+forms, counts, read-back and incremental translation. Verdicts are checked on the kernel
+(test_kernel_cnp.py: probes, and random clusters through the table the kernel lists)."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ from npm.dataplane.nft_cnp import counts
 from npm.dataplane.nft_enforcer import NftEnforcer, _fail_closed, _policies_in
 from npm.dataplane.nft_translate import CHAIN_FORWARD, CHAIN_INGRESS, NftTranslator
 from tests.dataplane.helpers import cluster, cnp, ns_is, pod
-from tests.dataplane.nft_eval import Packet, walk
-from tests.dataplane.test_translate_cnp import FROM_ALL, PODS, WEB_ONLY, Y_CLIENT, allow_web_from
+from tests.dataplane.test_translate_cnp import FROM_ALL, PODS, WEB_ONLY, allow_web_from
 
 HOST = pod("y/host", "172.18.0.10", {"app": "client"}, host_network=True)
 
@@ -141,17 +139,13 @@ def test_unsupported_peers_and_refused_rules_fail_closed_as_deny_all() -> None:
     ingress, egress = state.chains_of_policy["cnp:p"]
     assert verdicts(state, ingress) == ["accept", "drop"]  # the Pass that fails closed denies all
     assert state.chains[ingress].rules[1].expr == "drop"  # every packet, its protocols ignored
-    assert walk(state, Packet(Y_CLIENT.ip, "10.1.0.2", "tcp", 80)).verdict == "accept"
-    assert walk(state, Packet("10.1.0.3", "10.1.0.2", "udp", 53)).verdict == "drop"
     # Refused by the kernel: Accept rules match nothing, the first Deny or Pass denies all;
     # the group jumps stay, the other policies are untouched.
     closed = _fail_closed(state, "cnp:p")
     assert verdicts(closed, ingress) == ["drop"] and verdicts(closed, egress) == []
     assert closed.chains_of_policy["cnp:p"] == (ingress, egress)
     assert {n for n, ch in closed.chains.items() if ch != state.chains[n]} == {ingress, egress}
-    assert walk(closed, Packet(Y_CLIENT.ip, "10.1.0.2", "tcp", 80)).verdict == "drop"
-    assert walk(closed, Packet(Y_CLIENT.ip, "10.1.0.3", "tcp", 80)).verdict == "drop"  # other's Baseline Deny
-    assert walk(closed, Packet("10.1.0.2", "10.1.0.3", "tcp", 80)).verdict == "accept"
+    assert closed.sets == state.sets  # its rules' sets are the other policies' too
 
 
 def test_counts_per_tier_and_the_apply_report() -> None:

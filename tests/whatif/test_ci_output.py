@@ -226,8 +226,9 @@ def test_a_cluster_network_policy_change_points_at_its_manifest(tmp_path, capsys
             m.pod("b", "y", {"app": "y"}, ip="10.244.0.6")]
     before = tmp_path / "before.yaml"
     before.write_text(yaml.safe_dump_all(base))
-    deny = m.cluster_network_policy("deny-b", subject={"namespaces": {"matchLabels": {
-        "kubernetes.io/metadata.name": "b"}}}, ingress=[{"name": "all", "action": "Deny", "from": [{"namespaces": {}}]}])
+    subject = {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "b"}}}
+    deny = m.cluster_network_policy("deny-b", subject=subject,
+                                    ingress=[{"name": "all", "action": "Deny", "from": [{"namespaces": {}}]}])
     after = tmp_path / "after.yaml"
     after.write_text(yaml.safe_dump_all([*base, deny]))
     code, out, err = run(capsys, "diff", "--before", str(before), "--after", str(after), "-o", "github",
