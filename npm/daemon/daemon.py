@@ -17,6 +17,7 @@ from typing import Any
 
 from kube.load import KINDS
 from npm.daemon import config as npm_config
+from npm.daemon import heap
 from npm.daemon.cache import ObjectCache
 from npm.daemon.config import ConfigError, DaemonConfig
 from npm.daemon.controller import Controller, Dataplane
@@ -73,7 +74,9 @@ class Daemon:
 
     def start(self) -> None:
         """Start HTTP servers, the controller, then the sources."""
-        endpoints = Endpoints(healthy=self.healthy, ready=self.ready, metrics=self.metrics.render, dump=self.dump)
+        endpoints = Endpoints(
+            healthy=self.healthy, ready=self.ready, metrics=self.metrics.render, dump=self.dump, memory=heap.report
+        )
         self.servers.append(Server(self.cfg.listen_address(), endpoints, MAIN_ROUTES).start())
         debug = self.cfg.debug_address()
         if debug is not None:

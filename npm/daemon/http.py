@@ -3,7 +3,10 @@
 Two listeners: the main one (``listen``, default ``0.0.0.0:10091`` as the original) serves
 ``/healthz``, ``/readyz``, ``/metrics`` (everything) and the original's ``/node-metrics`` and
 ``/cluster-metrics``; the debug one (``debug_listen``, default on localhost only, since the
-dump shows every pod and policy) serves ``/npm/v1/debug/manager``.
+dump shows every pod and policy) serves ``/npm/v1/debug/manager`` and the daemon's memory
+(``/npm/v1/debug/memory``, see ``npm.daemon.heap``). The dump is encoded and
+sent as it is written, one object at a time (HTTP/1.0, ended by closing the connection):
+at 20,000 pods a dump built whole first would cost the daemon about 100 MiB at once.
 
 The main port is reachable from every pod (hostNetwork), so no client may hold the server:
 each connection has a read timeout and a whole-connection deadline, at most
@@ -22,15 +25,18 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from npm.daemon.cache import json_data
+
 log = logging.getLogger("npm.http")
 
 DEBUG_MANAGER_PATH = "/npm/v1/debug/manager"
+DEBUG_MEMORY_PATH = "/npm/v1/debug/memory"
 READ_TIMEOUT = 5.0  # seconds one read may block
 CONNECTION_DEADLINE = 10.0  # seconds a connection may live, however slowly it trickles
 MAX_CONNECTIONS = 16
@@ -47,11 +53,13 @@ class Endpoints:
         ready: Callable[[], tuple[bool, str]],
         metrics: Callable[[str], bytes],
         dump: Callable[[], dict[str, Any]],
+        memory: Callable[[], dict[str, Any]],
     ) -> None:
         self.healthy = healthy
         self.ready = ready
         self.metrics = metrics
         self.dump = dump
+        self.memory = memory
 
 
 def _handler(endpoints: Endpoints, routes: tuple[str, ...]) -> type[BaseHTTPRequestHandler]:
@@ -88,8 +96,18 @@ def _handler(endpoints: Endpoints, routes: tuple[str, ...]) -> type[BaseHTTPRequ
                 which = {"/metrics": "all", "/node-metrics": "node", "/cluster-metrics": "cluster"}[path]
                 self._send(200, CONTENT_TYPE_LATEST, endpoints.metrics(which))
             elif path == DEBUG_MANAGER_PATH:
-                body = json.dumps(endpoints.dump(), indent=1, sort_keys=True).encode()
-                self._send(200, "application/json", body)
+                self._stream(200, "application/json", _json_chunks(endpoints.dump()))
+            elif path == DEBUG_MEMORY_PATH:
+                self._send(200, "application/json", json.dumps(endpoints.memory(), indent=1).encode())
+
+        def _stream(self, status: int, content_type: str, chunks: Iterator[bytes]) -> None:
+            # No Content-Length: the body ends when the connection closes (HTTP/1.0).
+            self.close_connection = True
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.end_headers()
+            for chunk in chunks:
+                self.wfile.write(chunk)
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
@@ -104,8 +122,23 @@ def _handler(endpoints: Endpoints, routes: tuple[str, ...]) -> type[BaseHTTPRequ
     return Handler
 
 
+def _json_chunks(data: Any, size: int = 1 << 16) -> Iterator[bytes]:
+    """``data`` as indented JSON in pieces of about ``size`` bytes, encoded as it goes;
+    objects JSON does not know (the cache's model objects) go through ``json_data``."""
+    pending: list[str] = []
+    length = 0
+    for piece in json.JSONEncoder(indent=1, sort_keys=True, default=json_data).iterencode(data):
+        pending.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield "".join(pending).encode()
+            pending, length = [], 0
+    pending.append("\n")
+    yield "".join(pending).encode()
+
+
 MAIN_ROUTES = ("/healthz", "/readyz", "/metrics", "/node-metrics", "/cluster-metrics")
-DEBUG_ROUTES = (DEBUG_MANAGER_PATH,)
+DEBUG_ROUTES = (DEBUG_MANAGER_PATH, DEBUG_MEMORY_PATH)
 
 
 class _Deadlines(threading.Thread):

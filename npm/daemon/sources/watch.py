@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from npm.backoff import Backoff
@@ -35,7 +35,7 @@ OPTIONAL_KINDS = ("Node",)  # forbidden or missing: go on without them
 class Sink(Protocol):
     """Where a watcher sends what it learns (``npm.daemon.cache.ObjectCache``)."""
 
-    def replace_raw(self, kind: str, items: list[dict[str, Any]], seen: float) -> None: ...
+    def replace_raw(self, kind: str, items: Iterable[dict[str, Any]], seen: float | None = None) -> None: ...
 
     def event_raw(self, kind: str, event_type: str, obj: dict[str, Any], seen: float) -> None: ...
 
@@ -191,10 +191,23 @@ class ResourceWatcher(threading.Thread):
         return response
 
     def _list(self) -> str:
-        """List every object (in pages) and replace the cache's copy; returns the list's version."""
-        items: list[dict[str, Any]] = []
+        """List every object (in pages) and replace the cache's copy; returns the list's version.
+
+        Each page is parsed into the cache's objects as it arrives and then dropped, so the
+        raw objects of a large cluster are never all in memory at once. A page that fails
+        leaves the cache as it was (the whole list is retried).
+        """
+        listed = {"version": "", "count": 0}
+        self.sink.replace_raw(self.kind, self._pages(listed))
+        if self.metrics:
+            self.metrics.watch_relists.labels(self.kind).inc()
+        log.info("%s: listed %d at resourceVersion %s", self.kind, listed["count"], listed["version"])
+        return str(listed["version"])
+
+    def _pages(self, listed: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The items of every page of the list, one page in memory at a time; ``listed``
+        receives the list's resourceVersion and the number of items."""
         token: str | None = None
-        version = ""
         while True:
             kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "_request_timeout": (CONNECT_TIMEOUT, LIST_READ_TIMEOUT)}
             if token:
@@ -205,19 +218,19 @@ class ResourceWatcher(threading.Thread):
             finally:
                 response.release_conn()
             meta = body.get("metadata") or {}
-            version = version or str(meta.get("resourceVersion") or "")
-            for item in body.get("items") or []:
+            listed["version"] = listed["version"] or str(meta.get("resourceVersion") or "")
+            items = body.get("items") or []
+            del body
+            token = meta.get("continue") or None
+            items.reverse()
+            while items:
+                item = items.pop()  # released as soon as the cache has parsed it
                 if isinstance(item, dict):
                     item.setdefault("kind", self.kind)  # list items carry no kind
-                    items.append(item)
-            token = meta.get("continue") or None
+                    listed["count"] += 1
+                    yield item
             if not token:
-                break
-        self.sink.replace_raw(self.kind, items, time.monotonic())
-        if self.metrics:
-            self.metrics.watch_relists.labels(self.kind).inc()
-        log.info("%s: listed %d at resourceVersion %s", self.kind, len(items), version)
-        return version
+                return
 
     def _watch(self, version: str) -> str:
         """Follow the watch stream from ``version``; returns the last version seen when it ends."""
