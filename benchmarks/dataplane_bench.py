@@ -2,11 +2,14 @@
 
 Run as root (or via ``nox -s bench``, which uses a user namespace otherwise):
 
-    python benchmarks/dataplane_bench.py [--pods 20000] [--policies 1000] [--connects 2000] [-o json]
+    python benchmarks/dataplane_bench.py [--pods 20000] [--policies 1000] [--connects 2000]
+        [--dataplane both|iptables|nftables] [-o json]
 
 Measures: translation + apply of the whole cluster on one node; one policy added, updated,
 removed with the others present; a burst of pod events applied at once; rules and set
 members per policy; the cost of new TCP connections through a node with 0 vs N policies.
+Both dataplanes (iptables, nftables) by default, side by side; the connection costs are
+measured on one virtual node, each dataplane against its own empty baseline.
 Nothing on the host is touched: every kernel object lives in a namespace deleted at exit.
 """
 
@@ -18,8 +21,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,8 +34,10 @@ from cluster_gen import generate  # noqa: E402
 
 from kube.model import Cluster, ContainerPort, Labels, Pod  # noqa: E402
 from kube.parse import parse_network_policy  # noqa: E402
-from npm.dataplane.enforcer import ApplyResult, DataplaneConfig, Enforcer  # noqa: E402
+from npm.dataplane.dataplanes import DATAPLANES, make_enforcer  # noqa: E402
+from npm.dataplane.enforcer import ApplyResult, DataplaneConfig  # noqa: E402
 from npm.dataplane.kernel import Runner  # noqa: E402
+from npm.dataplane.nft_enforcer import NftEnforcer  # noqa: E402
 from npm.dataplane.translate import translate  # noqa: E402
 
 
@@ -58,7 +65,7 @@ def kernel_seconds(res: ApplyResult) -> float:
     return sum(s for _, s in res.latencies)
 
 
-def timed_apply(e: Enforcer, c: Cluster) -> tuple[float, ApplyResult]:
+def timed_apply(e: Any, c: Cluster) -> tuple[float, ApplyResult]:
     start = time.perf_counter()
     res = e.apply(c)
     elapsed = time.perf_counter() - start
@@ -67,18 +74,24 @@ def timed_apply(e: Enforcer, c: Cluster) -> tuple[float, ApplyResult]:
     return elapsed, res
 
 
-def bench_apply(pods: int, policies: int, backend: str) -> dict[str, object]:
+def bench_apply(pods: int, policies: int, backend: str, dataplane: str = "iptables") -> dict[str, object]:
     ns = f"npmbench{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        log(f"generating {pods} pods, {policies} policies ...")
+        log(f"{dataplane}: generating {pods} pods, {policies} policies ...")
         c = generate(pods, policies, seed=1)
         node = c.nodes[0].name
+        config = DataplaneConfig(kind=dataplane, backend=backend)
         t = time.perf_counter()
-        desired = translate(c, node)
+        if dataplane == "nftables":
+            state = NftEnforcer(node)._translator.translate(c)
+            rules, entries = state.rule_count(), state.element_count()
+        else:
+            desired = translate(c)
+            rules, entries = desired.rule_count(), desired.entry_count()
         translate_s = time.perf_counter() - t
-        e = Enforcer(node, config=DataplaneConfig(backend=backend), runner=Runner(["ip", "netns", "exec", ns]))
-        log("full apply ...")
+        e = make_enforcer(node, config, Runner(["ip", "netns", "exec", ns]))
+        log(f"{dataplane}: full apply ...")
         full_s, full = timed_apply(e, c)
         out: dict[str, object] = {
             "pods": len(c.pods),
@@ -87,8 +100,8 @@ def bench_apply(pods: int, policies: int, backend: str) -> dict[str, object]:
             "full_apply_s": round(full_s, 3),
             "full_apply_kernel_s": round(kernel_seconds(full), 3),
             "counts": full.counts,
-            "rules_per_policy": round(desired.rule_count() / max(1, len(c.policies)), 2),
-            "set_entries_per_policy": round(desired.entry_count() / max(1, len(c.policies)), 1),
+            "rules_per_policy": round(rules / max(1, len(c.policies)), 2),
+            "set_entries_per_policy": round(entries / max(1, len(c.policies)), 1),
         }
         log("one policy added / updated / removed ...")
         base = c.policies[0]
@@ -149,10 +162,15 @@ print(time.perf_counter() - start)
 """
 
 
-def bench_connect(policies: int, pods: int, connects: int, backend: str) -> dict[str, object]:
+def bench_connect(
+    policies: int, pods: int, connects: int, backend: str, dataplanes: Sequence[str]
+) -> dict[str, object]:
+    """Per dataplane: a new connection with no policies, with ``policies`` and the server
+    selected by none, and with the server isolated in the namespace dispatched last."""
     from conformance.netns.topology import Topology
 
     c = generate(pods, policies, seed=1)
+    out: dict[str, object] = {"connects": connects, "policies": len(c.policies)}
     with Topology() as topo:
         topo.add_node("bench")
         topo.add_pod("bench", "bench/server", "10.255.0.2", (ContainerPort(80, "TCP"),))
@@ -182,10 +200,6 @@ def bench_connect(policies: int, pods: int, connects: int, backend: str) -> dict
                 runs.append(float(res.stdout) / connects)
             return min(runs[1:])  # the first run warms up neighbour entries
 
-        empty = per_connect()
-        e = Enforcer("bench", config=DataplaneConfig(backend=backend), runner=Runner(topo.node_runner("bench")))
-        e.apply(c)
-        unselected = per_connect()
         # Worst case: the server is isolated, in the namespace dispatched last, and allowed by a rule.
         server = Pod(
             "zz-bench", "server", Labels({"app": "server"}), ip="10.255.0.2", ips=("10.255.0.2",), node="bench"
@@ -209,19 +223,49 @@ def bench_connect(policies: int, pods: int, connects: int, backend: str) -> dict
                 },
             }
         )
-        res = e.apply(replace(c, pods=(*c.pods, server, client), policies=(*c.policies, allow)))
-        assert not res.failures, res.failures
-        selected = per_connect()
         n = len(c.policies)
-        return {
-            "connects": connects,
-            "policies": n,
-            "us_per_connect_0_policies": round(empty * 1e6, 1),
-            f"us_per_connect_{n}_policies_unselected_pods": round(unselected * 1e6, 1),
-            f"us_per_connect_{n}_policies_isolated_pod_last_namespace": round(selected * 1e6, 1),
-            "ratio_unselected": round(unselected / empty, 3),
-            "ratio_isolated": round(selected / empty, 3),
-        }
+        for dataplane in dataplanes:
+            log(f"{dataplane}: connection cost ...")
+            empty = per_connect()
+            e = make_enforcer(
+                "bench", DataplaneConfig(kind=dataplane, backend=backend), Runner(topo.node_runner("bench"))
+            )
+            e.apply(c)
+            unselected = per_connect()
+            res = e.apply(replace(c, pods=(*c.pods, server, client), policies=(*c.policies, allow)))
+            assert not res.failures, res.failures
+            selected = per_connect()
+            e.cleanup()
+            out[dataplane] = {
+                "us_per_connect_0_policies": round(empty * 1e6, 1),
+                f"us_per_connect_{n}_policies_unselected_pods": round(unselected * 1e6, 1),
+                f"us_per_connect_{n}_policies_isolated_pod_last_namespace": round(selected * 1e6, 1),
+                "ratio_unselected": round(unselected / empty, 3),
+                "ratio_isolated": round(selected / empty, 3),
+            }
+    return out
+
+
+def side_by_side(results: dict[str, Any], dataplanes: Sequence[str]) -> list[str]:
+    """The headline figures, one line each, one column per dataplane."""
+    rows: list[tuple[str, list[str]]] = []
+    apply = results["apply"]
+    connect = results["connect"]
+    n = connect["policies"]
+    for label, get in (
+        ("full apply (s)", lambda d: apply[d]["full_apply_s"]),
+        ("one policy added (s)", lambda d: apply[d]["one_policy"]["add"]["total_s"]),
+        ("one policy updated (s)", lambda d: apply[d]["one_policy"]["update"]["total_s"]),
+        ("one policy removed (s)", lambda d: apply[d]["one_policy"]["remove"]["total_s"]),
+        ("connect, 0 policies (us)", lambda d: connect[d]["us_per_connect_0_policies"]),
+        (f"connect, {n} policies, isolated pod, last namespace (x)", lambda d: connect[d]["ratio_isolated"]),
+        (f"connect, {n} policies, pod no policy selects (x)", lambda d: connect[d]["ratio_unselected"]),
+    ):
+        rows.append((label, [str(get(d)) for d in dataplanes]))
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{'':{width}}  " + "  ".join(f"{d:>10}" for d in dataplanes)]
+    lines += [f"{label:{width}}  " + "  ".join(f"{v:>10}" for v in values) for label, values in rows]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,15 +273,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pods", type=int, default=20000)
     ap.add_argument("--policies", type=int, default=1000)
     ap.add_argument("--connects", type=int, default=2000)
-    ap.add_argument("--backend", choices=("nft", "legacy"), default="nft")
+    ap.add_argument("--backend", choices=("nft", "legacy"), default="nft", help="the iptables dataplane's backend")
+    ap.add_argument("--dataplane", choices=("both", *DATAPLANES), default="both")
     ap.add_argument("-o", "--output", choices=("text", "json"), default="text")
     args = ap.parse_args(argv)
     if not is_root():
         return 2
-    results = {"backend": args.backend, "apply": bench_apply(args.pods, args.policies, args.backend)}
-    log("connection cost ...")
-    results["connect"] = bench_connect(args.policies, args.pods, args.connects, args.backend)
+    dataplanes = DATAPLANES if args.dataplane == "both" else (args.dataplane,)
+    results: dict[str, Any] = {
+        "backend": args.backend,
+        "apply": {d: bench_apply(args.pods, args.policies, args.backend, d) for d in dataplanes},
+    }
+    results["connect"] = bench_connect(args.policies, args.pods, args.connects, args.backend, dataplanes)
     print_report(results, args.output)
+    if args.output == "text":
+        print("\n".join(side_by_side(results, dataplanes)))
     return 0
 
 

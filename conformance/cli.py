@@ -116,10 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a step may take to agree with the prediction (default 10)",
     )
     run.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="netns backend: skip azure-npm verify on every node after each step (by default each node's "
+        "kernel is checked against the objects it enforces, and a disagreement fails the step)",
+    )
+    run.add_argument(
         "--node-image",
         metavar="IMAGE",
         help="netns backend: run each node's enforcer from this container image, as the DaemonSet "
         "runs it (podman, root; build it with make azure-npm-image)",
+    )
+    run.add_argument(
+        "--dataplane",
+        choices=("iptables", "nftables"),
+        default="iptables",
+        help="netns backend: the enforcer's dataplane (azure-npm start --dataplane; default iptables)",
     )
     kind = run.add_argument_group("kind and cluster backends")
     kind.add_argument(
@@ -149,7 +162,7 @@ def make_backend(args: argparse.Namespace, log: object) -> Backend:
     if args.backend == "netns":
         from conformance.backends.netns import NetnsBackend
 
-        return NetnsBackend(log=log, node_image=args.node_image)  # type: ignore[arg-type]
+        return NetnsBackend(log=log, node_image=args.node_image, dataplane=args.dataplane)  # type: ignore[arg-type]
     if args.backend == "kind":
         from conformance.backends.kind import KindBackend
 
@@ -237,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sc in scenarios:
         if sc.inputs:  # a manifest file: say what of it the scenario uses, as every tool does
             print(f"npm-conformance: {sc.source}: {sc.inputs}", file=sys.stderr)
+        for note in sc.notes:  # e.g. a ClusterNetworkPolicy peer not understood: its rule fails closed
+            print(f"npm-conformance: note: {note}", file=sys.stderr)
     chosen = select(scenarios, args.tag, args.exclude_tag)
     if not chosen:
         print("npm-conformance: no scenario left after --tag/--exclude-tag", file=sys.stderr)
@@ -292,7 +307,8 @@ def _run(args: argparse.Namespace, scenarios: list[Scenario]) -> int:
         ensure_privileges()  # re-executes under unshare when not root
     progress = Progress(args.quiet)
     options = RunOptions(
-        ports=tuple(args.port), probe_timeout=args.probe_timeout, converge_timeout=args.converge_timeout
+        ports=tuple(args.port), probe_timeout=args.probe_timeout, converge_timeout=args.converge_timeout,
+        verify=args.verify,
     )
     started = time.monotonic()
     code = EXIT_OK

@@ -11,8 +11,9 @@ import json
 import sys
 from typing import Any
 
-from conformance.generate import ALL_TAGS, TAG_GROUPS, Case, case, covering, select, tag_counts, write_cases
+from conformance.generate import ALL_TAGS, CNP_TAGS, TAG_GROUPS, Case, case, covering, select, tag_counts, write_cases
 from conformance.generate_cases import all_cases
+from conformance.generate_cnp_cases import cnp_cases, cnp_tags
 
 DEFAULT_OUT = "reports/generated"
 DEFAULT_RANDOM = 20
@@ -23,7 +24,9 @@ Generate conformance cases over the dimensions cyclonus made standard (target se
 peers, ports and protocols, policy types and empty rule lists, actions, conflicting
 stacks), over the upstream model (namespaces x, y, z; pods a, b, c; ports 80 and 81 on TCP,
 UDP and SCTP), as scenario files without expectations: `npm-conformance run` compares the
-dataplane with the simulator on every probe. The same seed gives the same files.
+dataplane with the simulator on every probe. The same seed gives the same files. With --cnp,
+ClusterNetworkPolicy cases too (and random cases with ClusterNetworkPolicies); without it, the
+output is what it always was.
 """
 
 EPILOG = """\
@@ -35,6 +38,7 @@ examples:
   npm-conformance generate --out gen --include cyclonus    # cyclonus's 230 cases
   npm-conformance generate --out gen --exclude action --exclude random
   npm-conformance generate --out gen --cover               # ~20 cases with every tag
+  npm-conformance generate --out gen --cnp --include cnp   # the ClusterNetworkPolicy cases
   npm-conformance run -f gen --backend netns
 
 exit codes: 0 written or listed, 2 bad usage (unknown tag, nothing selected)
@@ -42,7 +46,10 @@ exit codes: 0 written or listed, 2 bad usage (unknown tag, nothing selected)
 
 
 def _tag_help() -> str:
-    return "\n".join(f"  {primary}: {', '.join(subs)}" for primary, subs in TAG_GROUPS.items())
+    return "\n".join(
+        f"  {primary}: {', '.join(subs)}{' (with --cnp)' if primary == 'cnp' else ''}"
+        for primary, subs in TAG_GROUPS.items()
+    )
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -82,35 +89,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cover", action="store_true", help="only a few cases that together carry every selected tag (quick runs)"
     )
+    parser.add_argument(
+        "--cnp",
+        action="store_true",
+        help="ClusterNetworkPolicy cases too (tags cnp-*), and ClusterNetworkPolicies in the random cases",
+    )
     parser.add_argument("--list", action="store_true", help="print the cases and their tags instead of writing")
     parser.add_argument("--tags", action="store_true", help="print each tag with its number of selected cases")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="format of --list/--tags")
 
 
-def random_cases(count: int, seed: int) -> list[Case]:
-    """``count`` random cases over the upstream model, the same ones for the same seed."""
+def random_cases(count: int, seed: int, *, cnp: bool = False) -> list[Case]:
+    """``count`` random cases over the upstream model, the same ones for the same seed;
+    ``cnp``: with ClusterNetworkPolicies (never a peer field an API server would refuse)."""
+    from dataclasses import replace
+
     from conformance.fuzz_model import RandomChooser, scenario
 
     chooser = RandomChooser(seed)
     out = []
     for i in range(count):
-        doc = scenario(chooser, model=True)
+        doc = scenario(chooser, model=True, cnp=cnp, future_peers=False)
         steps = [dict(s) for s in doc["steps"]]
         # The initial policies become the first step's apply, as every generated case does.
         steps[0] = {**steps[0], "actions": [{"apply": p} for p in doc["policies"]]}
-        out.append(case(f"random {seed}-{i + 1}", ["random"], *steps))
+        made = case(f"random {seed}-{i + 1}", ["random", *(["cnp", *cnp_tags(steps)] if cnp else [])], *steps)
+        out.append(replace(made, nodes=doc["nodes"]) if "nodes" in doc else made)
     return out
 
 
 def cases_for(args: argparse.Namespace) -> list[Case]:
-    """The selected cases: fixed ones, then random ones; ValueError for unknown tags."""
-    chosen = select(all_cases() + random_cases(args.random, args.seed), args.include, args.exclude)
+    """The selected cases: fixed ones (with ``--cnp`` the ClusterNetworkPolicy ones after them),
+    then random ones; ValueError for unknown tags."""
+    fixed = all_cases() + (cnp_cases() if args.cnp else [])
+    chosen = select(fixed + random_cases(args.random, args.seed, cnp=args.cnp), args.include, args.exclude)
     return covering(chosen) if args.cover else chosen
 
 
 def run(args: argparse.Namespace) -> int:
     if args.random < 0:
         print("npm-conformance: --random must be 0 or more", file=sys.stderr)
+        return EXIT_USAGE
+    wants_cnp = sorted(set(args.include) & CNP_TAGS)
+    if wants_cnp and not args.cnp:
+        print(f"npm-conformance: --include {wants_cnp[0]}: the ClusterNetworkPolicy cases need --cnp", file=sys.stderr)
         return EXIT_USAGE
     try:
         chosen = cases_for(args)
@@ -121,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         print("npm-conformance: no case left after --include/--exclude", file=sys.stderr)
         return EXIT_USAGE
     if args.tags:
-        counts = {t: n for t, n in tag_counts(chosen).items() if t in ALL_TAGS}
+        counts = {t: n for t, n in tag_counts(chosen, cnp=args.cnp).items() if t in ALL_TAGS}
         if args.output == "json":
             print(json.dumps(counts))
         else:
@@ -144,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _argv_of(args: argparse.Namespace) -> list[str]:
     """The options that shape the output, for the files' header."""
-    out = [f"--seed {args.seed}", f"--random {args.random}"]
+    out = [f"--seed {args.seed}", f"--random {args.random}", *(["--cnp"] if args.cnp else [])]
     out += [f"--include {t}" for t in args.include]
     out += [f"--exclude {t}" for t in args.exclude]
     return [*out, "--cover"] if args.cover else out

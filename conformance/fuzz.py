@@ -7,6 +7,8 @@ kept open across cases (each node running the real ``azure-npm start`` daemon, e
 disagreement is confirmed by running the case again on a fresh state (so a slow daemon is
 not mistaken for a wrong one), then shrunk by hypothesis to a minimal scenario, written as
 ``DIR/disagreement-<hash>.yaml``; ``npm-conformance run -f`` that file reproduces it.
+``--cnp`` draws ClusterNetworkPolicies too (tiers, priorities, Accept/Deny/Pass, every peer
+kind, fail-closed peers; see :mod:`conformance.fuzz_model`).
 
 Exit codes: 0 every case agreed, 1 a disagreement (its file is named on stderr), 2 bad
 usage, 3 backend failure (namespaces, daemon), 130 interrupted.
@@ -87,10 +89,11 @@ class Differential:
         probe_timeout: float | None = None,
         manifest_filter: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
         log: Callable[[str], None] | None = None,
+        dataplane: str = "iptables",
     ) -> None:
         from conformance.backends.netns import NetnsBackend
 
-        self.backend = NetnsBackend(manifest_filter=manifest_filter, log=log)
+        self.backend = NetnsBackend(manifest_filter=manifest_filter, log=log, dataplane=dataplane)
         self.runner = Runner(self.backend, RunOptions(probe_timeout=probe_timeout, converge_timeout=converge_timeout))
         self.probes = 0
 
@@ -307,6 +310,8 @@ def fuzz(
     shrink_budget: int = 150,
     manifest_filter: Filter | None = None,
     progress: Callable[[str], None] | None = None,
+    dataplane: str = "iptables",
+    cnp: bool = False,
 ) -> FuzzReport:
     """Draw up to ``cases`` random scenarios and check each on one shared virtual cluster.
 
@@ -318,7 +323,8 @@ def fuzz(
     written with :func:`write_reproducer`, and the run stops. If it does not happen on a
     fresh cluster but again after re-running the previous case, it depends on what that
     case left in the enforcer: the pair is written with :func:`write_history` and the run
-    goes on; if neither, it is counted as transient.
+    goes on; if neither, it is counted as transient. ``cnp``: the cases have
+    ClusterNetworkPolicies too.
     """
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as fixed_seed
@@ -328,7 +334,9 @@ def fuzz(
     say = progress or (lambda _msg: None)
 
     def fresh() -> Differential:
-        return Differential(converge_timeout=converge_timeout, manifest_filter=manifest_filter, log=say)
+        return Differential(
+            converge_timeout=converge_timeout, manifest_filter=manifest_filter, log=say, dataplane=dataplane
+        )
 
     with fresh() as diff:
         run = _FuzzRun(diff, cases, seed, out_dir, shrink_budget=shrink_budget, fresh=fresh, say=say)
@@ -339,7 +347,7 @@ def fuzz(
             phases=[Phase.generate, Phase.shrink],
             suppress_health_check=list(HealthCheck),
             report_multiple_bugs=False,
-        )(fixed_seed(seed)(given(strategy(max_steps=max_steps))(run.check)))
+        )(fixed_seed(seed)(given(strategy(max_steps=max_steps, cnp=cnp))(run.check)))
         try:
             agree()
         except Disagreement as exc:
@@ -368,6 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--shrink-budget", type=int, default=150, metavar="N", help="runs spent shrinking (default 150)"
+    )
+    parser.add_argument(
+        "--dataplane", choices=("iptables", "nftables"), default="iptables",
+        help="the enforcer's dataplane (azure-npm start --dataplane; default iptables)",
+    )
+    parser.add_argument(
+        "--cnp",
+        action="store_true",
+        help="draw ClusterNetworkPolicies too (tiers, priorities, Pass, every peer kind, fail-closed peers); "
+        "without it a seed draws the cases it always drew",
     )
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="summary format on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -402,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             converge_timeout=args.converge_timeout,
             shrink_budget=args.shrink_budget,
             progress=progress,
+            dataplane=args.dataplane,
+            cnp=args.cnp,
         )
     except BackendError as exc:
         print(f"fuzz: backend failure: {exc}", file=sys.stderr)

@@ -16,6 +16,17 @@ named and ranged ports on every protocol, policyTypes given or defaulted, missin
 empty lists); then 0-2 further steps, each one action (label or unlabel a pod or a
 namespace, add or delete a pod, delete a namespace, create, update or delete a policy).
 Every step probes 80 and 81 on TCP and UDP between all pods.
+
+With ``cnp`` (``--cnp``), ClusterNetworkPolicies too: 0-2 at the start besides 0-3
+NetworkPolicies, and actions that create, update and delete them. Each has a tier, a priority
+among 10, 20 and 30 (so equal priorities in a tier are common), a subject of either form, and
+0-2 ingress and egress rules with every action (Accept, Deny, Pass); peers of every kind
+(namespaces, pods, and for egress networks, nodes and, in Accept rules, domainNames) and, with
+``future_peers``, a peer field this API version does not have (both fail closed); protocols
+left out, or port numbers, ranges and (with selector peers only) named ports. The nodes are
+labelled ``zone=a`` and ``zone=b`` for ``nodes`` peers, and a random cluster may have a
+hostNetwork pod (``h/agent`` on node-2), the one address that a nodes peer matches. Without
+``cnp`` nothing of this is drawn, so a seed gives what it gave before.
 """
 
 from __future__ import annotations
@@ -34,6 +45,19 @@ PROBE_PORTS = ("80/TCP", "81/TCP", "80/UDP", "81/UDP")
 DECLARABLE = ((80, "TCP"), (81, "TCP"), (80, "UDP"), (81, "UDP"))
 FIXED_NET = "10.244.7."
 NAME_LABEL = "kubernetes.io/metadata.name"
+CNP_API_VERSION = "policy.networking.k8s.io/v1alpha2"
+CNP_TIERS = ("Admin", "Baseline")
+CNP_PRIORITIES = (10, 20, 30)  # few, so that equal priorities in a tier are common; 0 is the netns barrier's
+CNP_ACTIONS = ("Deny", "Accept", "Pass")
+NODE_LABELS = {"node-1": {"zone": "a"}, "node-2": {"zone": "b"}}
+HOST_POD = {
+    "namespace": "h",
+    "name": "agent",
+    "labels": {"pod": "agent"},
+    "node": "node-2",
+    "hostNetwork": True,
+    "ports": [{"port": number, "protocol": proto} for number, proto in DECLARABLE],
+}
 
 
 class Chooser(Protocol):
@@ -130,14 +154,28 @@ POLICY_PORTS: tuple[dict[str, Any], ...] = (
 
 
 class World:
-    """What exists at the current point of the scenario, for drawing valid references."""
+    """What exists at the current point of the scenario, for drawing valid references.
 
-    def __init__(self, namespaces: dict[str, dict[str, str]], pods: list[dict[str, Any]]) -> None:
+    ``cnp``: ClusterNetworkPolicies are drawn too; ``future_peers``: their peers may include a
+    field this API version does not have (the netns backend passes it on; an API server refuses it).
+    """
+
+    def __init__(
+        self,
+        namespaces: dict[str, dict[str, str]],
+        pods: list[dict[str, Any]],
+        *,
+        cnp: bool = False,
+        future_peers: bool = False,
+    ) -> None:
         self.namespaces = dict(namespaces)
         self.pods = {f"{p['namespace']}/{p['name']}": p for p in pods}
         self.policies: dict[str, dict[str, Any]] = {}
+        self.cluster_policies: dict[str, dict[str, Any]] = {}
         self.protected: set[str] = set()  # pods named by an address placeholder: never deleted
         self.policy_count = 0
+        self.cnp = cnp
+        self.future_peers = future_peers
 
     def alive(self) -> list[str]:
         return sorted(self.pods)
@@ -145,7 +183,8 @@ class World:
 
 def ip_block(c: Chooser, world: World) -> dict[str, Any]:
     """A valid ipBlock: except ranges always strictly inside the cidr."""
-    alive = world.alive()
+    # A hostNetwork pod has its node's address, outside the pod network the fixed cidrs cover.
+    alive = [k for k in world.alive() if not world.pods[k].get("hostNetwork")]
     kind = c.choice(("pod32", "net24", "all-pods", "everything", "fixed24", "fixed29"))
     if kind in ("pod32", "net24") and not alive:
         kind = "everything"
@@ -229,6 +268,107 @@ def policy(c: Chooser, world: World, name: str | None = None, namespace: str | N
     return {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
+# -- ClusterNetworkPolicies --------------------------------------------------------------
+NODE_SELECTORS: tuple[dict[str, Any], ...] = (
+    {},
+    {"matchLabels": {"zone": "a"}},
+    {"matchLabels": {"kubernetes.io/os": "linux"}},
+    _expr("zone", "NotIn", "a"),
+)
+CNP_PORTS: tuple[dict[str, Any], ...] = (
+    {"tcp": {"destinationPort": {"number": 80}}},
+    {"udp": {"destinationPort": {"number": 81}}},
+    {"tcp": {"destinationPort": {"range": {"start": 80, "end": 81}}}},
+    {"udp": {"destinationPort": {"range": {"start": 79, "end": 80}}}},
+    {"sctp": {"destinationPort": {"number": 80}}},
+    {"tcp": {"destinationPort": {"range": {"start": 81, "end": 90}}}},
+)
+CNP_NAMED_PORTS: tuple[dict[str, Any], ...] = (
+    {"destinationNamedPort": "serve-80-tcp"},
+    {"destinationNamedPort": "web"},
+    {"destinationNamedPort": "serve-81-udp"},
+)
+FUTURE_PEER = {"serviceAccounts": {"namespaceSelector": {}}}  # not a v1alpha2 peer: its rule fails closed
+
+
+def networks(c: Chooser, world: World) -> list[str]:
+    """One CIDR (two pods' /24s may be one network, and a list must not repeat one)."""
+    alive = world.alive()
+    options = ["10.0.0.0/8", "0.0.0.0/0", FIXED_NET + "0/24"]
+    kind = c.choice(("fixed", "pod32", "pod24") if alive else ("fixed",))
+    if kind == "fixed":
+        return [c.choice(options)]
+    key = c.choice(alive)
+    world.protected.add(key)
+    return [f"${{net {key} {32 if kind == 'pod32' else 24}}}"]
+
+
+def cnp_peer(c: Chooser, world: World, field: str, action: str) -> dict[str, Any]:
+    """A peer of a ``field`` (ingress or egress) rule with ``action``."""
+    kinds = ["namespaces", "pods"]
+    if field == "egress":
+        kinds += ["networks", "nodes"]
+        if action == "Accept":
+            kinds.append("domainNames")  # the API allows them in Accept rules only
+    if world.future_peers:
+        kinds.append("future")
+    kind = c.choice(kinds)
+    if kind == "namespaces":
+        return {"namespaces": copy.deepcopy(c.choice(NAMESPACE_SELECTORS))}
+    if kind == "pods":
+        return {
+            "pods": {
+                "namespaceSelector": copy.deepcopy(c.choice(NAMESPACE_SELECTORS)),
+                "podSelector": copy.deepcopy(c.choice(POD_SELECTORS)),
+            }
+        }
+    if kind == "networks":
+        return {"networks": networks(c, world)}
+    if kind == "nodes":
+        return {"nodes": copy.deepcopy(c.choice(NODE_SELECTORS))}
+    if kind == "domainNames":
+        return {"domainNames": ["example.com"]}
+    return copy.deepcopy(FUTURE_PEER)
+
+
+def cnp_rule(c: Chooser, world: World, field: str, peer_field: str) -> dict[str, Any]:
+    action = c.choice(CNP_ACTIONS)
+    peers = [cnp_peer(c, world, field, action) for _ in range(c.integer(1, 2))]
+    out: dict[str, Any] = {"action": action, peer_field: peers}
+    if c.choice(("all", "some")) == "some":
+        # A named port is refused beside networks, nodes and domainNames peers.
+        named = CNP_NAMED_PORTS if all(set(p) <= {"namespaces", "pods"} for p in peers) else ()
+        protocols: list[dict[str, Any]] = []
+        for _ in range(c.integer(1, 2)):
+            entry = c.choice(CNP_PORTS + named)
+            if entry not in protocols:
+                protocols.append(copy.deepcopy(entry))
+        out["protocols"] = protocols
+    return out
+
+
+def cluster_policy(c: Chooser, world: World, name: str | None = None) -> dict[str, Any]:
+    """A valid ClusterNetworkPolicy manifest (``future_peers`` aside, which fail closed)."""
+    if name is None:
+        world.policy_count += 1
+        name = f"c{world.policy_count}"
+    spec: dict[str, Any] = {"tier": c.choice(CNP_TIERS), "priority": c.choice(CNP_PRIORITIES)}
+    if flag(c):
+        spec["subject"] = {
+            "pods": {
+                "namespaceSelector": copy.deepcopy(c.choice(NAMESPACE_SELECTORS)),
+                "podSelector": copy.deepcopy(c.choice(POD_SELECTORS)),
+            }
+        }
+    else:
+        spec["subject"] = {"namespaces": copy.deepcopy(c.choice(NAMESPACE_SELECTORS))}
+    for field, peer_field in (("ingress", "from"), ("egress", "to")):
+        count = c.integer(0, 2)
+        if count:
+            spec[field] = [cnp_rule(c, world, field, peer_field) for _ in range(count)]
+    return {"apiVersion": CNP_API_VERSION, "kind": "ClusterNetworkPolicy", "metadata": {"name": name}, "spec": spec}
+
+
 # -- cluster ------------------------------------------------------------------------------
 def namespace_labels(c: Chooser, name: str) -> dict[str, str]:
     labels: dict[str, str] = {}
@@ -280,12 +420,18 @@ def pod(c: Chooser, namespace: str, name: str) -> dict[str, Any]:
     return out
 
 
-def cluster(c: Chooser, *, model: bool = False) -> tuple[dict[str, dict[str, str]], list[dict[str, Any]]]:
-    """Namespaces and pods; with ``model`` the upstream model's (drawn nothing)."""
+def cluster(
+    c: Chooser, *, model: bool = False, host: bool = False
+) -> tuple[dict[str, dict[str, str]], list[dict[str, Any]]]:
+    """Namespaces and pods; with ``model`` the upstream model's (drawn nothing). With ``host``
+    a random cluster may also have the hostNetwork pod ``h/agent``."""
     if model:
         return {ns: {"ns": ns} for ns in NAMESPACES}, []
     namespaces = {ns: namespace_labels(c, ns) for ns in NAMESPACES[: c.integer(1, 3)]}
     pods = [pod(c, ns, name) for ns in namespaces for name in POD_NAMES[: c.integer(1, 3)]]
+    if host and flag(c):
+        namespaces["h"] = {"ns": "h"}
+        pods.append(copy.deepcopy(HOST_POD))
     return namespaces, pods
 
 
@@ -309,7 +455,13 @@ def action(c: Chooser, world: World) -> dict[str, Any]:
     doomed = [ns for ns in sorted(world.namespaces) if ns not in protected_ns]
     if len(world.namespaces) > 1 and doomed:
         kinds.append("delete-namespace")
+    if world.cnp:
+        kinds.append("apply-new-cnp")
+        if world.cluster_policies:
+            kinds += ["update-cnp", "delete-cnp"]
     kind = c.choice(kinds)
+    if kind in ("apply-new-cnp", "update-cnp", "delete-cnp"):
+        return cnp_action(c, world, kind)
     if kind == "label-pod" and world.pods:
         key = c.choice(world.alive())
         labels = pod_labels(c, key.split("/")[1])
@@ -364,18 +516,44 @@ def action(c: Chooser, world: World) -> dict[str, Any]:
     return {"apply": manifest}
 
 
-def scenario(c: Chooser, *, name: str = "fuzz", model: bool = False, max_steps: int = 3) -> dict[str, Any]:
+def cnp_action(c: Chooser, world: World, kind: str) -> dict[str, Any]:
+    """Create, update or delete a ClusterNetworkPolicy of ``world`` (which it updates)."""
+    if kind == "delete-cnp":
+        name = c.choice(sorted(world.cluster_policies))
+        del world.cluster_policies[name]
+        return {"delete": {"clusterNetworkPolicy": name}}
+    name = c.choice(sorted(world.cluster_policies)) if kind == "update-cnp" else None
+    manifest = cluster_policy(c, world, name=name)
+    world.cluster_policies[manifest["metadata"]["name"]] = manifest
+    return {"apply": manifest}
+
+
+def scenario(
+    c: Chooser,
+    *,
+    name: str = "fuzz",
+    model: bool = False,
+    max_steps: int = 3,
+    cnp: bool = False,
+    future_peers: bool = True,
+) -> dict[str, Any]:
     """A random scenario document (no expectations: the simulator predicts).
 
     ``model``: the upstream model's cluster instead of a random one (the policies and
-    actions stay random); used by ``npm-conformance generate --random``.
+    actions stay random); used by ``npm-conformance generate --random``. ``cnp``:
+    ClusterNetworkPolicies too (module docstring); ``future_peers`` (with ``cnp``): their
+    peers may have a field this API version lacks, which only the netns backend accepts.
     """
-    namespaces, pods = cluster(c, model=model)
-    world = World(namespaces, pods if not model else _model_pods())
+    namespaces, pods = cluster(c, model=model, host=cnp)
+    world = World(namespaces, pods if not model else _model_pods(), cnp=cnp, future_peers=future_peers)
     policies = []
-    for _ in range(c.integer(1, 3)):
+    for _ in range(c.integer(0 if cnp else 1, 3)):
         manifest = policy(c, world)
         world.policies[f"{manifest['metadata']['namespace']}/{manifest['metadata']['name']}"] = manifest
+        policies.append(manifest)
+    for _ in range(c.integer(0, 2) if cnp else 0):
+        manifest = cluster_policy(c, world)
+        world.cluster_policies[manifest["metadata"]["name"]] = manifest
         policies.append(manifest)
     steps: list[dict[str, Any]] = [{}]
     for _ in range(c.integer(0, max_steps - 1)):
@@ -386,8 +564,10 @@ def scenario(c: Chooser, *, name: str = "fuzz", model: bool = False, max_steps: 
     doc: dict[str, Any] = {"name": name}
     if model:
         doc["model"] = "upstream"
+        if cnp:
+            doc["nodes"] = copy.deepcopy(NODE_LABELS)
     else:
-        doc["nodes"] = NODES
+        doc["nodes"] = copy.deepcopy(NODE_LABELS) if cnp else NODES
         doc["namespaces"] = namespaces
         doc["pods"] = pods
     doc["policies"] = policies
@@ -395,12 +575,12 @@ def scenario(c: Chooser, *, name: str = "fuzz", model: bool = False, max_steps: 
     return doc
 
 
-def strategy(model: bool = False, max_steps: int = 3) -> Any:
+def strategy(model: bool = False, max_steps: int = 3, cnp: bool = False) -> Any:
     """A hypothesis strategy of random scenario documents (shrinks towards simpler ones)."""
     from hypothesis import strategies as st
 
     @st.composite
     def scenarios(draw: Callable[[Any], Any]) -> dict[str, Any]:
-        return scenario(DrawChooser(draw), model=model, max_steps=max_steps)
+        return scenario(DrawChooser(draw), model=model, max_steps=max_steps, cnp=cnp)
 
     return scenarios()

@@ -5,7 +5,8 @@ A :class:`Case` is one scenario over the upstream model (namespaces x, y, z labe
 ``serve-80-tcp`` and so on), written without expectations: the simulator predicts every
 probe. The catalogue itself lives in :mod:`conformance.generate_cases`; this module holds
 what every case shares: the tag taxonomy (cyclonus's, plus a few of our own), the policy
-builders, tag selection and the writer.
+builders, tag selection and the writer. The ClusterNetworkPolicy cases (``--cnp``) are in
+:mod:`conformance.generate_cnp_cases`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from conformance.scenario import UPSTREAM_PORTS
+from conformance.models import UPSTREAM_PORTS
 from kube.model import PROTOCOLS
 
 # Primary tag -> its subordinate tags. A case carrying a subordinate tag also carries its
@@ -69,7 +70,30 @@ TAG_GROUPS: dict[str, tuple[str, ...]] = {
     "miscellaneous": ("pathological", "conflict", "example", "upstream-e2e"),
     # Where a case comes from: cyclonus's generator, our additions, or random (by seed).
     "origin": ("cyclonus", "extra", "random"),
+    # ClusterNetworkPolicy cases (generate --cnp): tiers, actions, priorities, subjects, peers, ports.
+    "cnp": (
+        "cnp-admin",
+        "cnp-baseline",
+        "cnp-accept",
+        "cnp-deny",
+        "cnp-pass",
+        "cnp-priority",
+        "cnp-equal-priority",
+        "cnp-subject-namespaces",
+        "cnp-subject-pods",
+        "cnp-peer-namespaces",
+        "cnp-peer-pods",
+        "cnp-peer-networks",
+        "cnp-peer-nodes",
+        "cnp-port-number",
+        "cnp-port-range",
+        "cnp-named-port",
+        "cnp-fail-closed",
+        "cnp-with-network-policy",
+        "cnp-host-network",
+    ),
 }
+CNP_TAGS = frozenset(("cnp", *TAG_GROUPS["cnp"]))
 PRIMARY_OF = {sub: primary for primary, subs in TAG_GROUPS.items() for sub in subs}
 ALL_TAGS = frozenset(TAG_GROUPS) | frozenset(PRIMARY_OF)
 FILE_PATTERN = re.compile(r"^g\d{4}-[a-z0-9-]*\.yaml$")
@@ -106,7 +130,7 @@ class Case:
     tags: tuple[str, ...]
     steps: tuple[Mapping[str, Any], ...]
     description: str = ""
-    nodes: int | None = None
+    nodes: int | Mapping[str, Mapping[str, str]] | None = None  # a count, or node name -> labels
     namespaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     pods: tuple[Mapping[str, Any], ...] = ()
     model: bool = True
@@ -120,7 +144,7 @@ class Case:
         if self.model:
             doc["model"] = "upstream"
         if self.nodes is not None:
-            doc["nodes"] = self.nodes
+            doc["nodes"] = self.nodes if isinstance(self.nodes, int) else {k: dict(v) for k, v in self.nodes.items()}
         if self.namespaces:
             doc["namespaces"] = {k: dict(v) for k, v in self.namespaces.items()}
         if self.pods:
@@ -158,6 +182,10 @@ def apply(*manifests: Mapping[str, Any]) -> dict[str, Any]:
 
 def delete_policy(namespace: str, name: str) -> dict[str, Any]:
     return {"delete": {"policy": f"{namespace}/{name}"}}
+
+
+def delete_cluster_policy(name: str) -> dict[str, Any]:
+    return {"delete": {"clusterNetworkPolicy": name}}
 
 
 def add_namespace(name: str, labels: Mapping[str, str]) -> dict[str, Any]:
@@ -347,9 +375,9 @@ def write_cases(cases: Sequence[Case], out: str | os.PathLike[str], command: str
     return written
 
 
-def tag_counts(cases: Iterable[Case]) -> dict[str, int]:
-    """How many cases carry each known tag (zero included)."""
-    counts = dict.fromkeys(sorted(ALL_TAGS), 0)
+def tag_counts(cases: Iterable[Case], *, cnp: bool = True) -> dict[str, int]:
+    """How many cases carry each known tag (zero included; the ClusterNetworkPolicy tags only with ``cnp``)."""
+    counts = dict.fromkeys(sorted(ALL_TAGS if cnp else ALL_TAGS - CNP_TAGS), 0)
     for c in cases:
         for t in c.tags:
             counts[t] = counts.get(t, 0) + 1

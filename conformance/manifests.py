@@ -18,11 +18,11 @@ def namespace_manifest(ns: Namespace) -> dict[str, Any]:
 
 
 def node_manifest(node: Node) -> dict[str, Any]:
-    """A Node with its InternalIP."""
+    """A Node with its labels and InternalIP."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": node.name},
+        "metadata": {"name": node.name, "labels": dict(node.labels)},
         "status": {"addresses": [{"type": "InternalIP", "address": node.ip}]},
     }
 

@@ -100,6 +100,11 @@ def step_report(step: StepResult, verbose: bool = False) -> str:
     lines = [f"-- {title}: {len(step.probes)} probes, {len(step.mismatches)} mismatches, {conv}"]
     if step.error:
         lines.append(f"  error: {step.error}")
+    for v in step.verify:
+        if verbose or not v.agrees:
+            state = "agrees" if v.agrees else f"DISAGREES on {v.mismatched} connection(s)"
+            lines.append(f"  verify {v.node}: the kernel {state} ({v.connections} connections checked)")
+            lines += [f"    {line}" for line in v.detail.splitlines()]
     for port, probes in _by_port(step.probes).items():
         bad = any(p.mismatch or p.expectation_mismatch for p in probes)
         if verbose or bad:
@@ -153,6 +158,8 @@ def json_report(results: Sequence[ScenarioResult]) -> dict[str, object]:
             }
             if s.error:
                 entry["error"] = s.error
+            if s.verify:
+                entry["verify"] = [v.to_json() for v in s.verify]
             if s.expectation_mismatches:
                 entry["expectation_mismatches"] = [
                     {**probe_json(p), "expected": p.expected} for p in s.expectation_mismatches
@@ -191,7 +198,8 @@ def junit_report(results: Sequence[ScenarioResult], suite: str = "npm-conformanc
             elif not step.passed:
                 failures += 1
                 n = len(step.mismatches) + len(step.expectation_mismatches)
-                ET.SubElement(case, "failure", message=f"{n} probes disagree").text = step_report(step)
+                message = f"{n} probes disagree" if n else f"verify: {len(step.verify_failures)} node(s) disagree"
+                ET.SubElement(case, "failure", message=message).text = step_report(step)
             elif step.probes and all(p.skipped for p in step.probes):
                 skipped += 1
                 ET.SubElement(case, "skipped", message="every probe skipped (protocol not supported)")
@@ -222,6 +230,8 @@ class Summary:
     expectation_mismatches: int
     skipped: int
     seconds: float
+    verified: int = 0  # node checks by azure-npm verify
+    verify_failures: int = 0
 
     @property
     def ok(self) -> bool:
@@ -234,6 +244,8 @@ class Summary:
         )
         if self.expectation_mismatches:
             text += f", {self.expectation_mismatches} contradicted expectations"
+        if self.verified:
+            text += f", verify: {self.verified - self.verify_failures} of {self.verified} node checks agree"
         return text + f", {self.seconds:.1f}s"
 
 
@@ -247,4 +259,6 @@ def summarize(results: Sequence[ScenarioResult], seconds: float) -> Summary:
         expectation_mismatches=sum(p.expectation_mismatch for p in probes),
         skipped=sum(p.skipped for p in probes),
         seconds=seconds,
+        verified=sum(len(s.verify) for sc in results for s in sc.steps),
+        verify_failures=sum(len(s.verify_failures) for sc in results for s in sc.steps),
     )

@@ -41,6 +41,24 @@ class ProbeResult:
         return self.expected is not None and not self.loopback and self.expected != self.predicted
 
 
+@dataclass(frozen=True)
+class NodeVerify:
+    """``azure-npm verify`` on one node after a step: its kernel against the objects it enforces."""
+
+    node: str
+    agrees: bool
+    connections: int
+    mismatched: int
+    detail: str = ""  # the verify report's text when it disagrees, or why it could not run
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"node": self.node, "agrees": self.agrees, "connections": self.connections,
+                                  "mismatched_connections": self.mismatched}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
 @dataclass
 class StepResult:
     """The probes of one step and how long the dataplane took to agree."""
@@ -51,6 +69,11 @@ class StepResult:
     converged_seconds: float | None = None  # None: did not converge before the deadline
     seconds: float = 0.0
     error: str = ""
+    verify: list[NodeVerify] = field(default_factory=list)  # empty: not run (--no-verify, or a remote backend)
+
+    @property
+    def verify_failures(self) -> list[NodeVerify]:
+        return [v for v in self.verify if not v.agrees]
 
     @property
     def mismatches(self) -> list[ProbeResult]:
@@ -66,7 +89,7 @@ class StepResult:
 
     @property
     def passed(self) -> bool:
-        return not self.error and not self.mismatches and not self.expectation_mismatches
+        return not self.error and not self.mismatches and not self.expectation_mismatches and not self.verify_failures
 
 
 @dataclass

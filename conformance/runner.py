@@ -30,6 +30,7 @@ class RunOptions:
     probe_timeout: float | None = None  # None: the backend's default
     converge_timeout: float = 10.0
     retry_interval: float = 1.0
+    verify: bool = True  # after each step, azure-npm verify on every node (backends that can)
 
 
 Progress = Callable[[str], None]
@@ -66,6 +67,7 @@ class Runner:
             step_result = self._run_step(scenario, step, state, node_ips, serve)
             result.steps.append(step_result)
             bad = len(step_result.mismatches) + len(step_result.expectation_mismatches)
+            bad += sum(v.mismatched or 1 for v in step_result.verify_failures)
             conv = (
                 "" if step_result.converged_seconds is None else f", converged in {step_result.converged_seconds:.1f}s"
             )
@@ -99,6 +101,9 @@ class Runner:
                 expected = exp.verdict(req.src, req.dst) if exp else None
             out.probes.append(ProbeResult(step.index, req.src, req.dst, req.port, pred, obs, expected))
         out.converged_seconds = converged
+        verify = getattr(self.backend, "verify", None)
+        if self.options.verify and verify is not None:
+            out.verify = verify()
         out.seconds = time.monotonic() - started
         return out
 

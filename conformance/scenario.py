@@ -1,9 +1,11 @@
 """Scenarios: load, validate (JSON schema, then the object model's own rules) and replay.
 
 A scenario file is YAML or JSON (format: docs/scenarios.md, schema:
-``conformance/schema/scenario.schema.json``). A plain manifest file of Namespaces, Pods and
-NetworkPolicies (no scenario keys) is a one-step scenario named after the file; pods'
-``status.podIP`` and ``spec.nodeName`` are honoured.
+``conformance/schema/scenario.schema.json``). Its policies are NetworkPolicies and
+ClusterNetworkPolicies (``policy.networking.k8s.io/v1alpha2``). A plain manifest file of
+Namespaces, Nodes, Pods, NetworkPolicies and ClusterNetworkPolicies (no scenario keys) is a
+one-step scenario named after the file; pods' ``status.podIP`` and ``spec.nodeName`` and
+nodes' labels are honoured.
 
 Every problem is an :class:`kube.errors.ObjectError` naming the file, the scenario and the
 field path (``steps[1].actions[0].apply.spec.podSelector``); one bad scenario never stops
@@ -12,8 +14,10 @@ the others from loading.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -23,18 +27,19 @@ from typing import Any
 import jsonschema
 
 from conformance.expect import Expect, ExpectError, parse_expect, peer_matches
+from conformance.models import NETWORK_POLICY_API, UPSTREAM, network_policy_api_model, upstream_model
 from conformance.state import Action, State, StateError, materialize, placeholders
 from kube.documents import MANIFEST_SUFFIXES, read_documents
 from kube.errors import ObjectError
-from kube.load import ObjectSet, add_documents, finish
-from kube.model import PROTOCOLS, Cluster, ContainerPort, Labels, Pod, PortSpec, Source
-from kube.parse import ParseFailure, parse_network_policy, parse_pod
+from kube.load import CNP_KIND, ObjectSet, add_documents, fail_closed_notes, finish
+from kube.model import CNP_API_VERSION, Cluster, Labels, Pod, PortSpec, Source
+from kube.parse import ParseFailure, parse_cluster_network_policy, parse_network_policy, parse_pod
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "scenario.schema.json"
 DEFAULT_NODES = 2
-UPSTREAM_NAMESPACES = ("x", "y", "z")
-UPSTREAM_PODS = ("a", "b", "c")
-UPSTREAM_PORTS = (80, 81)
+MODELS = {UPSTREAM: upstream_model, NETWORK_POLICY_API: network_policy_api_model}
+# What a scenario's policies may be: kind -> the apiVersion it must have (the default if left out).
+POLICY_KINDS = {"NetworkPolicy": "networking.k8s.io/v1", CNP_KIND: CNP_API_VERSION}
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ class Scenario:
     tags: tuple[str, ...] = ()
     reference: str = ""
     inputs: str = ""  # for a manifest file: what was used and ignored (``LoadResult.summary``)
+    # Located notes that are not errors: a ClusterNetworkPolicy peer this implementation does
+    # not understand, and what its rule does instead (it fails closed).
+    notes: tuple[str, ...] = ()
 
     def states(self) -> list[State]:
         """The state after each step's actions (validated at load time, so never raises)."""
@@ -95,15 +103,20 @@ def _join(base: str, more: str) -> str:
 
 
 class _Errors:
-    """Collects ObjectErrors for one scenario document."""
+    """Collects ObjectErrors (and notes, which are not errors) for one scenario document."""
 
     def __init__(self, source: Source, obj: str) -> None:
         self.source = source
         self.obj = obj
         self.items: list[ObjectError] = []
+        self.notes: list[str] = []
 
     def add(self, path: str, message: str) -> None:
         self.items.append(ObjectError(self.source, self.obj, path, message))
+
+    def note(self, message: str) -> None:
+        if message not in self.notes:  # a policy applied in several steps is said once
+            self.notes.append(message)
 
 
 def load_scenarios(
@@ -170,8 +183,15 @@ def parse_scenario(
 
     nodes = _nodes(raw.get("nodes"), default_nodes)
     state = State(nodes)
-    if raw.get("model") == "upstream":
-        _upstream_model(state)
+    if isinstance(raw.get("nodes"), Mapping):
+        state.node_labels = {
+            name: _labels(labels or {}, f"nodes.{name}", errs) for name, labels in raw["nodes"].items()
+        }
+    if raw.get("model"):
+        try:
+            MODELS[raw["model"]](state)
+        except StateError as exc:
+            errs.add("model", f"{raw['model']}: {exc.message}")
     for ns, labels in (raw.get("namespaces") or {}).items():
         state.add_namespace(ns, labels)
     for i, entry in enumerate(raw.get("pods") or []):
@@ -204,6 +224,7 @@ def parse_scenario(
         description=raw.get("description", ""),
         tags=tuple(raw.get("tags") or ()),
         reference=raw.get("reference", ""),
+        notes=tuple(errs.notes),
     )
     return scenario, []
 
@@ -218,22 +239,11 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
 
 
 def _nodes(raw: Any, default: int) -> tuple[str, ...]:
-    if isinstance(raw, list):
+    """Node names from a count, a list of names, or a mapping of name to labels."""
+    if isinstance(raw, list | Mapping):
         return tuple(raw)
     count = raw if isinstance(raw, int) else default
     return tuple(f"node-{i + 1}" for i in range(count))
-
-
-def _upstream_model(state: State) -> None:
-    """Upstream's model: namespaces x, y, z (ns=x); pods a, b, c (pod=a); 80/81 on each protocol."""
-    ports = tuple(
-        ContainerPort(port, proto, f"serve-{port}-{proto.lower()}") for port in UPSTREAM_PORTS for proto in PROTOCOLS
-    )
-    for ns in UPSTREAM_NAMESPACES:
-        state.add_namespace(ns, {"ns": ns})
-    for ns in UPSTREAM_NAMESPACES:
-        for name in UPSTREAM_PODS:
-            state.add_pod(Pod(ns, name, Labels({"pod": name}), ports=ports))
 
 
 _POD_FIELD_MAP = (
@@ -286,23 +296,32 @@ def _pod(entry: Mapping[str, Any], path: str, errs: _Errors) -> Pod | None:
 
 
 def _policy(manifest: Mapping[str, Any], path: str, errs: _Errors) -> dict[str, Any] | None:
-    """Default kind/apiVersion and check the manifest with the object model (placeholders aside)."""
+    """Default kind/apiVersion and check the manifest with the object model (placeholders aside).
+
+    A NetworkPolicy may leave out ``kind`` and ``apiVersion`` and its namespace (``default``);
+    a ClusterNetworkPolicy says ``kind: ClusterNetworkPolicy`` and may leave out ``apiVersion``.
+    """
     out = dict(manifest)
     kind = out.setdefault("kind", "NetworkPolicy")
-    out.setdefault("apiVersion", "networking.k8s.io/v1")
-    if kind != "NetworkPolicy":
-        errs.add(_join(path, "kind"), f'"{kind}" is not supported here: only NetworkPolicy manifests')
+    if kind not in POLICY_KINDS:
+        errs.add(_join(path, "kind"), f'"{kind}" is not supported here: only {" and ".join(POLICY_KINDS)} manifests')
         return None
-    if out["apiVersion"] != "networking.k8s.io/v1":
-        errs.add(_join(path, "apiVersion"), f'"{out["apiVersion"]}" is not supported (networking.k8s.io/v1)')
+    out.setdefault("apiVersion", POLICY_KINDS[kind])
+    if out["apiVersion"] != POLICY_KINDS[kind]:
+        errs.add(_join(path, "apiVersion"), f'"{out["apiVersion"]}" is not supported ({POLICY_KINDS[kind]})')
         return None
     meta = out.get("metadata")
-    if isinstance(meta, Mapping) and not meta.get("namespace"):
+    if kind == "NetworkPolicy" and isinstance(meta, Mapping) and not meta.get("namespace"):
         out["metadata"] = {**meta, "namespace": "default"}
     # Placeholders are checked when the step is replayed; here they stand in as a valid address.
     probe = _fill_dummy(out)
     try:
-        parse_network_policy(probe, errs.source)
+        if kind == CNP_KIND:
+            for note in fail_closed_notes(parse_cluster_network_policy(probe, errs.source)):
+                where = f"{errs.source}: {errs.obj}: " + (f"{path}: " if path else "")
+                errs.note(where + note.removeprefix(f"{errs.source}: "))
+        else:
+            parse_network_policy(probe, errs.source)
     except ParseFailure as failure:
         for err in failure.errors:
             errs.add(_join(path, err.path), err.message)
@@ -311,14 +330,23 @@ def _policy(manifest: Mapping[str, Any], path: str, errs: _Errors) -> dict[str, 
 
 
 def _fill_dummy(manifest: Mapping[str, Any]) -> Any:
+    """``manifest`` with each placeholder replaced by a stand-in of the right shape: one address
+    per pod named, all in 10.0.0.0/24 (so that two pods' /32s stay distinct, as lists of
+    networks must be, while wider networks of different pods are one, as pods of a node are),
+    and its network of the placeholder's prefix (so except-in-cidr checks hold)."""
     from conformance.state import PLACEHOLDER
+
+    stand_ins: dict[str, str] = {}
+
+    def stand_in(match: re.Match[str]) -> str:
+        address = stand_ins.setdefault(match.group(2), f"10.0.0.{len(stand_ins) % 254 + 1}")
+        if match.group(1) == "ip":
+            return address
+        return str(ipaddress.ip_network(f"{address}/{match.group(3) or 32}", strict=False))
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):
-            # Stand-ins of the right shape: prefixes keep their length so except-in-cidr checks hold.
-            return PLACEHOLDER.sub(
-                lambda m: "10.0.0.1" if m.group(1) == "ip" else f"10.0.0.0/{m.group(3) or 32}", value
-            )
+            return PLACEHOLDER.sub(stand_in, value)
         if isinstance(value, Mapping):
             return {k: fill(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -360,7 +388,8 @@ def _action(entry: Mapping[str, Any], path: str, errs: _Errors) -> Action | None
         return Action("apply", policies=tuple(policies), path=bpath)
     if verb == "delete":
         what, target = next(iter(body.items()))
-        return Action(f"delete-{what}", target, path=f"{bpath}.{what}")
+        kind = "cluster-policy" if what == "clusterNetworkPolicy" else what
+        return Action(f"delete-{kind}", target, path=f"{bpath}.{what}")
     if verb == "label":
         what = "pod" if "pod" in body else "namespace"
         labels = body.get("set") or {}
@@ -401,12 +430,11 @@ def _replay(state: State, steps: Sequence[Step], source: Source, errs: _Errors) 
                 errs.add(exc.path or action.path, exc.message)
                 return
         workloads = current.workloads()
-        for key, manifest in current.policies.items():
+        named = [("NetworkPolicy", current.policies), (CNP_KIND, current.cluster_policies)]
+        for kind, key, manifest in ((kind, k, m) for kind, table in named for k, m in table.items()):
             missing = [k for k in placeholders(manifest) if k not in workloads.pod_by_key]
             if missing:
-                errs.add(
-                    f"steps[{step.index}]", f"NetworkPolicy {key} names pod {missing[0]!r}, which does not exist here"
-                )
+                errs.add(f"steps[{step.index}]", f"{kind} {key} names pod {missing[0]!r}, which does not exist here")
                 return
         try:
             cluster, _manifests = materialize(current, workloads, source.file)
@@ -448,7 +476,8 @@ def _shared_address(cluster: Cluster) -> str:
 def _manifest_scenario(
     path: str, docs: list[tuple[Source, Any]], default_nodes: int
 ) -> tuple[list[Scenario], list[ObjectError]]:
-    """A file of Namespaces, Pods and NetworkPolicies (lists too) as a one-step scenario."""
+    """A file of Namespaces, Nodes, Pods, NetworkPolicies and ClusterNetworkPolicies (lists too)
+    as a one-step scenario."""
     objects = ObjectSet(keep_raw=True)
     add_documents(objects, docs)
     if objects.errors:
@@ -461,6 +490,7 @@ def _manifest_scenario(
             + tuple(n for n in _nodes(None, default_nodes) if n not in named_nodes)[: default_nodes - len(named_nodes)]
         )
     state = State(nodes)
+    state.node_labels = {n: objects.nodes[n].labels for n in nodes if n in objects.nodes}
     for ns in objects.namespaces.values():
         state.add_namespace(ns.name, {k: v for k, v in ns.labels.items() if k != "kubernetes.io/metadata.name"})
     for pod in sorted(objects.pods.values(), key=lambda p: p.key):
@@ -469,15 +499,23 @@ def _manifest_scenario(
         state.add_pod(pod)
     name = os.path.splitext(os.path.basename(path))[0]
     errs = _Errors(Source(path), f"scenario {name}")
-    for key, policy in sorted(objects.policies.items()):
-        manifest = _policy(objects.raw[("NetworkPolicy", key)], "", _Errors(policy.source, errs.obj))
-        if manifest is not None:
-            state.set_policy(manifest)
+    kept = [("NetworkPolicy", objects.policies), (CNP_KIND, objects.cluster_policies)]
+    for kind, table in kept:
+        for key, policy in sorted(table.items()):
+            located = _Errors(policy.source, errs.obj)
+            manifest = _policy(objects.raw[(kind, key)], "", located)
+            errs.notes.extend(located.notes)
+            if manifest is not None:
+                state.set_policy(manifest)
     step = Step(0)
     _replay(state, [step], Source(path), errs)
     if errs.items:
         return [], errs.items
     skipped = ", ".join(f"{k} x{n}" for k, n in sorted(objects.skipped.items()))
     description = f"manifest file ({skipped} ignored)" if skipped else "manifest file"
-    inputs = finish(objects).summary()
-    return [Scenario(name, path, nodes, state, (step,), description=description, inputs=inputs)], []
+    loaded = finish(objects)
+    loaded.not_evaluated = ()  # the harness passes ClusterNetworkPolicies on to the simulator and the enforcer
+    scenario = Scenario(
+        name, path, nodes, state, (step,), description=description, inputs=loaded.summary(), notes=tuple(errs.notes)
+    )
+    return [scenario], []

@@ -1,7 +1,8 @@
 """The desired state of a scenario's cluster, and how each step's actions change it.
 
-A :class:`State` holds namespaces (user labels), pods (model Pods, IP possibly empty) and
-NetworkPolicies as raw manifests (what a backend applies or writes). Policies may name pod
+A :class:`State` holds nodes (their labels), namespaces (user labels), pods (model Pods, IP
+possibly empty), NetworkPolicies and ClusterNetworkPolicies as raw manifests (what a
+backend applies or writes). Policies of either kind may name pod
 addresses through placeholders, so that the same scenario runs where IPs are assigned by
 the cluster (kind): ``${ip x/b}`` is pod x/b's address and ``${net x/b 4}`` the /4 network
 that contains it (upstream's ``makeLargeCIDRForIP``). :func:`render` fills them in with the
@@ -17,11 +18,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kube.load import ObjectSet, build_cluster
+from kube.load import CNP_KIND, ObjectSet, build_cluster
 from kube.model import NAMESPACE_NAME_LABEL, Cluster, Labels, Namespace, Node, Pod, Source, raw_key
-from kube.parse import ParseFailure, parse_network_policy
+from kube.parse import ParseFailure, parse_cluster_network_policy, parse_network_policy
 
 PLACEHOLDER = re.compile(r"\$\{\s*(ip|net)\s+([^\s/}]+/[^\s}]+?)(?:\s+(\d+))?\s*\}")
+# What the kubelet labels every node with (a ClusterNetworkPolicy ``nodes`` peer selects on
+# node labels; upstream's conformance tests select ``kubernetes.io/os: linux``).
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+OS_LABEL = "kubernetes.io/os"
 
 
 class StateError(ValueError):
@@ -35,7 +40,10 @@ class StateError(ValueError):
 
 @dataclass(frozen=True)
 class Action:
-    """One change to the cluster. ``kind`` is one of ACTION_KINDS; ``path`` locates it."""
+    """One change to the cluster. ``kind`` is one of ACTION_KINDS; ``path`` locates it.
+
+    ``policies`` of an ``apply`` are NetworkPolicy and ClusterNetworkPolicy manifests.
+    """
 
     kind: str
     target: str = ""
@@ -49,6 +57,7 @@ class Action:
 ACTION_KINDS = (
     "apply",
     "delete-policy",
+    "delete-cluster-policy",
     "delete-pod",
     "delete-namespace",
     "label-pod",
@@ -60,15 +69,29 @@ ACTION_KINDS = (
 
 @dataclass
 class State:
-    """Namespaces, pods and policies the cluster should hold after the steps so far."""
+    """Namespaces, pods and policies the cluster should hold after the steps so far.
+
+    ``policies`` are NetworkPolicies by ``namespace/name``, ``cluster_policies``
+    ClusterNetworkPolicies by name; ``node_labels`` are a scenario's own node labels (the
+    kubelet's are added by :meth:`workloads`).
+    """
 
     nodes: tuple[str, ...]
     namespaces: dict[str, Labels] = field(default_factory=dict)
     pods: dict[str, Pod] = field(default_factory=dict)
     policies: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    cluster_policies: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    node_labels: dict[str, Labels] = field(default_factory=dict)
 
     def copy(self) -> State:
-        return State(self.nodes, dict(self.namespaces), dict(self.pods), dict(self.policies))
+        return State(
+            self.nodes,
+            dict(self.namespaces),
+            dict(self.pods),
+            dict(self.policies),
+            dict(self.cluster_policies),
+            dict(self.node_labels),
+        )
 
     # -- building ------------------------------------------------------------------
     def add_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> None:
@@ -86,7 +109,15 @@ class State:
         self.pods[pod.key] = pod
 
     def set_policy(self, manifest: Mapping[str, Any]) -> None:
-        self.policies[raw_key("NetworkPolicy", manifest)] = manifest
+        """Create or replace a NetworkPolicy or a ClusterNetworkPolicy (by its ``kind``)."""
+        if manifest.get("kind") == CNP_KIND:
+            self.cluster_policies[raw_key(CNP_KIND, manifest)] = manifest
+        else:
+            self.policies[raw_key("NetworkPolicy", manifest)] = manifest
+
+    def node_labels_of(self, name: str) -> Labels:
+        """A node's labels: the kubelet's well-known ones, then the scenario's own."""
+        return Labels({**kubelet_labels(name), **self.node_labels.get(name, Labels())})
 
     # -- actions -------------------------------------------------------------------
     def apply(self, action: Action) -> None:
@@ -98,6 +129,9 @@ class State:
         elif kind == "delete-policy":
             self._require(self.policies, action.target, "NetworkPolicy", action.path)
             del self.policies[action.target]
+        elif kind == "delete-cluster-policy":
+            self._require(self.cluster_policies, action.target, CNP_KIND, action.path)
+            del self.cluster_policies[action.target]
         elif kind == "delete-pod":
             self._require(self.pods, action.target, "pod", action.path)
             del self.pods[action.target]
@@ -136,13 +170,18 @@ class State:
         """Namespaces, nodes and pods (IPs allocated deterministically), without policies."""
         objects = ObjectSet()
         for name in self.nodes:
-            objects.add(Node(name, (node_ips or {}).get(name, "")))
+            objects.add(Node(name, (node_ips or {}).get(name, ""), labels=self.node_labels_of(name)))
         for name, labels in self.namespaces.items():
             objects.add(Namespace(name, labels.with_label(NAMESPACE_NAME_LABEL, name)))
         for pod in self.pods.values():
             objects.add(pod)
         cluster, _notes = build_cluster(objects)
         return cluster
+
+
+def kubelet_labels(node: str) -> Labels:
+    """The labels the kubelet gives every (Linux) node."""
+    return Labels({HOSTNAME_LABEL: node, OS_LABEL: "linux"})
 
 
 def _relabel(labels: Labels, action: Action) -> Labels:
@@ -198,21 +237,28 @@ def placeholders(manifest: Mapping[str, Any]) -> list[str]:
 
 
 def materialize(state: State, workloads: Cluster, source: str = "<scenario>") -> tuple[Cluster, list[dict[str, Any]]]:
-    """The full Cluster (workloads plus parsed policies) and the rendered policy manifests.
+    """The full Cluster (workloads plus parsed policies of both kinds) and the rendered manifests
+    (NetworkPolicies, then ClusterNetworkPolicies, each sorted by key).
 
     Raises StateError (placeholders) or ParseFailure-derived StateError (invalid policy).
     """
     manifests = []
-    policies = []
-    for key in sorted(state.policies):
-        rendered = render(state.policies[key], workloads)
-        try:
-            policies.append(parse_network_policy(rendered, Source(source)))
-        except ParseFailure as failure:
-            first = failure.errors[0]
-            raise StateError(first.path, f"NetworkPolicy {key}: {first.message}") from None
-        manifests.append(rendered)
-    return replace(workloads, policies=tuple(policies)), manifests
+    parsed: dict[str, list[Any]] = {"NetworkPolicy": [], CNP_KIND: []}
+    tables = (
+        ("NetworkPolicy", state.policies, parse_network_policy),
+        (CNP_KIND, state.cluster_policies, parse_cluster_network_policy),
+    )
+    for kind, table, parse in tables:
+        for key in sorted(table):
+            rendered = render(table[key], workloads)
+            try:
+                parsed[kind].append(parse(rendered, Source(source)))
+            except ParseFailure as failure:
+                first = failure.errors[0]
+                raise StateError(first.path, f"{kind} {key}: {first.message}") from None
+            manifests.append(rendered)
+    cluster = replace(workloads, policies=tuple(parsed["NetworkPolicy"]), cluster_policies=tuple(parsed[CNP_KIND]))
+    return cluster, manifests
 
 
 def sequence_keys(pods: Sequence[Pod]) -> list[str]:

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any, TextIO
 
 import yaml
@@ -198,6 +199,55 @@ def _json_path_to(root: Any, target: Any) -> str:
     return ""
 
 
+class Located(dict):  # type: ignore[type-arg]
+    """An object as read, with the 1-based line it starts on: for CI annotations that point at
+    the file and line of a policy or manifest."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, items: dict[str, Any], line: int) -> None:
+        super().__init__(items)
+        self.line = line
+
+
+# Located objects dump as the mappings they are (scenarios and tests write what they read).
+for _dumper in {yaml.SafeDumper, getattr(yaml, "CSafeDumper", yaml.SafeDumper), yaml.Dumper}:
+    _dumper.add_representer(Located, yaml.representer.SafeRepresenter.represent_dict)
+
+
+def _located(node: yaml.Node, doc: Any, offset: int) -> Any:
+    """``doc`` with its start line, and the items of a list document with theirs."""
+    if not isinstance(node, yaml.MappingNode) or not isinstance(doc, dict):
+        return doc
+    out = Located(doc, node.start_mark.line + 1 + offset)
+    items = out.get("items")
+    if isinstance(items, list):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == "items" and isinstance(value, yaml.SequenceNode):
+                out["items"] = [_located(child, item, offset) for child, item in zip(value.value, items, strict=False)]
+                break
+    return out
+
+
+def list_item_lines(text: str, key: str) -> list[int]:
+    """The 1-based lines where the items of the top-level list ``key`` of a one-document YAML
+    text start (for pointing at an entry of a config file); [] when there is no such list.
+    Call it on text the strict reader accepted: it re-reads the structure, not the values."""
+    loader = _Base(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError:
+        return []
+    finally:
+        loader.dispose()
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for k, value in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.value == key and isinstance(value, yaml.SequenceNode):
+            return [child.start_mark.line + 1 for child in value.value]
+    return []
+
+
 class JsonSyntaxError(DocumentError):
     """Text that is not JSON at all (it may still be YAML, whose flow style looks alike)."""
 
@@ -347,7 +397,7 @@ def _parse_chunk(chunk: str, offset: int) -> Iterator[Any]:
                         f"aliases expand {written:,} written nodes to {expanded:,}: refused as a resource bomb",
                         node.start_mark.line + 1,
                     )
-                yield loader.construct_document(node)
+                yield _located(node, loader.construct_document(node), offset)
             except RecursionError:
                 yield DocumentError(f"nested deeper than {MAX_DEPTH} levels", node.start_mark.line + 1 + offset)
             except DocumentError as exc:
@@ -425,7 +475,7 @@ def _parse_text(text: str, name: str) -> Iterator[tuple[Source, Any] | ObjectErr
             if not _objects_in(doc):
                 yield ObjectError(Source(name), "", "", "holds no objects (null, an empty object or an empty list)")
             else:
-                yield (Source(name, 0), doc)
+                yield (Source(name, 0, _json_line(text) if not _is_list(doc) else None), doc)
             return
     found = 0
     empty = 0
@@ -435,7 +485,7 @@ def _parse_text(text: str, name: str) -> Iterator[tuple[Source, Any] | ObjectErr
             found += 1  # a document, if a bad one: the file was not empty
         elif doc is not None:
             found += _objects_in(doc)
-            yield (Source(name, index), doc)
+            yield (Source(name, index, getattr(doc, "line", None)), doc)
         else:
             empty += 1
             if empty > MAX_EMPTY_DOCUMENTS:
@@ -449,6 +499,11 @@ def _parse_text(text: str, name: str) -> Iterator[tuple[Source, Any] | ObjectErr
 
 
 _NOT_JSON = object()
+
+
+def _json_line(text: str) -> int:
+    """The line a whole-file JSON object starts on (after leading blank lines)."""
+    return text[: len(text) - len(text.lstrip())].count("\n") + 1
 
 
 def _is_list(doc: Any) -> bool:
@@ -479,7 +534,8 @@ def flatten(source: Source, doc: Any) -> Iterator[tuple[Source, Any] | ObjectErr
             return
         for i, item in enumerate(items):
             if isinstance(item, Mapping):
-                yield from flatten(source, item)
+                line = getattr(item, "line", None)
+                yield from flatten(replace(source, line=line) if line is not None else source, item)
             elif isinstance(item, DocumentError):  # refused when read (see _check_json_items)
                 yield ObjectError(source, item.obj or kind, item.path, f"{item}{item.where()}")
             else:

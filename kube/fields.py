@@ -3,7 +3,8 @@
 A misspelled field is not harmless here: ``ipBlock.excpet`` would drop the except, and
 ``ports: [{prot: 443}]`` would open every port. The API's field names and types come from
 ``kube/fields.json`` (derived from the official client's models by
-``scripts/gen_kube_fields.py``). ``null`` stands for an absent field, as for the API.
+``scripts/gen_kube_fields.py``; ClusterNetworkPolicy's, a CRD's, are written out there and
+checked against the upstream CRD). ``null`` stands for an absent field, as for the API.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ ROOT_TYPES = {
     for kind in ("NetworkPolicy", "Pod", "Namespace", "Node", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet",
                  "Job", "CronJob", "ReplicationController")
 }
+ROOT_TYPES["ClusterNetworkPolicy"] = "V1alpha2ClusterNetworkPolicy"  # a CRD: its table is written out by the script
 # Maps of quantities ("1", 1, "500m"): strings in the client's models, numbers accepted too.
 QUANTITY_MAPS = {"limits", "requests", "overhead", "capacity", "allocatable", "allocatedResources"}
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})\Z")
@@ -64,7 +66,7 @@ def unknown_fields(raw: Mapping[str, Any], kind: str) -> Iterator[tuple[str, str
         for key, item in value.items():
             spec = fields.get(key) if isinstance(key, str) else None
             if spec is None:
-                yield (f"{path}.{key}" if path else str(key)), _unknown(key, _types()[type_name])
+                yield (f"{path}.{key}" if path else str(key)), unknown_field(key, _types()[type_name])
                 continue
             if item is None or spec[0] == _ANY:
                 continue
@@ -138,7 +140,8 @@ def _not(value: Any) -> str:
     return f"not {type(value).__name__} {shown if len(shown) <= 60 else shown[:60] + '...'}"
 
 
-def _unknown(key: Any, fields: Mapping[str, str]) -> str:
+def unknown_field(key: Any, fields: Mapping[str, str]) -> str:
+    """``unknown field "x"`` with the closest of ``fields`` ("did you mean") or all of them."""
     message = f"unknown field {json.dumps(key, default=str)}"
     close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
     if not close:

@@ -1,4 +1,5 @@
-"""Load Namespaces, Pods, Nodes and NetworkPolicies from files, stdin or a live cluster.
+"""Load Namespaces, Pods, Nodes, NetworkPolicies, workloads and ClusterNetworkPolicies from
+files, stdin or a live cluster.
 
 Accepts YAML (multi-document), JSON, ``kind: List`` (what ``kubectl get -A -o yaml``
 prints) and directories (recursively). Other kinds are skipped and counted. One bad
@@ -19,9 +20,12 @@ from typing import Any, TextIO
 from kube.documents import flatten, read_documents
 from kube.errors import ObjectError
 from kube.model import (
+    CNP_API_VERSION,
     NAMESPACE_NAME_LABEL,
     WORKLOAD_KINDS,
     Cluster,
+    ClusterNetworkPolicy,
+    CNPAction,
     Labels,
     Namespace,
     NetworkPolicy,
@@ -36,21 +40,23 @@ from kube.parse import PARSERS, ParseFailure, object_name
 DEFAULT_POD_CIDR = "10.244.0.0/16"  # kind's default pod subnet
 DEFAULT_NODE_CIDR = "172.18.0.0/16"  # kind's default node network
 TERMINATED_PHASES = ("Succeeded", "Failed")
-# The kinds the model holds, and the ObjectSet table of each: the one kind table.
-KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node")
+# The kinds the enforcer's daemon keeps (KINDS), and the ObjectSet table of every kind read.
+CNP_KIND = "ClusterNetworkPolicy"
+KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node", CNP_KIND)
 _TABLES = {
     "Namespace": "namespaces", "Pod": "pods", "NetworkPolicy": "policies", "Node": "nodes",
-    **{kind: "workloads" for kind in WORKLOAD_KINDS},
+    CNP_KIND: "cluster_policies", **{kind: "workloads" for kind in WORKLOAD_KINDS},
 }
 API_VERSIONS = {
     "Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1", "Node": "v1",
+    CNP_KIND: CNP_API_VERSION,
     "Deployment": "apps/v1", "ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
     "Job": "batch/v1", "CronJob": "batch/v1", "ReplicationController": "v1",
 }
 
 
 # kubectl's short names and resource names: never a kind, but clearly meant as one.
-_SHORT_NAMES = {"ns": "Namespace", "po": "Pod", "no": "Node", "netpol": "NetworkPolicy"}
+_SHORT_NAMES = {"ns": "Namespace", "po": "Pod", "no": "Node", "netpol": "NetworkPolicy", "cnp": CNP_KIND}
 
 
 def near_miss(kind: str) -> str | None:
@@ -61,7 +67,7 @@ def near_miss(kind: str) -> str | None:
         return _SHORT_NAMES[low]
     if low == "list" and kind != "List":
         return "List"
-    for known in (*KINDS, *WORKLOAD_KINDS):
+    for known in (*KINDS, *WORKLOAD_KINDS, CNP_KIND):
         k = known.lower()
         plurals = {k + "s", k + "es", k[:-1] + "ies"}
         if low == k or low in plurals or _edits(low, k) <= (2 if len(k) >= 8 else 1):
@@ -88,6 +94,9 @@ class LoadResult:
     skipped: Counter[str] = field(default_factory=Counter)  # kinds the tools do not read
     notes: list[str] = field(default_factory=list)
     left_out: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, reason) of objects read, not used
+    # Kinds loaded into the cluster that the tool reading it does not evaluate yet: counted as
+    # ignored, not used. A tool that evaluates ClusterNetworkPolicies sets this to ().
+    not_evaluated: tuple[str, ...] = (CNP_KIND,)
 
     def inputs(self) -> dict[str, Any]:
         """What was used and what was not, and why: the ``inputs`` object of every tool's JSON."""
@@ -99,8 +108,12 @@ class LoadResult:
             "Node": len(c.nodes),
         }
         used.update(sorted(Counter(w.kind for w in c.workloads).items()))
+        if c.cluster_policies:
+            used[CNP_KIND] = len(c.cluster_policies)
         other = "not a kind these tools read"
         ignored = [{"kind": k, "count": n, "reason": other} for k, n in sorted(self.skipped.items())]
+        ignored += [{"kind": k, "count": used.pop(k), "reason": "read, but not yet evaluated by this tool"}
+                    for k in self.not_evaluated if k in used]
         ignored += [{"kind": k, "count": n, "reason": why} for (k, why), n in sorted(self.left_out.items())]
         invalid = Counter(e.kind or "unreadable document" for e in self.errors)
         return {
@@ -132,6 +145,7 @@ class ObjectSet:
     policies: dict[str, NetworkPolicy] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
     workloads: dict[str, Workload] = field(default_factory=dict)  # by ns/name[Kind]
+    cluster_policies: dict[str, ClusterNetworkPolicy] = field(default_factory=dict)
     errors: list[ObjectError] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
@@ -178,6 +192,8 @@ class ObjectSet:
                 self.errors.append(ObjectError(source, name, err.path, err.message, kind, key))
             return
         self.add(obj)
+        if isinstance(obj, ClusterNetworkPolicy):
+            self.notes.extend(fail_closed_notes(obj))
         if self.keep_raw:
             self.raw[(kind, raw_key(kind, raw))] = raw
 
@@ -193,13 +209,31 @@ class ObjectSet:
             objects.table(kind).update(table)
         return objects
 
-    def add(self, obj: Namespace | Pod | NetworkPolicy | Node | Workload) -> None:
+    def add(self, obj: Namespace | Pod | NetworkPolicy | Node | Workload | ClusterNetworkPolicy) -> None:
         """Keep a parsed object; a second object with the same identity replaces the first."""
         table = self.table(obj.kind if isinstance(obj, Workload) else type(obj).__name__)
         key = obj.name if isinstance(obj, Namespace | Node) else obj.key
         if key in table:
             self.notes.append(f"{type(obj).__name__} {key} appears twice; {obj.source} replaces {table[key].source}")
         table[key] = obj
+
+
+def fail_closed_notes(policy: ClusterNetworkPolicy) -> list[str]:
+    """One located note per peer of ``policy`` that is not understood, saying what its rule does."""
+    notes = []
+    for direction, path, rule, peer in policy.unsupported_peers():
+        traffic = f"all {direction.word} traffic of the policy's subject"
+        if rule.action is CNPAction.ACCEPT:
+            effect = "this Accept rule matches no traffic"
+        elif rule.action is CNPAction.DENY:
+            effect = f"this Deny rule denies {traffic}"
+        else:
+            effect = f"this Pass rule is treated as denying {traffic}"
+        if peer.field == "domainNames" and rule.action is not CNPAction.ACCEPT:
+            effect += " (the API allows domainNames only in Accept rules)"
+        notes.append(f"{policy.source}: {CNP_KIND} {policy.name}: {path}: not supported: {peer.reason}; "
+                     f"fail closed: {effect}")
+    return notes
 
 
 def build_cluster(
@@ -287,6 +321,7 @@ def build_cluster(
         policies=tuple(objects.policies[k] for k in sorted(objects.policies)),
         nodes=tuple(nodes[n] for n in sorted(nodes)),
         workloads=tuple(objects.workloads[k] for k in sorted(objects.workloads)),
+        cluster_policies=tuple(objects.cluster_policies[k] for k in sorted(objects.cluster_policies)),
     )
     return cluster, notes
 
@@ -425,7 +460,8 @@ def load_live(
     pod_cidr: str = DEFAULT_POD_CIDR,
     node_cidr: str = DEFAULT_NODE_CIDR,
 ) -> LoadResult:
-    """Load Namespaces, Nodes, Pods and NetworkPolicies from a live cluster."""
+    """Load Namespaces, Nodes, Pods, NetworkPolicies and ClusterNetworkPolicies from a live cluster
+    (a cluster without the ClusterNetworkPolicy CRD, or not letting us list them, gives a note)."""
     from kubernetes import client, config  # imported here: only live loading needs it
 
     if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ:
@@ -443,15 +479,35 @@ def load_live(
         ("NetworkPolicy", net.list_network_policy_for_all_namespaces),
     ]
     for kind, lister in listings:
-        # Raw JSON, as npm.daemon.sources.watch reads it: the client's model classes would reject a whole list
-        # for one object that lacks a field they require, instead of one located error.
-        response = lister(_preload_content=False, _request_timeout=(10, 120))  # never hang
-        try:
-            items = json.loads(response.data).get("items") or []
-        finally:
-            response.release_conn()
-        for index, raw in enumerate(items):
-            if isinstance(raw, dict):
-                raw.setdefault("kind", kind)  # list items carry no kind
-            objects.add_raw(Source(f"cluster:{kind}", index), raw)
+        _add_listed(objects, kind, lister)
+    group, _, version = CNP_API_VERSION.partition("/")
+    custom = client.CustomObjectsApi(api)
+    try:
+        _add_listed(objects, CNP_KIND, lambda **kw: custom.list_cluster_custom_object(
+            group, version, "clusternetworkpolicies", **kw))
+    except client.ApiException as exc:
+        # An optional CRD: a cluster without it (or a reader not allowed it) has no such policies to read.
+        if exc.status == 404:
+            objects.notes.append(f"no {CNP_KIND} read: the cluster does not serve {CNP_API_VERSION} "
+                                 "(its CRD is not installed)")
+        elif exc.status == 403:
+            objects.notes.append(f"no {CNP_KIND} read: listing clusternetworkpolicies.{group} is forbidden "
+                                 "(RBAC); any that exist are not taken into account")
+        else:
+            raise
     return finish(objects, pod_cidr=pod_cidr, node_cidr=node_cidr)
+
+
+def _add_listed(objects: ObjectSet, kind: str, lister: Any) -> None:
+    """List every object of ``kind`` with ``lister`` (a kubernetes client list call) into ``objects``."""
+    # Raw JSON, as npm.daemon.sources.watch reads it: the client's model classes would reject a whole list
+    # for one object that lacks a field they require, instead of one located error.
+    response = lister(_preload_content=False, _request_timeout=(10, 120))  # never hang
+    try:
+        items = json.loads(response.data).get("items") or []
+    finally:
+        response.release_conn()
+    for index, raw in enumerate(items):
+        if isinstance(raw, dict):
+            raw.setdefault("kind", kind)  # list items carry no kind
+        objects.add_raw(Source(f"cluster:{kind}", index), raw)

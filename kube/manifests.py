@@ -80,6 +80,30 @@ def policy(ns: str, name: str, spec: Mapping[str, Any]) -> Raw:
     }
 
 
+def cluster_network_policy(
+    name: str,
+    *,
+    tier: str = "Admin",
+    priority: int = 0,
+    subject: Mapping[str, Any] | None = None,
+    ingress: Sequence[Mapping[str, Any]] = (),
+    egress: Sequence[Mapping[str, Any]] = (),
+) -> Raw:
+    """A raw policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy; ``subject`` (every pod of every
+    namespace when None) and the rules as written in YAML. Empty rule lists are left out."""
+    spec: Raw = {"tier": tier, "priority": priority, "subject": dict(subject or {"namespaces": {}})}
+    if ingress:
+        spec["ingress"] = [dict(r) for r in ingress]
+    if egress:
+        spec["egress"] = [dict(r) for r in egress]
+    return {
+        "apiVersion": "policy.networking.k8s.io/v1alpha2",
+        "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
 class BuildError(ValueError):
     """Raised by ``cluster_of`` when an object does not validate."""
 

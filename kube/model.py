@@ -57,13 +57,17 @@ class Direction(StrEnum):
         """The policy's rules in this direction."""
         return policy.ingress if self is Direction.INGRESS else policy.egress
 
+    def cnp_rules(self, policy: ClusterNetworkPolicy) -> tuple[CNPRule, ...]:
+        """A ClusterNetworkPolicy's rules in this direction, in written (precedence) order."""
+        return policy.ingress if self is Direction.INGRESS else policy.egress
+
 
 INGRESS = Direction.INGRESS
 EGRESS = Direction.EGRESS
 DIRECTIONS = (INGRESS, EGRESS)
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DEFAULT_NAMESPACE = "default"
-CLUSTER_SCOPED_KINDS = frozenset({"Namespace", "Node"})
+CLUSTER_SCOPED_KINDS = frozenset({"Namespace", "Node", "ClusterNetworkPolicy"})
 
 
 def object_key(kind: str, namespace: str | None, name: str) -> str:
@@ -269,6 +273,7 @@ class Source:
 
     file: str = "<memory>"
     document: int | None = None
+    line: int | None = None  # 1-based line where the object starts (YAML; JSON only for a whole-file object)
 
     def __str__(self) -> str:
         return self.file if self.document is None else f"{self.file}[{self.document}]"
@@ -290,6 +295,8 @@ class NetworkPolicy:
     uid: str = ""
     resource_version: str = ""
     source: Source = field(default=NO_SOURCE, compare=False)
+    # metadata.annotations, kept for tools that read their own (npm-sim.io/ignore); never policy
+    annotations: Labels = field(default_factory=Labels, compare=False)
 
     @property
     def key(self) -> str:
@@ -354,6 +361,7 @@ class Namespace:
     labels: Labels = field(default_factory=Labels)
     implicit: bool = False  # created because a pod or policy named it, not loaded
     source: Source = field(default=NO_SOURCE, compare=False)
+    annotations: Labels = field(default_factory=Labels, compare=False)  # see NetworkPolicy.annotations
 
 
 @dataclass(frozen=True)
@@ -365,6 +373,7 @@ class Node:
     ip_allocated: bool = False  # made up by the simulator: no input said where the node is
     source: Source = field(default=NO_SOURCE, compare=False)
     ip_from: str = ""  # where the address came from: InternalIP, a pod's hostIP, a hostNetwork pod's podIP
+    labels: Labels = field(default_factory=Labels)  # what a ClusterNetworkPolicy ``nodes`` peer selects on
 
 
 WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicationController")
@@ -390,6 +399,164 @@ class Workload:
         return f"{self.namespace}/{self.name}[{self.kind}]"
 
 
+CNP_API_VERSION = "policy.networking.k8s.io/v1alpha2"
+
+
+class CNPTier(StrEnum):
+    """``spec.tier``: Admin is evaluated before NetworkPolicy, Baseline after it."""
+
+    ADMIN = "Admin"
+    BASELINE = "Baseline"
+
+
+class CNPAction(StrEnum):
+    """A ClusterNetworkPolicy rule's ``action``."""
+
+    ACCEPT = "Accept"
+    DENY = "Deny"
+    PASS = "Pass"
+
+
+@dataclass(frozen=True)
+class CNPPods:
+    """Pods chosen by their namespace's labels AND their own labels.
+
+    The policy's subject and the ``namespaces`` and ``pods`` peers are all this: the
+    ``namespaces`` form is ``pods`` with an empty ``pod_selector`` (every pod of the selected
+    namespaces); ``written_as`` keeps which form the manifest used, for messages only.
+    Host-network pods are never chosen (the API says so for subjects and for both peers).
+    """
+
+    namespace_selector: LabelSelector = field(default_factory=LabelSelector)
+    pod_selector: LabelSelector = field(default_factory=LabelSelector)
+    written_as: str = "pods"  # "namespaces" or "pods"
+
+    def describe(self) -> str:
+        """``namespaces {app=x}`` or ``pods {ns-sel} / {pod-sel}``."""
+        if self.written_as == "namespaces":
+            return f"namespaces {{{self.namespace_selector.describe()}}}"
+        return f"pods {{{self.namespace_selector.describe()}}} / {{{self.pod_selector.describe()}}}"
+
+
+@dataclass(frozen=True)
+class CNPNetworks:
+    """An egress ``networks`` peer: addresses in any of the CIDRs (pod addresses included)."""
+
+    networks: tuple[IPNetwork, ...]  # host bits masked, in written order
+
+    def describe(self) -> str:
+        return "networks " + ",".join(str(n) for n in self.networks)
+
+
+@dataclass(frozen=True)
+class CNPNodes:
+    """An egress ``nodes`` peer (experimental): the addresses of the nodes the selector picks."""
+
+    node_selector: LabelSelector
+
+    def describe(self) -> str:
+        return f"nodes {{{self.node_selector.describe()}}}"
+
+
+@dataclass(frozen=True)
+class CNPUnsupportedPeer:
+    """A peer this implementation does not understand: ``domainNames`` (it needs DNS
+    interception), or a single field of a newer API version.
+
+    Its rule must fail closed, as the API defines it for the whole rule: an Accept rule
+    matches no traffic; a Deny or a Pass rule is treated as a "Deny all" rule (every
+    connection of its direction to or from the subject is denied).
+    """
+
+    field: str  # the peer's field as written, e.g. "domainNames"
+    reason: str  # why it is not understood, for messages
+
+    def describe(self) -> str:
+        return f"{self.field} (not supported: {self.reason})"
+
+
+CNPPeer = CNPPods | CNPNetworks | CNPNodes | CNPUnsupportedPeer
+
+
+@dataclass(frozen=True)
+class CNPPort:
+    """One entry of a rule's ``protocols``: a protocol with one port or an inclusive range (the
+    CRD requires a ``destinationPort``); or a named port (``destinationNamedPort``), which has no
+    protocol of its own: it is the port (and protocol) the destination pod declares by that name."""
+
+    protocol: str | None = None  # TCP, UDP or SCTP; None exactly for a named port
+    port: int | None = None  # set for a protocol entry; None exactly for a named port
+    end_port: int | None = None  # the range's inclusive end, always > port
+    named_port: str | None = None
+
+    @property
+    def is_named(self) -> bool:
+        return self.named_port is not None
+
+    def describe(self) -> str:
+        """``80/TCP``, ``80-90/TCP``, ``*/UDP`` or ``named:http``."""
+        if self.named_port is not None:
+            return f"named:{self.named_port}"
+        if self.port is None:
+            return f"*/{self.protocol}"
+        if self.end_port is not None:
+            return f"{self.port}-{self.end_port}/{self.protocol}"
+        return f"{self.port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class CNPRule:
+    """One ingress or egress rule of a ClusterNetworkPolicy.
+
+    ``peers`` is never empty (the API requires one); the rule applies when any peer matches.
+    Empty ``ports`` means every protocol and port.
+    """
+
+    action: CNPAction
+    peers: tuple[CNPPeer, ...]
+    ports: tuple[CNPPort, ...] = ()
+    name: str = ""
+
+    @property
+    def fails_closed(self) -> bool:
+        """Whether a peer is not understood, so the rule fails closed (see CNPUnsupportedPeer)."""
+        return any(isinstance(p, CNPUnsupportedPeer) for p in self.peers)
+
+
+@dataclass(frozen=True)
+class ClusterNetworkPolicy:
+    """A validated policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy (cluster-scoped).
+
+    Rules are in written order, which is their precedence within the policy; across
+    policies of a tier, lower ``priority`` goes first (equal priorities: the API leaves the
+    order to the implementation). An empty ``ingress``/``egress`` leaves that direction alone.
+    """
+
+    name: str
+    tier: CNPTier
+    priority: int  # 0..1000
+    subject: CNPPods
+    ingress: tuple[CNPRule, ...] = ()
+    egress: tuple[CNPRule, ...] = ()
+    uid: str = ""
+    resource_version: str = ""
+    source: Source = field(default=NO_SOURCE, compare=False)
+
+    @property
+    def key(self) -> str:
+        return object_key(type(self).__name__, None, self.name)
+
+    def unsupported_peers(self) -> Iterator[tuple[Direction, str, CNPRule, CNPUnsupportedPeer]]:
+        """``(direction, field path, rule, peer)`` of every peer not understood, e.g.
+        ``(EGRESS, "spec.egress[0].to[1].domainNames", rule, peer)``."""
+        for direction in DIRECTIONS:
+            for i, rule in enumerate(direction.cnp_rules(self)):
+                for j, peer in enumerate(rule.peers):
+                    if isinstance(peer, CNPUnsupportedPeer):
+                        path = f"spec.{direction.word}[{i}].{direction.peer_field}[{j}].{peer.field}"
+                        yield direction, path, rule, peer
+
+
 @dataclass(frozen=True)
 class Cluster:
     """A snapshot of the objects policy depends on."""
@@ -399,6 +566,7 @@ class Cluster:
     policies: tuple[NetworkPolicy, ...] = ()
     nodes: tuple[Node, ...] = ()
     workloads: tuple[Workload, ...] = ()
+    cluster_policies: tuple[ClusterNetworkPolicy, ...] = ()  # by name; tier and priority order is the reader's
 
     @cached_property
     def node_by_name(self) -> dict[str, Node]:
@@ -415,6 +583,10 @@ class Cluster:
     @cached_property
     def policy_by_key(self) -> dict[str, NetworkPolicy]:
         return {p.key: p for p in self.policies}
+
+    @cached_property
+    def cluster_policy_by_name(self) -> dict[str, ClusterNetworkPolicy]:
+        return {p.name: p for p in self.cluster_policies}
 
     def namespace_labels(self, name: str) -> Labels:
         """Labels of namespace ``name``; an unknown namespace has only its name label."""

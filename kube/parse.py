@@ -2,7 +2,8 @@
 
 Validation follows the API server's rules for networking.k8s.io/v1 NetworkPolicy
 (label selector syntax, CIDRs, ports, endPort, protocols, peers) and applies its
-defaults (protocol TCP; policyTypes from the rules present). Every problem is reported
+defaults (protocol TCP; policyTypes from the rules present); ClusterNetworkPolicy
+(policy.networking.k8s.io/v1alpha2) is checked as its CRD's schema and CEL rules check it. Every problem is reported
 with its field path; an object with any problem is rejected as a whole.
 """
 
@@ -12,11 +13,11 @@ import ipaddress
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kube.errors import FieldError
-from kube.fields import unknown_fields
+from kube.fields import unknown_field, unknown_fields
 from kube.model import (
     DEFAULT_NAMESPACE,
     EGRESS,
@@ -24,8 +25,20 @@ from kube.model import (
     NAMESPACE_NAME_LABEL,
     NO_SOURCE,
     PROTOCOLS,
+    ClusterNetworkPolicy,
+    CNPAction,
+    CNPNetworks,
+    CNPNodes,
+    CNPPeer,
+    CNPPods,
+    CNPPort,
+    CNPRule,
+    CNPTier,
+    CNPUnsupportedPeer,
     ContainerPort,
+    Direction,
     IPBlock,
+    IPNetwork,
     Labels,
     LabelSelector,
     Namespace,
@@ -60,10 +73,11 @@ class Problems:
         self.errors.append(FieldError(path, message))
 
 
-def check_fields(raw: Mapping[str, Any], kind: str, problems: Problems) -> None:
+def check_fields(raw: Mapping[str, Any], kind: str, problems: Problems, *, skip: Iterable[str] = ()) -> None:
     """Report every field of ``raw`` that the API's ``kind`` does not have, and every value of
-    the wrong type, where the parser has not said something about that field already."""
-    said = {e.path for e in problems.errors}
+    the wrong type, where the parser has not said something about that field already (nor
+    taken it on purpose: the paths in ``skip``)."""
+    said = {e.path for e in problems.errors} | set(skip)
     for path, message in unknown_fields(raw, kind):
         if path not in said:
             problems.add(path, message)
@@ -384,7 +398,15 @@ def parse_network_policy(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> 
     check_fields(raw, "NetworkPolicy", problems)
     if problems.errors:
         raise ParseFailure(problems.errors)
-    return NetworkPolicy(namespace, name, selector, ingress, egress, types, uid, rv, source)
+    return NetworkPolicy(namespace, name, selector, ingress, egress, types, uid, rv, source, _annotations(raw))
+
+
+def _annotations(raw: Mapping[str, Any]) -> Labels:
+    """``metadata.annotations`` (already checked by ``_metadata``), or none."""
+    found = (raw.get("metadata") or {}).get("annotations")
+    if not isinstance(found, Mapping) or not found:
+        return Labels()
+    return Labels({k: v for k, v in found.items() if isinstance(v, str)})
 
 
 def _ip(raw: Any, path: str, problems: Problems) -> str | None:
@@ -538,13 +560,13 @@ def parse_namespace(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Names
     check_fields(raw, "Namespace", problems)
     if problems.errors:
         raise ParseFailure(problems.errors)
-    return Namespace(name, labels.with_label(NAMESPACE_NAME_LABEL, name), source=source)
+    return Namespace(name, labels.with_label(NAMESPACE_NAME_LABEL, name), source=source, annotations=_annotations(raw))
 
 
 def parse_node(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Node:
     """Read a Node's name and InternalIP."""
     problems = Problems()
-    name, _ns, _labels, _uid, _rv = _metadata(raw, problems, namespaced=False)
+    name, _ns, labels, _uid, _rv = _metadata(raw, problems, namespaced=False)
     status = _mapping(raw.get("status"), "status", problems)
     ip = ""
     for i, addr in enumerate(_list(status.get("addresses"), "status.addresses", problems)):
@@ -554,7 +576,252 @@ def parse_node(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Node:
     check_fields(raw, "Node", problems)
     if problems.errors:
         raise ParseFailure(problems.errors)
-    return Node(name, ip, source=source, ip_from="InternalIP" if ip else "")
+    return Node(name, ip, source=source, ip_from="InternalIP" if ip else "", labels=labels)
+
+
+# -- ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2) ------------------------------
+# The CRD's validation (experimental channel, v0.2.0): kubebuilder markers and CEL rules.
+CNP_MAX_RULES = 25  # ingress, egress; and peers, protocols, networks, domainNames per rule/peer
+CNP_MAX_RULE_NAME = 100
+CNP_MAX_PRIORITY = 1000
+CNP_MAX_CIDR_LENGTH = 43
+# The CRD's pattern as the API server applies it, its "A-z" (which also admits [\]^_`) included.
+_CNP_LABEL = r"[a-zA-z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?"
+_CNP_DOMAIN = re.compile(rf"^(\*\.)?({_CNP_LABEL}\.)+{_CNP_LABEL}\.?\Z")
+_CIDR_PREFIX = re.compile(r"(0|[1-9][0-9]{0,2})\Z")
+_CNP_PEERS = {INGRESS: ("namespaces", "pods"), EGRESS: ("namespaces", "pods", "networks", "nodes", "domainNames")}
+_CNP_PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP"}
+NO_DNS = "domain names need DNS interception, which this implementation does not do"
+
+
+def _one_of(data: Mapping[str, Any], path: str, names: Sequence[str], problems: Problems) -> str | None:
+    """The one field of ``data`` that is set (the CRD's minProperties/maxProperties 1), or None."""
+    present = [k for k, v in data.items() if v is not None]
+    if len(present) == 1:
+        return str(present[0])
+    what = "none" if not present else ", ".join(str(k) for k in present)
+    problems.add(path, f"must set exactly one of {', '.join(names)} (has {what})")
+    return None
+
+
+def _items(raw: Any, path: str, problems: Problems, *, least: int = 0, most: int = CNP_MAX_RULES) -> list[Any]:
+    """A list of at least ``least`` and at most ``most`` items (the CRD's minItems/maxItems)."""
+    items = _list(raw, path, problems)
+    if raw is not None and isinstance(raw, list) and not least <= len(items) <= most:
+        bound = f"at least {least}" if len(items) < least else f"at most {most}"
+        problems.add(path, f"must have {bound} item(s), has {len(items)}")
+    return items
+
+
+def _unique_strings(raw: Any, path: str, problems: Problems) -> list[str]:
+    """A ``listType=set`` list of strings: 1 to 25 items, no duplicates."""
+    out: list[str] = []
+    for i, item in enumerate(_items(raw, path, problems, least=1)):
+        value = _string(item, f"{path}[{i}]", problems)
+        if value is not None and value in out:
+            problems.add(f"{path}[{i}]", f"duplicate value {_quote(value)}")
+        elif value is not None:
+            out.append(value)
+    return out
+
+
+def _cel_cidr(raw: str, path: str, problems: Problems) -> IPNetwork | None:
+    """A CIDR as the API server's CEL ``isCIDR`` takes it: ``address/length`` (host bits
+    allowed), no leading zeros, no zone, no IPv4-mapped IPv6 address; at most 43 characters."""
+    address, slash, length = raw.partition("/")
+    if len(raw) > CNP_MAX_CIDR_LENGTH:
+        problems.add(path, f"{_quote(raw)} is longer than {CNP_MAX_CIDR_LENGTH} characters")
+        return None
+    try:
+        if not slash or "%" in address or not _CIDR_PREFIX.match(length):
+            raise ValueError
+        network = ipaddress.ip_network(raw, strict=False)
+        mapped = isinstance(network, ipaddress.IPv6Network) and ipaddress.IPv6Address(address).ipv4_mapped
+    except ValueError:
+        problems.add(path, f"{_quote(raw)} is not a valid CIDR (such as 10.0.0.0/8 or fd00::/8)")
+        return None
+    if mapped:
+        problems.add(path, f"{_quote(raw)}: an IPv4-mapped IPv6 address is not allowed (write the IPv4 CIDR)")
+        return None
+    return network
+
+
+def _namespaced_pods(raw: Any, path: str, problems: Problems) -> CNPPods:
+    data = _mapping(raw, path, problems, required=True)
+    if isinstance(raw, Mapping) and data.get("podSelector") is None:
+        problems.add(f"{path}.podSelector", "required field is missing")
+    return CNPPods(
+        parse_selector(data.get("namespaceSelector"), f"{path}.namespaceSelector", problems),
+        parse_selector(data.get("podSelector"), f"{path}.podSelector", problems),
+        "pods",
+    )
+
+
+def _cnp_peer(raw: Any, path: str, direction: Direction, problems: Problems,
+              understood: list[str]) -> CNPPeer | None:
+    """One ``from``/``to`` entry. A single field this implementation does not know makes an
+    unsupported peer (fail closed), not an error: the API server of a newer CRD version
+    accepts it; ``understood`` gets its path so the unknown-field check leaves it alone."""
+    known = _CNP_PEERS[direction]
+    data = _mapping(raw, path, problems, required=True)
+    if not isinstance(raw, Mapping):
+        return None
+    name = _one_of(data, path, known, problems)
+    if name is None:
+        return None
+    value, where = data[name], f"{path}.{name}"
+    if name not in known:
+        understood.append(where)
+        return CNPUnsupportedPeer(name, f"{unknown_field(name, dict.fromkeys(known))} of a v1alpha2 "
+                                        f"{direction.word} peer")
+    if name == "namespaces":
+        return CNPPods(parse_selector(value, where, problems), LabelSelector(), "namespaces")
+    if name == "pods":
+        return _namespaced_pods(value, where, problems)
+    if name == "networks":
+        strings = _unique_strings(value, where, problems)
+        nets = [_cel_cidr(s, f"{where}[{i}]", problems) for i, s in enumerate(strings)]
+        return CNPNetworks(tuple(n for n in nets if n is not None))
+    if name == "nodes":
+        return CNPNodes(parse_selector(value, where, problems))
+    # domainNames: checked as the CRD checks it, then kept as a peer this implementation cannot match.
+    for i, domain in enumerate(_unique_strings(value, where, problems)):
+        if not _CNP_DOMAIN.match(domain):
+            problems.add(f"{where}[{i}]", f"{_quote(domain)} is not a domain name (such as example.com or "
+                                          "*.example.com)")
+    return CNPUnsupportedPeer("domainNames", NO_DNS)
+
+
+def _cnp_port(raw: Any, path: str, problems: Problems) -> CNPPort | None:
+    data = _mapping(raw, path, problems, required=True)
+    given = isinstance(raw, Mapping)
+    name = _one_of(data, path, ("tcp", "udp", "sctp", "destinationNamedPort"), problems) if given else None
+    if name == "destinationNamedPort":
+        named = _string(data[name], f"{path}.{name}", problems)
+        return CNPPort(named_port=named) if named is not None else None
+    if name not in _CNP_PROTOCOLS:
+        return None  # nothing set (said above), or an unknown field (said by the field check)
+    where = f"{path}.{name}"
+    destination = _mapping(data[name], where, problems).get("destinationPort")
+    if destination is None:
+        if isinstance(data[name], Mapping):
+            problems.add(where, "must set destinationPort")  # the CRD's minProperties: 1
+        return None
+    where += ".destinationPort"
+    port = _mapping(destination, where, problems)
+    kind = _one_of(port, where, ("number", "range"), problems) if isinstance(destination, Mapping) else None
+    if kind == "number":
+        number = _port_number(port["number"], f"{where}.number", problems)
+        return CNPPort(_CNP_PROTOCOLS[name], number) if number is not None else None
+    if kind != "range":
+        return None
+    span = _mapping(port["range"], f"{where}.range", problems)
+    if not isinstance(port["range"], Mapping):
+        return None
+    for bound in ("start", "end"):
+        if span.get(bound) is None:
+            problems.add(f"{where}.range.{bound}", "required field is missing")
+    start = _port_number(span.get("start"), f"{where}.range.start", problems)
+    end = _port_number(span.get("end"), f"{where}.range.end", problems)
+    if start is None or end is None:
+        return None
+    if start >= end:
+        problems.add(f"{where}.range", f"start ({start}) must be less than end ({end})")
+        return None
+    return CNPPort(_CNP_PROTOCOLS[name], start, end)
+
+
+def _port_number(raw: Any, path: str, problems: Problems) -> int | None:
+    if raw is None:
+        return None  # missing: said by the caller
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        problems.add(path, f"must be an integer, not {type(raw).__name__} {_quote(raw)}")
+        return None
+    if not 1 <= raw <= 65535:
+        problems.add(path, f"{raw} must be between 1 and 65535, inclusive")
+        return None
+    return raw
+
+
+def _cnp_rules(raw: Any, direction: Direction, problems: Problems, understood: list[str]) -> tuple[CNPRule, ...]:
+    path = f"spec.{direction.word}"
+    rules = []
+    for i, item in enumerate(_items(raw, path, problems)):
+        rpath = f"{path}[{i}]"
+        data = _mapping(item, rpath, problems, required=True)
+        if not isinstance(item, Mapping):
+            continue
+        action = data.get("action")
+        if action is None:
+            problems.add(f"{rpath}.action", "required field is missing")
+        elif action not in tuple(CNPAction):
+            problems.add(f"{rpath}.action", f"{_quote(action)} is not supported (one of {', '.join(CNPAction)})")
+        name = data.get("name") or ""
+        if isinstance(name, str) and len(name) > CNP_MAX_RULE_NAME:
+            problems.add(f"{rpath}.name", f"is {len(name)} characters long, over the limit of {CNP_MAX_RULE_NAME}")
+        field_ = direction.peer_field
+        if data.get(field_) is None:
+            problems.add(f"{rpath}.{field_}", "required field is missing (at least one peer)")
+        peers = [
+            _cnp_peer(p, f"{rpath}.{field_}[{j}]", direction, problems, understood)
+            for j, p in enumerate(_items(data.get(field_), f"{rpath}.{field_}", problems, least=1))
+        ]
+        ports = [
+            _cnp_port(p, f"{rpath}.protocols[{j}]", problems)
+            for j, p in enumerate(_items(data.get("protocols"), f"{rpath}.protocols", problems, least=1))
+        ]
+        # The CRD's CEL rule on egress rules: only pods have named ports.
+        addressed = [p for p in peers if isinstance(p, CNPNetworks | CNPNodes)
+                     or (isinstance(p, CNPUnsupportedPeer) and p.field == "domainNames")]
+        if direction is EGRESS and addressed and any(p is not None and p.is_named for p in ports):
+            problems.add(rpath, "a networks, nodes or domainNames peer cannot be used with destinationNamedPort "
+                                "(only pods have named ports)")
+        if action in tuple(CNPAction) and isinstance(name, str):
+            rules.append(CNPRule(CNPAction(action), tuple(p for p in peers if p is not None),
+                                 tuple(p for p in ports if p is not None), name))
+    return tuple(rules)
+
+
+def parse_cluster_network_policy(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> ClusterNetworkPolicy:
+    """Validate a ClusterNetworkPolicy as its CRD does; raises ``ParseFailure`` listing every problem.
+
+    A peer this implementation does not understand (``domainNames``, or a single unknown
+    field) is kept as a :class:`CNPUnsupportedPeer` rather than refused, so that its rule
+    fails closed; the loader says so for each one.
+    """
+    problems = Problems()
+    name, _ns, _labels, uid, rv = _metadata(raw, problems, namespaced=False)
+    spec = _mapping(raw.get("spec"), "spec", problems, required=True)
+    has_spec = isinstance(raw.get("spec"), Mapping)  # else only "spec" is said to be wrong
+    tier = spec.get("tier")
+    if has_spec and tier is None:
+        problems.add("spec.tier", "required field is missing")
+    elif tier is not None and tier not in tuple(CNPTier):
+        problems.add("spec.tier", f"{_quote(tier)} is not supported (one of {', '.join(CNPTier)})")
+    priority = spec.get("priority")
+    if has_spec and priority is None:
+        problems.add("spec.priority", "required field is missing")
+    elif priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        problems.add("spec.priority", f"must be an integer, not {type(priority).__name__} {_quote(priority)}")
+    elif priority is not None and not 0 <= priority <= CNP_MAX_PRIORITY:
+        problems.add("spec.priority", f"{priority} must be between 0 and {CNP_MAX_PRIORITY}, inclusive")
+    subject = CNPPods()
+    if has_spec:
+        data = _mapping(spec.get("subject"), "spec.subject", problems, required=True)
+        given = isinstance(spec.get("subject"), Mapping)
+        chosen = _one_of(data, "spec.subject", ("namespaces", "pods"), problems) if given else None
+        if chosen == "namespaces":
+            subject = CNPPods(parse_selector(data[chosen], "spec.subject.namespaces", problems),
+                              LabelSelector(), "namespaces")
+        elif chosen == "pods":
+            subject = _namespaced_pods(data[chosen], "spec.subject.pods", problems)
+    understood: list[str] = []
+    ingress = _cnp_rules(spec.get("ingress"), INGRESS, problems, understood)
+    egress = _cnp_rules(spec.get("egress"), EGRESS, problems, understood)
+    check_fields(raw, "ClusterNetworkPolicy", problems, skip=understood)
+    if problems.errors:
+        raise ParseFailure(problems.errors)
+    return ClusterNetworkPolicy(name, CNPTier(tier), int(priority), subject, ingress, egress, uid, rv, source)
 
 
 class ParseFailure(Exception):
@@ -570,5 +837,6 @@ PARSERS = {
     "Pod": parse_pod,
     "Namespace": parse_namespace,
     "Node": parse_node,
+    "ClusterNetworkPolicy": parse_cluster_network_policy,
     **{kind: parse_workload for kind in TEMPLATE_PATHS},
 }

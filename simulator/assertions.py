@@ -20,7 +20,6 @@ behind its verdict.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ class Assertion:
     port: str  # "N/PROTO" or a port name
     allow: bool
     where: str  # "assertions[3]", for messages
+    line: int | None = None  # where it starts in its file, for CI annotations
 
 
 @dataclass(frozen=True)
@@ -73,18 +73,23 @@ class Outcome:
     assertion: Assertion
     pairs: int
     violations: tuple[Violation, ...] = field(default=())
+    applicable: bool = True  # False: it names something this cluster does not have (check(missing_ok=True))
 
     @property
     def holds(self) -> bool:
         return not self.violations
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.assertion.name, "holds": self.holds, "pairs": self.pairs,
-                "violations": [v.to_json() for v in self.violations]}
+        out = {"name": self.assertion.name, "holds": self.holds, "pairs": self.pairs,
+               "violations": [v.to_json() for v in self.violations]}
+        if not self.applicable:
+            out["applicable"] = False
+        return out
 
 
-def parse_assertions(doc: Any, source: str) -> list[Assertion]:
-    """The assertions of a loaded YAML document; raises AssertionsError naming the field."""
+def parse_assertions(doc: Any, source: str, lines: Sequence[int] = ()) -> list[Assertion]:
+    """The assertions of a loaded YAML document (``lines``: where each starts); raises
+    AssertionsError naming the field."""
     if not isinstance(doc, Mapping) or not isinstance(doc.get("assertions"), list):
         raise AssertionsError(f"{source}: expected a mapping with an `assertions` list")
     out = []
@@ -103,7 +108,7 @@ def parse_assertions(doc: Any, source: str) -> list[Assertion]:
             raise AssertionsError(f"{where}.port: must be N/PROTO, N or a port name")
         name = raw.get("name") or f"assertion {i}"
         out.append(Assertion(str(name), _side(raw.get("from"), f"{where}.from"), _side(raw.get("to"), f"{where}.to"),
-                             str(port), expect == "allow", where))
+                             str(port), expect == "allow", where, lines[i] if i < len(lines) else None))
     return out
 
 
@@ -128,33 +133,29 @@ def _side(raw: Any, where: str) -> Side:
 
 def endpoints(cluster: Cluster, side: Side, where: str) -> list[Pod | str]:
     """The pods (or one address/node name) ``side`` stands for; AssertionsError if none."""
+    from simulator.endpoint_names import UnknownName, pods_named
+
     text = side.text
     if side.selector is not None:
         found: list[Pod | str] = [p for p in cluster.pods if (side.namespace in (None, p.namespace))
                                   and side.selector.matches(p.labels)]
-    elif text.startswith("node/"):
-        found = [text] if text[5:] in cluster.node_by_name else []
-    elif text == "*":
-        found = list(cluster.pods)
-    elif text.endswith("/*"):
-        found = [p for p in cluster.pods if p.namespace == text[:-2]]
-    elif text.endswith("]") and "[" in text:
-        found = [p for p in cluster.pods if p.workload == text or p.key == text]
-    elif text in cluster.pod_by_key:
-        found = [cluster.pod_by_key[text]]
-    else:
+        if not found:
+            raise AssertionsError(f"{where}: {text!r} selects no pod in the cluster")
+        return found
+    if text.startswith("node/"):
+        if text[5:] in cluster.node_by_name:
+            return [text]
+        raise AssertionsError(f"{where}: no node {text[5:]!r} in the cluster")
+    if "/" not in text or text.rsplit("/", 1)[1].isdigit():
         try:
             ipaddress.ip_network(text, strict=False)
-            found = [text]
+            return [text]
         except ValueError:
-            found = []
-    if not found:
-        names = [p.key for p in cluster.pods] + sorted({p.workload for p in cluster.pods if p.workload})
-        names += sorted({f"{p.namespace}/*" for p in cluster.pods})
-        close = difflib.get_close_matches(text, names, n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise AssertionsError(f"{where}: {text!r} names nothing in the cluster{hint}")
-    return found
+            pass
+    try:
+        return list(pods_named(cluster, text))
+    except UnknownName as exc:
+        raise AssertionsError(f"{where}: {exc}") from None
 
 
 def _ports(assertion: Assertion, dst: Pod | str) -> list[PortSpec]:
@@ -169,15 +170,23 @@ def _ports(assertion: Assertion, dst: Pod | str) -> list[PortSpec]:
     return [PortSpec(p.port, p.protocol) for p in dst.ports if p.name == text]
 
 
-def check(cluster: Cluster, assertions: Sequence[Assertion]) -> list[Outcome]:
-    """Evaluate every assertion on ``cluster``."""
+def check(cluster: Cluster, assertions: Sequence[Assertion], missing_ok: bool = False) -> list[Outcome]:
+    """Evaluate every assertion on ``cluster``. With ``missing_ok`` an assertion naming
+    something the cluster does not have (the state before a change that adds it) is an
+    outcome that does not apply, not an error."""
     from simulator.engine import Simulator
 
     sim = Simulator(cluster)
     out = []
     for a in assertions:
-        srcs = endpoints(cluster, a.src, f"{a.where}.from")
-        dsts = endpoints(cluster, a.dst, f"{a.where}.to")
+        try:
+            srcs = endpoints(cluster, a.src, f"{a.where}.from")
+            dsts = endpoints(cluster, a.dst, f"{a.where}.to")
+        except AssertionsError:
+            if not missing_ok:
+                raise
+            out.append(Outcome(a, 0, applicable=False))
+            continue
         pairs = 0
         named = False
         violations = []
@@ -200,12 +209,15 @@ def check(cluster: Cluster, assertions: Sequence[Assertion]) -> list[Outcome]:
 
 
 def _because(result: Any) -> tuple[str, ...]:
-    """The rule that allows the connection, or the policies that isolate it."""
+    """The rule that allows the connection, the ClusterNetworkPolicy rule that accepts or denies
+    it, or the policies that isolate it."""
     if result.bypass:
         return (result.bypass,)
     out = []
     for part in (result.egress, result.ingress):
-        if part.rule is not None:
+        if part.cnp_rule is not None:
+            out.append(part.cnp_rule.describe())
+        elif part.rule is not None:
             out.append(part.rule.describe())
         elif part.isolated and not part.allowed:
             out += [f"{p} isolates {part.direction.lower()}" for p in part.policies]

@@ -64,6 +64,10 @@ class SetTable:
             self._rows = None
         return got
 
+    def find(self, recipe: Recipe) -> int | None:
+        """Id of the set made by ``recipe``, or None if there is none yet."""
+        return self._index.get(recipe)
+
     def rows(self) -> np.ndarray:
         """uint8 [n, ceil(count / 8)]: every set, by id (read only)."""
         if self._rows is None:

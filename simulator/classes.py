@@ -3,8 +3,9 @@
 Two pods are equivalent for policy evaluation when they have the same namespace, the same
 values for every label key some policy's pod selector looks at (other labels, such as
 ``pod-template-hash``, cannot change a verdict), the same declared container ports and the
-same membership in every ipBlock/except range of every policy; hostNetwork pods (never
-selected by label selectors) are grouped by node, ports and ranges instead. Every policy is
+same membership in every ipBlock/except range of every policy and every ``networks`` CIDR of
+every ClusterNetworkPolicy; hostNetwork pods (never selected by label selectors) are grouped
+by node (what a ``nodes`` peer selects on), ports and ranges instead. Every policy is
 evaluated once per class, never once per pod.
 """
 
@@ -17,7 +18,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kube.model import Cluster, ContainerPort, IPBlock, LabelSelector, NetworkPolicy, Pod, PortSpec
+from kube.model import (
+    Cluster,
+    ClusterNetworkPolicy,
+    CNPNetworks,
+    CNPPods,
+    ContainerPort,
+    IPBlock,
+    LabelSelector,
+    NetworkPolicy,
+    Pod,
+    PortSpec,
+)
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -84,13 +96,38 @@ def pod_label_keys(policies: Iterable[NetworkPolicy]) -> set[str]:
     return keys
 
 
+def cnp_label_keys(policies: Iterable[ClusterNetworkPolicy]) -> set[str]:
+    """Every pod label key that a ClusterNetworkPolicy's subject or ``pods`` peer looks at."""
+    keys: set[str] = set()
+    for policy in policies:
+        keys.update(r.key for r in policy.subject.pod_selector.requirements)
+        for rule in (*policy.ingress, *policy.egress):
+            for peer in rule.peers:
+                if isinstance(peer, CNPPods):
+                    keys.update(r.key for r in peer.pod_selector.requirements)
+    return keys
+
+
+def cnp_networks(cluster: Cluster) -> list[IPNet]:
+    """Every distinct ``networks`` CIDR of every ClusterNetworkPolicy, in policy order."""
+    seen: dict[IPNet, None] = {}
+    for policy in cluster.cluster_policies:
+        for rule in (*policy.ingress, *policy.egress):
+            for peer in rule.peers:
+                if isinstance(peer, CNPNetworks):
+                    seen.update(dict.fromkeys(peer.networks))
+    return list(seen)
+
+
 def ip_ranges(cluster: Cluster) -> list[IPNet]:
-    """Every distinct cidr and except range appearing in any policy, in a stable order."""
+    """Every distinct cidr and except range of any policy's ipBlocks, then every
+    ClusterNetworkPolicy ``networks`` CIDR, in a stable order."""
     seen: dict[IPNet, None] = {}
     for block in ip_blocks(cluster):
         seen.setdefault(block.network, None)
         for net in block.except_networks:
             seen.setdefault(net, None)
+    seen.update(dict.fromkeys(cnp_networks(cluster)))
     return list(seen)
 
 
@@ -181,13 +218,17 @@ class ClassTable:
 
     def block_members(self, block: IPBlock) -> np.ndarray:
         """bool [C]: classes whose address is in ``block`` (cidr minus its excepts)."""
+        out = self.range_members(block.network)
+        for net in block.except_networks:
+            out &= ~self.range_members(net)
+        return out
+
+    def range_members(self, net: IPNet) -> np.ndarray:
+        """bool [C]: classes whose address is in ``net`` (one of ``ranges``), a new array."""
         idx = self._range_index
         if len(idx) != len(self.ranges):
-            idx.update((net, j) for j, net in enumerate(self.ranges))
-        out = self.in_range[:, idx[block.network]].copy()
-        for net in block.except_networks:
-            out &= ~self.in_range[:, idx[net]]
-        return out
+            idx.update((n, j) for j, n in enumerate(self.ranges))
+        return self.in_range[:, idx[net]].copy()
 
 
 class CannotAlign(ValueError):
@@ -218,13 +259,15 @@ def build_classes(
     """
     pods = cluster.pods
     if like is None:
-        kept = None if label_keys is None else frozenset(pod_label_keys(cluster.policies) | set(label_keys))
+        looked_at = pod_label_keys(cluster.policies) | cnp_label_keys(cluster.cluster_policies)
+        kept = None if label_keys is None else frozenset(looked_at | set(label_keys))
         ranges = ip_ranges(cluster)
         namespaces = sorted({n.name for n in cluster.namespaces} | {p.namespace for p in pods})
         nodes = sorted({p.node for p in pods if p.node} | {n.name for n in cluster.nodes})
     else:
         kept = like.label_keys
-        missing = set() if kept is None else pod_label_keys(cluster.policies) - kept
+        looked_at = pod_label_keys(cluster.policies) | cnp_label_keys(cluster.cluster_policies)
+        missing = set() if kept is None else looked_at - kept
         if missing:
             raise CannotAlign(f"policies now select on label {sorted(missing)[0]!r}")
         new_ranges = [r for r in ip_ranges(cluster) if r not in set(like.ranges)]

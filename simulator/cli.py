@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, TextIO
 
 from kube.model import Cluster, PortSpec
@@ -70,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print, per port, whether each pod (row) may connect to each pod (column). "
         "Without --port each destination is checked on the ports its containers declare: the "
         "table has one block per port any pod declares and shows '-' where the destination "
-        "does not declare that port; json/csv/dot/html leave those cells out. If no pod declares a "
-        "port, 80/TCP is used. Builds the pod x pod matrix: use `summary` for large clusters. "
-        "-o html writes one self-contained page (heatmap, graph for small clusters).",
+        "does not declare that port; json/csv/dot leave those cells out (html hatches them). If no pod "
+        "declares a port, 80/TCP is used. Builds the pod x pod matrix: use `summary` for large clusters. "
+        "-o html writes one self-contained page (heatmap and graph grouped by namespace, with a legend "
+        "and a namespace filter).",
     )
     add_port_option(reach)
     reach.add_argument(
@@ -88,6 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also include the nodes (node/NAME) and the blocks of outside addresses that the policies' "
         "ipBlocks tell apart, each written as its CIDRs (one row per CIDR) and checked on every listed port",
+    )
+    reach.add_argument(
+        "--by",
+        choices=["pod", "workload"],
+        default="pod",
+        help="workload: one endpoint per workload (ns/name[Kind]) wherever its pods' verdicts are all the same; "
+        "a pod that policy treats differently (a canary relabelled by hand) keeps a row of its own, and a note "
+        "says so (default: pod)",
+    )
+    reach.add_argument(
+        "--focus",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="show only these endpoints: a pod, a workload ns/name[Kind], ns/* or a glob (repeatable)",
     )
     reach.add_argument("-o", "--output", choices=["table", "json", "csv", "dot", "html"], default="table")
     reach.set_defaults(handler=cmd_reach)
@@ -115,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         "for egress and the destination for ingress, and the rule (policy, direction, rule, "
         "peer and port index) that allows each side. Exit 0 if allowed, 1 if denied.",
     )
-    exp.add_argument("src", metavar="SRC", help="source: namespace/name, an IP address, a CIDR or node/NAME")
-    exp.add_argument("dst", metavar="DST", help="destination: namespace/name, an IP address, a CIDR or node/NAME")
+    exp.add_argument("src", metavar="SRC", help="source: a pod namespace/name, a workload namespace/name[Kind], "
+                     "namespace/* (when policy treats its pods alike), an IP address, a CIDR or node/NAME")
+    exp.add_argument("dst", metavar="DST", help="destination: the same forms as SRC")
     exp.add_argument("--port", type=port_type, default=DEFAULT_PORT, metavar="PORT[/PROTO]", help="default 80/TCP")
     exp.add_argument("-o", "--output", choices=["text", "json"], default="text")
     exp.set_defaults(handler=cmd_explain)
@@ -146,13 +164,15 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
             for name in endpoint.names:
                 externals.append(endpoint.address)
                 names.append(name)
+    folds = _endpoints(sim, args)
     if args.output in ("json", "csv", "table"):
         # Written row by row as computed: memory does not grow with the number of rows.
         from simulator.reach_stream import plan_for, stream
 
-        stream(plan_for(sim, externals, ports, declared_only, names), args.output, out, getattr(args, "inputs", None))
+        plan = plan_for(sim, externals, ports, declared_only, names, folds)
+        stream(plan, args.output, out, getattr(args, "inputs", None))
         return EXIT_OK
-    result = _whole_reach(sim, externals, ports, declared_only, names)
+    result = _whole_reach(sim, externals, ports, declared_only, names, folds)
     if args.output == "dot":
         from simulator import render
 
@@ -160,12 +180,38 @@ def cmd_reach(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     else:
         from simulator import html_report
 
-        out.write(html_report.reach_page(result.names, result.ports, result.allowed, result.checked))
+        out.write(html_report.reach_page(result.names, result.ports, result.allowed, result.checked, names))
     return EXIT_OK
 
 
+def _endpoints(sim: Any, args: argparse.Namespace) -> list[Any] | None:
+    """The pod rows of ``reach``: None for every pod, else the --focus and --by workload view."""
+    if args.by == "pod" and not args.focus:
+        return None
+    from simulator.endpoint_names import Folded, UnknownName, fold_by_workload, pods_named
+
+    positions = None
+    if args.focus:
+        wanted: set[str] = set()
+        for name in args.focus:
+            try:
+                wanted.update(p.key for p in pods_named(sim.cluster, name))
+            except UnknownName as exc:
+                raise UsageError(f"--focus {exc}") from None
+        positions = [i for i, p in enumerate(sim.cluster.pods) if p.key in wanted]
+    if args.by == "pod":
+        return [Folded(sim.cluster.pods[i].key, (i,)) for i in positions or ()]
+    folds, notes = fold_by_workload(sim, positions, nodes_shown=args.outside)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    folded = sum(len(f.members) for f in folds)
+    print(f"{folded} pod(s) shown as {len(folds)} endpoint(s)", file=sys.stderr)
+    return folds
+
+
 def _whole_reach(
-    sim: Any, externals: list[str], ports: list[PortSpec], declared_only: bool, names: list[str]
+    sim: Any, externals: list[str], ports: list[PortSpec], declared_only: bool, names: list[str],
+    folds: list[Any] | None = None,
 ) -> Any:
     """Every verdict in memory at once (``render.Reach``), for the dot and html outputs."""
     import numpy as np
@@ -173,7 +219,7 @@ def _whole_reach(
     from simulator import memory, render
     from simulator.reach_stream import plan_for
 
-    plan = plan_for(sim, externals, ports, declared_only, names)
+    plan = plan_for(sim, externals, ports, declared_only, names, folds)
     size = len(plan.names)
     memory.ensure(f"the {size:,} x {size:,} pod matrix on {len(ports)} port(s)", 2 * size * size * len(ports),
                   "use `-o json`, `-o csv` or `-o table`, which stream, or `npm-sim summary`")
@@ -216,14 +262,36 @@ def cmd_explain(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
 
     sim = Simulator(cluster)
     try:
-        result = explain(sim, args.src, args.dst, args.port)
+        (src, src_name), (dst, dst_name) = _named(sim, args.src), _named(sim, args.dst)
+        result = explain(sim, src, dst, args.port)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    result = replace(result, src=src_name or result.src, dst=dst_name or result.dst)
     if args.output == "json":
         out.write(json.dumps(with_inputs(result.to_json(), args), indent=2) + "\n")
     else:
         out.write(result.render() + "\n")
     return EXIT_OK if result.allowed else EXIT_FAIL
+
+
+def _named(sim: Any, text: str) -> tuple[Any, str]:
+    """``text`` as ``explain`` takes it: a pod for a pod, workload or ``ns/*`` name (whose
+    pods policy must treat alike) with the name to show, else the text itself (an address,
+    a CIDR, ``node/NAME``) with no name."""
+    import ipaddress
+
+    from simulator.endpoint_names import one_endpoint
+
+    if text.startswith("node/") or text in sim.cluster.pod_by_key:
+        return text, ""
+    try:
+        ipaddress.ip_network(text.strip(), strict=False)
+        return text, ""
+    except ValueError:
+        pass
+    if "/" not in text:
+        return text, ""  # neither a name nor an address: explain says so
+    return one_endpoint(sim, text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from kube.arguments import cidr_type, port_type
 from kube.load import DEFAULT_POD_CIDR, LoadResult, load_live, load_paths
 from kube.model import Cluster, PortSpec
+from simulator.whatif_load import evaluated
 
 EXIT_OK = 0
 EXIT_FAIL = 1  # explain: denied; diff, what-if, lint: the --fail-on condition was met
@@ -106,7 +107,7 @@ def load(args: argparse.Namespace, stdin: TextIO | None = None) -> Cluster:
             raise UsageError(f"cannot read the live cluster: {exc}") from None
     else:
         raise UsageError("no input: give -f PATH (file, directory or -) or --kubeconfig/--context")
-    args.inputs = result.inputs()
+    args.inputs = evaluated(result).inputs()
     return accept(result, args.skip_invalid)
 
 

@@ -51,7 +51,9 @@ output (-o):
 
 because: "ns/policy ingress[0]" is the rule that now allows a gained connection (or that
 allowed a lost one); "ns/policy isolates egress" a policy that now isolates (lost) or no
-longer does (gained); "pod ns/name added|deleted|relabelled", "namespace N relabelled".
+longer does (gained); "cnp/NAME egress[1] Accept|Pass|Deny" a ClusterNetworkPolicy rule
+that accepts or passes on the allowed side, or denies on the denied side; "pod ns/name
+added|deleted|relabelled", "namespace N relabelled", "node N relabelled".
 Pods only in the after state: their allowed connections count as gained; pods only in the
 before state: theirs as lost. Ports: --port on every pair, else each destination's declared
 container ports (80/TCP if no pod declares any).
@@ -93,7 +95,8 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     whatif.add_argument("--apply", action="extend", nargs="+", default=[], metavar="FILE",
                         help="manifests to apply on top of the snapshot (replace same-named objects)")
     whatif.add_argument("--delete", action="extend", nargs="+", default=[], type=_deletion, metavar="KIND/NS/NAME",
-                        help="objects to delete: NetworkPolicy/ns/name, Pod/ns/name, Namespace/name, Node/name")
+                        help="objects to delete: NetworkPolicy/ns/name, Pod/ns/name, Namespace/name, Node/name, "
+                        "ClusterNetworkPolicy/name")
     whatif.set_defaults(handler=cmd_whatif)
     _diff_options(whatif)
 
@@ -107,6 +110,9 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     lint_p.add_argument("-o", "--output", choices=["text", "json", "sarif", "github"], default="text",
                         help="text, json, sarif (SARIF 2.1.0 for code scanning) or github (workflow annotations)")
     lint_p.add_argument("--fail-on", choices=["warning", "error"], help="exit 1 on findings of this severity or worse")
+    lint_p.add_argument("--config", metavar="FILE",
+                        help="a YAML file of findings to suppress (ignore: [{rule, namespace, policy, reason}]); "
+                        "policies and namespaces may also carry the annotation npm-sim.io/ignore: RULE,...")
     lint_p.set_defaults(handler=cmd_lint)
 
     check = add_command(
@@ -133,7 +139,9 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "Computed over equivalence classes and their strongly connected components.",
         epilog="exit codes:\n  0  done\n  2  bad input or usage (e.g. unknown --from pod)\n",
     )
-    exp.add_argument("--from", dest="source", metavar="POD", help="the compromised pod, namespace/name")
+    exp.add_argument("--from", dest="source", metavar="NAME",
+                     help="the compromised pod: namespace/name, a workload namespace/name[Kind] or namespace/* "
+                     "(when policy treats its pods alike)")
     exp.add_argument("--hops", type=int, metavar="N", help="limit the transitive search to N hops")
     exp.add_argument("--top", type=int, default=10, metavar="N", help="length of the rankings (default 10)")
     exp.add_argument(
@@ -153,7 +161,9 @@ def add_whatif_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _diff_options(parser: argparse.ArgumentParser) -> None:
     add_port_option(parser, PORT_HELP)
-    parser.add_argument("-o", "--output", choices=["text", "json", "markdown", "html", "dot"], default="text")
+    parser.add_argument("-o", "--output", choices=["text", "json", "markdown", "html", "dot", "sarif", "github"],
+                        default="text", help="text, json, markdown (a job summary), html, dot, sarif (SARIF 2.1.0 "
+                        "for code scanning) or github (workflow annotations at the manifest responsible)")
     parser.add_argument("--fail-on", choices=["gained", "lost", "any"], help="exit 1 when there are such changes")
     parser.add_argument(
         "--assertions", metavar="FILE",
@@ -200,44 +210,64 @@ def _deletion(text: str) -> Deletion:
 
 def _read_assertions(path: str) -> list[Any]:
     """The assertions of ``path`` (see ``simulator.assertions``); UsageError for a bad file."""
-    from kube.documents import DocumentError, parse_yaml
+    from kube.documents import list_item_lines
     from simulator import assertions as checks
 
+    doc, text = _read_yaml(path, "--assertions")
     try:
-        with open(path) as fh:
-            docs = [d for d in parse_yaml(fh.read()) if d is not None]
-    except OSError as exc:
-        raise UsageError(f"--assertions {path}: cannot read: {exc.strerror or exc}") from None
-    if len(docs) != 1 or isinstance(docs[0], DocumentError):
-        problem = docs[0] if docs and isinstance(docs[0], DocumentError) else "expected one YAML document"
-        raise UsageError(f"{path}: {problem}")
-    try:
-        return checks.parse_assertions(docs[0], path)
+        return checks.parse_assertions(doc, path, list_item_lines(text, "assertions"))
     except checks.AssertionsError as exc:
         raise UsageError(str(exc)) from None
 
 
-def _broken_assertions(args: argparse.Namespace, diff: Diff) -> list[dict[str, Any]]:
-    """Each assertion with whether the change breaks it (held before, does not after)."""
+def _read_yaml(path: str, option: str) -> tuple[Any, str]:
+    """The one YAML document of ``path`` (read strictly) and its text; UsageError otherwise."""
+    from kube.documents import DocumentError, parse_yaml
+
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot read: {exc.strerror or exc}") from None
+    docs = [d for d in parse_yaml(text) if d is not None]
+    if len(docs) != 1 or isinstance(docs[0], DocumentError):
+        problem = docs[0] if docs and isinstance(docs[0], DocumentError) else "expected one YAML document"
+        raise UsageError(f"{path}: {problem}")
+    return docs[0], text
+
+
+def _assertions_before_after(args: argparse.Namespace, diff: Diff) -> list[tuple[Any, Any]]:
+    """Each assertion's outcome before and after the change (none without --assertions)."""
     if not getattr(args, "assertions", None):
         return []
     from simulator import assertions as checks
 
     stated = _read_assertions(args.assertions)
     try:
-        before, after = checks.check(diff.before, stated), checks.check(diff.after, stated)
+        before, after = checks.check(diff.before, stated, missing_ok=True), checks.check(diff.after, stated)
     except checks.AssertionsError as exc:
         raise UsageError(str(exc)) from None
-    pairs = zip(before, after, strict=True)
-    return [{**a.to_json(), "held_before": b.holds, "broken": b.holds and not a.holds} for b, a in pairs]
+    return list(zip(before, after, strict=True))
 
 
 def _write_diff(diff: Diff, args: argparse.Namespace, out: TextIO) -> int:
     from simulator import diff_render, html_report
 
-    checked = _broken_assertions(args, diff)
+    outcomes = _assertions_before_after(args, diff)
+    # An assertion is broken by the change when it does not hold after it but did before, or
+    # did not apply before (it names a workload the change adds).
+    def broke(b: Any, a: Any) -> bool:
+        return not a.holds and (b.holds or not b.applicable)
+
+    checked = [{**a.to_json(), "held_before": b.holds if b.applicable else None, "broken": broke(b, a)}
+               for b, a in outcomes]
     broken = [c for c in checked if c["broken"]]
-    if args.output == "json":
+    if args.output in ("sarif", "github"):
+        from simulator import ci_output
+
+        results = ci_output.diff_results(diff, [a for b, a in outcomes if broke(b, a)], args.assertions or "")
+        out.write((ci_output.sarif if args.output == "sarif" else ci_output.github)(results))
+    elif args.output == "json":
         doc = diff.to_json()
         if checked:
             doc["assertions"] = checked
@@ -277,8 +307,9 @@ def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     from kube.load import load_paths
     from simulator.incremental import evaluate_change
     from simulator.whatif import diff_states
+    from simulator.whatif_load import evaluated
 
-    result = load_paths(args.after, pod_cidr=args.pod_cidr)
+    result = evaluated(load_paths(args.after, pod_cidr=args.pod_cidr))
     args.inputs_after = result.inputs()
     after = accept(result, args.skip_invalid)
     ports, declared_only = choose_ports([before, after], args.port)
@@ -286,7 +317,7 @@ def cmd_diff(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     print(f"comparing {len(before.pods)} -> {len(after.pods)} pods on {len(ports)} port(s)...", file=sys.stderr)
     state_b, state_a, update = evaluate_change(before, after, ports)
     diff = diff_states(state_b, state_a, ports, declared_only=declared_only, **_outside(args, before, after, update))
-    print(f"{update.mode} evaluation in {time.perf_counter() - started:.3f} s", file=sys.stderr)
+    print(f"{update.describe()} evaluation in {time.perf_counter() - started:.3f} s", file=sys.stderr)
     return _write_diff(diff, args, out)
 
 
@@ -304,7 +335,7 @@ def cmd_whatif(args: argparse.Namespace, before: Cluster, out: TextIO) -> int:
     started = time.perf_counter()
     state_b, state_a, update = evaluate_change(before, after, ports)
     diff = diff_states(state_b, state_a, ports, declared_only=declared_only, **_outside(args, before, after, update))
-    print(f"{update.mode} re-evaluation of {', '.join(update.namespaces) or 'nothing'}: "
+    print(f"{update.describe()} re-evaluation of {', '.join(update.namespaces) or 'nothing'}: "
           f"{update.seconds * 1000:.1f} ms; evaluation and diff in {time.perf_counter() - started:.3f} s",
           file=sys.stderr)
     return _write_diff(diff, args, out)
@@ -325,28 +356,45 @@ def cmd_check(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
     elif args.output in ("sarif", "github"):
         from simulator import ci_output
 
-        render = ci_output.check_sarif if args.output == "sarif" else ci_output.check_github
-        out.write(render(outcomes, args.assertions))
+        results = ci_output.check_results(outcomes, args.assertions)
+        out.write((ci_output.sarif if args.output == "sarif" else ci_output.github)(results))
     else:
         out.write(checks.render_text(outcomes))
     return EXIT_OK if all(o.holds for o in outcomes) else EXIT_FAIL
 
 
 def cmd_lint(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int:
-    from simulator import lint
+    from simulator import lint, lint_suppress
 
+    config: list[Any] = []
+    if args.config:
+        doc, _text = _read_yaml(args.config, "--config")
+        try:
+            config = lint_suppress.parse_config(doc, args.config)
+        except lint_suppress.ConfigError as exc:
+            raise UsageError(str(exc)) from None
     started = time.perf_counter()
-    findings = lint.lint(cluster)
-    print(f"linted {len(cluster.policies)} policies in {time.perf_counter() - started:.3f} s", file=sys.stderr)
+    findings, suppressed, notes = lint_suppress.suppress(lint.lint(cluster), cluster, config)
+    cnps = f" and {len(cluster.cluster_policies)} ClusterNetworkPolicies" if cluster.cluster_policies else ""
+    print(f"linted {len(cluster.policies)} policies{cnps} in {time.perf_counter() - started:.3f} s", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if suppressed:
+        by = {k: sum(s.by == k for s in suppressed) for k in ("annotation", "config")}
+        print(f"{len(suppressed)} finding(s) suppressed ({by['annotation']} by annotation, {by['config']} by "
+              "config)", file=sys.stderr)
     if args.output == "json":
-        out.write(json.dumps(with_inputs(lint.to_json(findings), args), indent=2) + "\n")
+        doc = {**lint.to_json(findings), "suppressed": [s.to_json() for s in suppressed]}
+        out.write(json.dumps(with_inputs(doc, args), indent=2) + "\n")
     elif args.output in ("sarif", "github"):
         from simulator import ci_output
 
-        render = ci_output.lint_sarif if args.output == "sarif" else ci_output.lint_github
-        out.write(render(findings, cluster))
+        results = ci_output.lint_results(findings, cluster, suppressed)
+        out.write((ci_output.sarif if args.output == "sarif" else ci_output.github)(results))
     else:
         out.write(lint.to_text(findings))
+        if suppressed:
+            out.write(f"{len(suppressed)} suppressed finding(s) not shown (see -o json)\n")
     return EXIT_FAIL if lint.failed(findings, args.fail_on) else EXIT_OK
 
 
@@ -357,13 +405,17 @@ def cmd_exposure(args: argparse.Namespace, cluster: Cluster, out: TextIO) -> int
     from simulator.engine import Simulator
 
     source = None
+    sim = Simulator(cluster)
     if args.source:
-        source = cluster.pod_by_key.get(args.source)
-        if source is None:
-            raise UsageError(f"--from {args.source}: no such pod (give namespace/name)")
+        from simulator.endpoint_names import one_endpoint
+
+        try:
+            source, _name = one_endpoint(sim, args.source)
+        except ValueError as exc:
+            raise UsageError(f"--from {exc}") from None
     if args.exclude:
         cluster = _without_pods(cluster, args.exclude, keep=source)
-    sim = Simulator(cluster)
+        sim = Simulator(cluster)
     # As reach: --port on every pair, else each destination on the ports it declares.
     ports, declared_only = choose_ports([cluster], args.port)
     print(f"exposure over {len(cluster.pods)} pods ({sim.classes.count} classes) on {len(ports)} port(s)...",

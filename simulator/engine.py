@@ -3,7 +3,8 @@
 Evaluation is vectorised over equivalence classes of pods (``simulator.classes``). For each
 queried port the engine gives every class an egress set (the destination classes it may
 reach) and an ingress set (the source classes it admits), each the union of the peers of
-the rules that apply to it, stored once per distinct set as packed bits
+the NetworkPolicy rules that apply to it, put together with the ClusterNetworkPolicy tiers
+(``simulator.tier_sets``) where their rules apply, stored once per distinct set as packed bits
 (``simulator.verdicts.PortVerdicts``, cached per port): ``allowed[i, j]`` is ``j in
 egress(i) and i in ingress(j)``. Nothing is O(classes²) unless asked for: pair counts come
 from the sets directly, blocks and pod rows are read in tiles, and the dense class matrix
@@ -31,6 +32,7 @@ from simulator.bitsets import ALL, NONE, SetTable, pack, set_columns, widen
 from simulator.classes import ClassTable, build_classes, pod_label_keys, policy_ip_blocks
 from simulator.memory import TooLarge
 from simulator.semantics import Endpoint, External
+from simulator.tier_sets import NamespaceSets, TierSets
 from simulator.verdicts import PortVerdicts
 
 # A rule's port match: a constant (True: all ports, False: none) or a per-class vector
@@ -132,6 +134,7 @@ class Simulator:
         for policy in cluster.policies:
             pr = self._prepare(policy)
             self._by_ns.setdefault(pr.ns, []).append(pr)
+        self.tiers = TierSets(cluster, self.classes)  # ClusterNetworkPolicies; often none
         self._verdicts: dict[PortSpec, tuple[PortVerdicts, SetTable, SetTable]] = {}
         self._class_cache: dict[PortSpec, np.ndarray] = {}
         self._external_cache: dict[tuple[str, PortSpec], tuple[np.ndarray, np.ndarray]] = {}
@@ -204,9 +207,7 @@ class Simulator:
             if not len(cols):
                 continue
             out_sig[cols] = in_sig[cols] = ALL
-            pols = self._by_ns.get(ns)
-            if pols:
-                self._fill(spec, pols, out_sig, in_sig, out_t, in_t)
+            self._fill(spec, ns, cols, out_sig, in_sig, out_t, in_t)
         return PortVerdicts(out_sig, out_t.rows(), in_sig, in_t.rows()), out_t, in_t
 
     def with_cluster(self, cluster: Cluster, classes: ClassTable, namespaces: Iterable[str]) -> Simulator:
@@ -219,8 +220,11 @@ class Simulator:
         rules, and only the touched classes' bits of its sets are recomputed, from the
         sets' recipes. Verdicts of ports evaluated here are carried over that way; other
         ports are evaluated in full on demand. Its verdicts are those of
-        ``Simulator(cluster, classes=classes)``.
+        ``Simulator(cluster, classes=classes)``. Raises :class:`NeedsRebuild` when either
+        cluster has ClusterNetworkPolicies (their subjects and peers span namespaces).
         """
+        if self.cluster.cluster_policies or cluster.cluster_policies:
+            raise NeedsRebuild("ClusterNetworkPolicies select across namespaces: evaluate the new cluster in full")
         t, old = classes, self.classes
         new_classes = np.arange(old.count, t.count)
         touched_ns = {t.ns_index[n] for n in namespaces if n in t.ns_index}
@@ -230,6 +234,7 @@ class Simulator:
         touched = np.union1d(new_classes, np.concatenate([*cols, _NO_CLASSES])).astype(np.int64)
         derived = copy.copy(self)
         derived.cluster, derived.classes = cluster, t
+        derived.tiers = TierSets(cluster, t)
         derived._peer_cache, derived._block_cache, derived._port_cache = {}, {}, {}
         derived._class_cache, derived._external_cache = {}, {}
         derived.touched_classes = touched
@@ -286,9 +291,8 @@ class Simulator:
         for ns in namespaces:
             cols = self.classes.ns_cols.get(ns, _NO_CLASSES)
             out_sig[cols] = in_sig[cols] = ALL
-            pols = self._by_ns.get(ns)
-            if pols and len(cols):
-                self._fill(spec, pols, out_sig, in_sig, out_t, in_t)
+            if len(cols):
+                self._fill(spec, ns, cols, out_sig, in_sig, out_t, in_t)
         return PortVerdicts(out_sig, out_t.rows(), in_sig, in_t.rows()), out_t, in_t
 
     def _recipe_bits(self, recipe: tuple, direction: str, spec: PortSpec, cols: np.ndarray) -> np.ndarray:
@@ -395,6 +399,16 @@ class Simulator:
             pr = self._prepare(policy)
         return pr.cols[pr.target].astype(np.int64) if len(pr.cols) else _NO_CLASSES
 
+    def isolated_classes(self, direction: str) -> np.ndarray:
+        """bool [C]: the classes some NetworkPolicy with ``direction`` in its policyTypes selects
+        (the NetworkPolicy tier decides for them, and the Baseline tier is not consulted)."""
+        out = np.zeros(self.classes.count, dtype=bool)
+        for pols in self._by_ns.values():
+            for pr in pols:
+                if direction in pr.policy.policy_types and len(pr.cols):
+                    out[pr.cols[pr.target]] = True
+        return out
+
     def _namespace_rules(self, namespace: str) -> list[_PolicyRules]:
         return self._by_ns.get(self.classes.ns_index.get(namespace, -1), [])
 
@@ -445,34 +459,42 @@ class Simulator:
             out_t, in_t = SetTable(count), SetTable(count)
             out_sig = np.full(count, ALL, dtype=np.int32)
             in_sig = np.full(count, ALL, dtype=np.int32)
-            for pols in self._by_ns.values():
-                self._fill(spec, pols, out_sig, in_sig, out_t, in_t)
+            # Every namespace with classes when ClusterNetworkPolicies may apply; else those with policies.
+            namespaces = self.classes.ns_cols if self.tiers.active else self._by_ns
+            for ns in namespaces:
+                cols = self.classes.ns_cols.get(ns, _NO_CLASSES)
+                if len(cols):
+                    self._fill(spec, ns, cols, out_sig, in_sig, out_t, in_t)
             got = self._verdicts[spec] = (PortVerdicts(out_sig, out_t.rows(), in_sig, in_t.rows()), out_t, in_t)
         return got[0]
 
     def _fill(
         self,
         spec: PortSpec,
-        pols: list[_PolicyRules],
+        ns: int,
+        cols: np.ndarray,
         out_sig: np.ndarray,
         in_sig: np.ndarray,
         out_t: SetTable,
         in_t: SetTable,
     ) -> None:
-        """Set the egress and ingress sets of one namespace's classes from its policies."""
-        cols = pols[0].cols
-        if not len(cols):
-            return
+        """Set the egress and ingress sets of one namespace's classes ``cols`` (not empty)
+        from its policies, then from the ClusterNetworkPolicy tiers where they apply."""
+        pols = self._by_ns.get(ns)
+        tiers = self.tiers.active
         for direction, sig, table in ((EGRESS, out_sig, out_t), (INGRESS, in_sig, in_t)):
-            got = self._namespace_sets(spec, direction, pols, table)
+            got = self._namespace_sets(spec, direction, pols, table, keep=tiers) if pols else None
             if got is not None:
-                sig[cols] = got
+                sig[cols] = got[0]
+            if tiers:
+                self.tiers.fill(spec, direction, cols, self.classes.namespaces[ns], got and got[1], sig, table)
 
     def _namespace_sets(
-        self, spec: PortSpec, direction: str, pols: list[_PolicyRules], table: SetTable
-    ) -> np.ndarray | None:
+        self, spec: PortSpec, direction: str, pols: list[_PolicyRules], table: SetTable, *, keep: bool = False
+    ) -> tuple[np.ndarray, NamespaceSets | None] | None:
         """int32 [k]: set ids (in ``table``) for the k classes of one namespace in
         ``direction``, from the namespace's policies ``pols``; None if none isolates a class.
+        With ``keep``, also which classes are isolated and the sets themselves (for the tiers).
 
         Egress: the destinations the class may reach; ingress: the sources it admits. A class
         gets the union of the peers of the rules that apply to it on ``spec``.
@@ -506,9 +528,11 @@ class Simulator:
         if not isolated.any():
             return None
         sig = np.full(len(cols), ALL, dtype=np.int32)
+        kept = NamespaceSets(isolated, {ALL: np.ones(count, dtype=bool), NONE: np.zeros(count, dtype=bool)}) \
+            if keep else None
         if not keys:
             sig[isolated] = NONE
-            return sig
+            return sig, kept
         # Classes to which the same rules apply share a set: one union per distinct column.
         codes = np.ascontiguousarray(np.packbits(np.array(keys), axis=0).T)
         # one opaque value per class (its row of codes), so that unique works on a 1-d array
@@ -522,9 +546,12 @@ class Simulator:
                 ids[u] = ALL
             else:
                 recipe = tuple(tokens[r] for r in rules)
-                ids[u] = table.add(np.logical_or.reduce([others[r] for r in rules]), recipe)
+                union = np.logical_or.reduce([others[r] for r in rules])
+                ids[u] = table.add(union, recipe)
+                if kept is not None:
+                    kept.vectors[int(ids[u])] = union
         sig[isolated] = ids[inverse.reshape(-1)][isolated]
-        return sig
+        return sig, kept
 
     def block(self, spec: PortSpec, rows: np.ndarray | slice, cols: np.ndarray | slice) -> np.ndarray:
         """bool [len(rows), len(cols)]: egress_ok & ingress_ok from source classes ``rows``
@@ -583,20 +610,14 @@ class Simulator:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(ingress from ``ip`` into each class, egress from each class to ``ip``) on ``spec``:
         bool [C] each, cached and read only. ``ip`` is taken as an external address (only
-        ipBlocks and peer-less rules match it); the per-pod exceptions are not applied.
+        ipBlocks, peer-less rules, and ClusterNetworkPolicy networks and nodes peers match it);
+        the per-pod exceptions are not applied.
 
         With ``namespaces``: bool [k] each for ``namespace_classes(namespaces)``, not cached.
         """
         ext = External(ip)
         if namespaces is not None:
-            parts = []
-            for name in namespaces:
-                k = len(self.namespace_classes([name]))
-                pols = self._namespace_rules(name)
-                got = self._external_block(ext, spec, pols) if pols else None
-                if got is None:  # no policy isolates a class of the namespace
-                    got = (np.ones(k, dtype=bool), np.ones(k, dtype=bool))
-                parts.append(got)
+            parts = [self._external_namespace(ext, spec, self.classes.ns_index.get(name, -1)) for name in namespaces]
             if not parts:
                 return np.ones(0, dtype=bool), np.ones(0, dtype=bool)
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -607,18 +628,34 @@ class Simulator:
         count = self.classes.count
         ing = np.ones(count, dtype=bool)
         eg = np.ones(count, dtype=bool)
-        for pols in self._by_ns.values():
-            got = self._external_block(ext, spec, pols)
-            if got is not None:
-                ing[pols[0].cols], eg[pols[0].cols] = got
+        for ns in self.classes.ns_cols if self.tiers.active else self._by_ns:
+            cols = self.classes.ns_cols.get(ns, _NO_CLASSES)
+            if len(cols):
+                ing[cols], eg[cols] = self._external_namespace(ext, spec, ns)
         ing.flags.writeable = eg.flags.writeable = False
         self._external_cache[key] = (ing, eg)
         return ing, eg
 
+    def _external_namespace(self, ext: External, spec: PortSpec, ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ingress from, egress to) ``ext`` for the classes of namespace ``ns``."""
+        cols = self.classes.ns_cols.get(ns, _NO_CLASSES)
+        k = len(cols)
+        pols = self._by_ns.get(ns)
+        got = self._external_block(ext, spec, pols) if pols and k else None
+        if got is None:  # no policy isolates a class of the namespace
+            ok = iso = np.zeros(k, dtype=bool)
+            got = (ok, iso, ok, iso)
+        ok_in, iso_in, ok_eg, iso_eg = got
+        if not self.tiers.active or not k:
+            return ok_in | ~iso_in, ok_eg | ~iso_eg
+        return (self.tiers.external(ext.ip, spec, INGRESS, cols, ok_in, iso_in),
+                self.tiers.external(ext.ip, spec, EGRESS, cols, ok_eg, iso_eg))
+
     def _external_block(
         self, ext: External, spec: PortSpec, pols: list[_PolicyRules]
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(ingress from, egress to) ``ext`` for the classes of one namespace; None if none."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """(ingress allowed, isolated for ingress, egress allowed, isolated for egress) from and
+        to ``ext`` by the NetworkPolicies of one namespace's classes; None if there are none."""
         cols = pols[0].cols
         if not len(cols):
             return None
@@ -648,7 +685,7 @@ class Simulator:
                     # Named ports resolve on the destination, and an address serves none.
                     if not rule.ports or any(semantics.port_matches(e, spec, ext) for e in rule.ports):
                         ok_eg |= pr.target
-        return ok_in | ~iso_in, ok_eg | ~iso_eg
+        return ok_in, iso_in, ok_eg, iso_eg
 
     # ----- public API ----------------------------------------------------------------------
     def endpoint(self, ref: Pod | str) -> Endpoint:
@@ -705,6 +742,18 @@ class Simulator:
                 out[h - start, same_node] = True
             local = same_node[start:stop]
             out[local, h] = True
+        return out
+
+    def pod_block(self, spec: PortSpec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """bool [len(rows), len(cols)]: verdicts from the pods at positions ``rows`` of
+        ``cluster.pods`` to those at ``cols``, the per-pod exceptions of ``pod_rows`` applied."""
+        t = self.classes
+        out = self.verdicts(spec).block(t.pod_class[rows], t.pod_class[cols])
+        out |= rows[:, None] == cols[None, :]  # a pod reaches itself
+        # A node and its pods (its hostNetwork pods included) always reach each other.
+        host = t.pod_hostnet & (t.pod_node >= 0)
+        rn, cn = t.pod_node[rows], t.pod_node[cols]
+        out |= (rn[:, None] == cn[None, :]) & (rn[:, None] >= 0) & (host[rows][:, None] | host[cols][None, :])
         return out
 
     def summary(self, ports: Sequence[PortSpec]) -> Summary:

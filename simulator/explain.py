@@ -1,4 +1,5 @@
-"""Why a connection is allowed or denied: the policies and rules behind one verdict."""
+"""Why a connection is allowed or denied: the policies and rules behind one verdict, tier by tier
+(the Admin tier of ClusterNetworkPolicies, NetworkPolicy, the Baseline tier)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from simulator import semantics
 from simulator.engine import Simulator
 from simulator.outside import outside_blocks
 from simulator.semantics import DirectionVerdict, Endpoint, External
+from simulator.tiers import CNPRuleRef
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class Explanation:
             "verdict": self.verdict,
             "allowed": self.allowed,
             "bypass": self.bypass,
-            "egress": _part_json(self.egress),
-            "ingress": _part_json(self.ingress),
+            "egress": _part_json(self.egress, self.src_kind),
+            "ingress": _part_json(self.ingress, self.dst_kind),
         }
 
     def render(self) -> str:
@@ -64,7 +66,7 @@ class Explanation:
         return self.render()
 
 
-def _part_json(part: DirectionVerdict) -> dict[str, Any]:
+def _part_json(part: DirectionVerdict, kind: str) -> dict[str, Any]:
     rule = part.rule
     return {
         "direction": part.direction,
@@ -72,11 +74,17 @@ def _part_json(part: DirectionVerdict) -> dict[str, Any]:
         "allowed": part.allowed,
         "policies": list(part.policies),
         "rule": None if rule is None else asdict(rule),  # {policy, direction, rule, peer, port}
+        "decided_by": part.decided_by,  # Admin, NetworkPolicy, Baseline or default
+        # the Admin / Baseline rule that matched first: {policy, tier, direction, rule, action, name, peer,
+        # port, fail_closed}; Baseline only when that tier was consulted
+        "admin": None if part.admin is None else asdict(part.admin),
+        "baseline": None if part.baseline is None else asdict(part.baseline),
+        "path": tier_path(part, kind),  # the same steps as the text
     }
 
 
-def _part_text(part: DirectionVerdict, who: str, kind: str) -> str:
-    side = "egress from" if part.direction == EGRESS else "ingress to"
+def _network_policy_text(part: DirectionVerdict, kind: str) -> str:
+    """What the NetworkPolicy tier says: allowed by a rule, denied, or not isolated (and why)."""
     if not part.isolated:
         if kind in ("external", "node"):
             reason = f"{'a node' if kind == 'node' else 'an external address'} is never selected by a policy"
@@ -84,11 +92,43 @@ def _part_text(part: DirectionVerdict, who: str, kind: str) -> str:
             reason = "hostNetwork pods are never selected by a policy"
         else:
             reason = f"no policy with {part.direction} in policyTypes selects it"
-        return f"{side} {who}: allowed (not isolated: {reason})"
+        return f"not isolated: {reason}"
     pols = ", ".join(part.policies)
     if part.allowed and part.rule is not None:
-        return f"{side} {who}: allowed by {part.rule.describe()} (isolated by {pols})"
-    return f"{side} {who}: DENIED (isolated by {pols}; no rule of theirs matches)"
+        return f"allowed by {part.rule.describe()} (isolated by {pols})"
+    return f"DENIED (isolated by {pols}; no rule of theirs matches)"
+
+
+def tier_path(part: DirectionVerdict, kind: str) -> list[str]:
+    """The tiers the direction went through, one step each, e.g. ``["Admin: Pass by cnp/x
+    ingress[1]", "NetworkPolicy: allowed by ..."]``; the last step decided. ``kind`` is the
+    subject's (pod, hostNetwork pod, external, node), for why no NetworkPolicy selects it."""
+    steps = []
+    if part.admin is not None:
+        steps.append(f"Admin: {_step(part.admin)}")
+    if part.decided_by == "Admin":
+        return steps
+    steps.append(f"NetworkPolicy: {_network_policy_text(part, kind)}")
+    if part.isolated:
+        return steps
+    if part.baseline is not None:
+        steps.append(f"Baseline: {_step(part.baseline)}")
+    if part.decided_by == "default":
+        steps.append("default: allowed (no tier decided)")
+    return steps
+
+
+def _step(ref: CNPRuleRef) -> str:
+    return f"Pass by {ref.where()}" if ref.action == "Pass" else ref.describe()
+
+
+def _part_text(part: DirectionVerdict, who: str, kind: str) -> str:
+    side = "egress from" if part.direction == EGRESS else "ingress to"
+    if part.admin is None and part.baseline is None:  # no ClusterNetworkPolicy rule involved
+        text = _network_policy_text(part, kind)
+        return f"{side} {who}: {'allowed (' + text + ')' if not part.isolated else text}"
+    verdict = "allowed" if part.allowed else "DENIED"
+    return f"{side} {who}: {verdict}: " + " → ".join(tier_path(part, kind))
 
 
 def _kind(ep: Endpoint, name: str = "") -> str:

@@ -12,7 +12,10 @@ Limits: the class table (equivalence classes of pods) is kept, so changes to pod
 namespace labels, and policies that add an ipBlock range no existing policy uses (it could
 split classes), need a full rebuild: :func:`with_policies` raises
 :class:`simulator.engine.NeedsRebuild` and :func:`evaluate_change` falls back to a fresh
-Simulator.
+Simulator. A ClusterNetworkPolicy selects subjects and peers in every namespace, so a change
+to one, or any change but to NetworkPolicies while there are some, is evaluated in full too
+(the ``Update`` says why); NetworkPolicy changes beside unchanged ClusterNetworkPolicies stay
+incremental.
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ class Update:
     namespaces: tuple[str, ...]
     classes: int  # classes whose rows/columns were recomputed
     seconds: float
-    mode: str  # "incremental" or "full"
+    mode: str  # "incremental", "aligned" or "full"
+    reason: str = ""  # why the evaluation was full, when it was
+
+    def describe(self) -> str:
+        """The mode, with the reason for a full evaluation: ``full (a ClusterNetworkPolicy changed)``."""
+        return f"{self.mode} ({self.reason})" if self.reason else self.mode
 
 
 class IncrementalSimulator:
@@ -95,8 +103,10 @@ class IncrementalSimulator:
 
 
 def policy_delta(before: Cluster, after: Cluster) -> dict[str, NetworkPolicy | None] | None:
-    """``key -> new policy or None`` when only policies differ between the states, else None."""
-    if (before.pods, before.namespaces, before.nodes) != (after.pods, after.namespaces, after.nodes):
+    """``key -> new policy or None`` when only NetworkPolicies differ between the states, else None."""
+    if (before.pods, before.namespaces, before.nodes, before.cluster_policies) != (
+        after.pods, after.namespaces, after.nodes, after.cluster_policies
+    ):
         return None
     b, a = before.policy_by_key, after.policy_by_key
     out: dict[str, NetworkPolicy | None] = {k: None for k in b if k not in a}
@@ -115,8 +125,9 @@ def evaluate_change(
     :func:`simulator.classes.build_classes` with ``like``) and it records the classes whose
     verdicts can differ (``touched``: new classes, and the classes of namespaces whose
     labels or policies changed), so that the diff reads only their rows and columns (mode
-    ``aligned``). Falls back to two unrelated evaluations (mode ``full``) when the new
-    policies look at a label key or range the old classes do not separate.
+    ``aligned``). Falls back to two unrelated evaluations (mode ``full``, with the reason)
+    when the new policies look at a label key or range the old classes do not separate, or
+    ClusterNetworkPolicies changed, or there are some and more than NetworkPolicies changed.
     """
     start = IncrementalSimulator(base if base is not None else Simulator(before))
     start.prepare(ports)
@@ -128,12 +139,16 @@ def evaluate_change(
             pass
     started = time.perf_counter()
     try:
+        if before.cluster_policies != after.cluster_policies:
+            raise CannotAlign("a ClusterNetworkPolicy changed, and its subjects and peers span namespaces")
+        if before.cluster_policies:
+            raise CannotAlign("more than NetworkPolicies changed beside ClusterNetworkPolicies, which span namespaces")
         table = build_classes(after, like=start.classes)
-    except CannotAlign:
+    except CannotAlign as exc:
         end = IncrementalSimulator(Simulator(after))
         end.prepare(ports)
         namespaces = tuple(sorted({n.name for n in after.namespaces}))
-        return start, end, Update(namespaces, end.classes.count, time.perf_counter() - started, "full")
+        return start, end, Update(namespaces, end.classes.count, time.perf_counter() - started, "full", str(exc))
     changed = _changed_namespaces(before, after)
     sim = start.sim.with_cluster(after, table, changed)  # re-evaluates the touched classes only
     touched = sim.touched_classes if sim.touched_classes is not None else np.zeros(0, dtype=np.int64)

@@ -34,6 +34,10 @@ from simulator.engine import NeedsRebuild, Simulator
 from simulator.graph import representative_ip
 from simulator.incremental import IncrementalSimulator
 from simulator.lint_kinds import KINDS
+from simulator.lint_tiers import critical_ports as tier_critical_ports
+from simulator.lint_tiers import tier_findings
+from simulator.outside import outside_endpoints
+from simulator.tiers import cnp_key
 from simulator.whatif import NamespaceScoped
 
 SEVERITIES = ("info", "warning", "error")
@@ -92,6 +96,7 @@ class Linter:
         out += self.unprotected()
         out += self.dns()
         out += self.ip_blocks_covering_pods()
+        out += [Finding(*raw) for raw in tier_findings(self.sim)]
         return out
 
     # ----- checks ----------------------------------------------------------------------------
@@ -151,6 +156,12 @@ class Linter:
     def unprotected(self) -> list[Finding]:
         out = []
         with_policy = {p.namespace for p in self.cluster.policies}
+        # Namespaces whose pods a ClusterNetworkPolicy rule may decide for are not left alone.
+        t, subjects = self.t, np.zeros(self.t.count, dtype=bool)
+        for direction in (INGRESS, EGRESS):
+            for tier_rule in self.sim.tiers.rules[direction]:
+                subjects |= tier_rule.subject
+        with_policy |= {t.namespaces[n] for n in np.unique(t.ns_id[subjects]).tolist() if n < len(t.namespaces)}
         for ns, pods in sorted(self.pods_by_ns.items()):
             pods = [p for p in pods if not p.host_network]
             if pods and ns not in with_policy:
@@ -186,26 +197,36 @@ class Linter:
                        ports=(ContainerPort(53, "UDP", "dns"), ContainerPort(53, "TCP", "dns-tcp")))]
         scoped = NamespaceScoped(cluster)
         blocked: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        cnp_subjects: dict[int, list[str]] = {}  # class -> the ClusterNetworkPolicies with egress rules for it
+        for tier_rule in self.sim.tiers.rules[EGRESS]:
+            for c in np.flatnonzero(tier_rule.subject).tolist():
+                names = cnp_subjects.setdefault(c, [])
+                if cnp_key(tier_rule.policy) not in names:
+                    names.append(cnp_key(tier_rule.policy))
         for c, rep in enumerate(self.t.reps):
             if not self.t.selectable[c]:
                 continue
-            egress_policies = [p for p in scoped.scoped(rep.namespace).policies
+            egress_policies = [p.key for p in scoped.scoped(rep.namespace).policies
                                if EGRESS in p.policy_types and semantics.policy_selects(p, rep)]
+            egress_policies += cnp_subjects.get(c, [])
             if not egress_policies:
                 continue
             missing = [proto for proto in ("UDP", "TCP")
                        if not any(scoped.direction(rep, d, PortSpec(53, proto), EGRESS).allowed for d in dns)]
             if missing:
                 members = [self.t.pods[i].key for i in np.flatnonzero(self.t.pod_class == c)]
-                key = tuple(p.key for p in egress_policies)
+                key = tuple(egress_policies)
                 blocked.setdefault(key, []).extend((m, "/".join(missing)) for m in members)
         out = []
         target = "kube-dns pods in kube-system" + (" (none in the snapshot: assumed)" if assumed else "")
         for keys, pods in blocked.items():
             protos = sorted({p for _, ps in pods for p in ps.split("/")})
+            tiers = any(k.startswith("cnp/") for k in keys)
+            namespace = "" if keys[0].startswith("cnp/") else keys[0].split("/", 1)[0]
             out.append(Finding("dns-blocked", "error", keys[0], None,
-                               f"egress isolation ({', '.join(keys)}) blocks DNS ({'/'.join(protos)} 53 to {target}) "
-                               f"for {len(pods)} pod(s), e.g. {pods[0][0]}", keys[0].split("/", 1)[0]))
+                               f"egress {'rules' if tiers else 'isolation'} ({', '.join(keys)}) block"
+                               f"{'' if tiers else 's'} DNS ({'/'.join(protos)} 53 to {target}) "
+                               f"for {len(pods)} pod(s), e.g. {pods[0][0]}", namespace))
         return out
 
     def ip_blocks_covering_pods(self) -> list[Finding]:
@@ -241,6 +262,8 @@ class Linter:
         for ports in self.t.ports:
             for p in ports:
                 points[p.protocol].update((p.port, p.port + 1))
+        for spec in tier_critical_ports(self.sim):  # where ClusterNetworkPolicy rules start or stop matching
+            points[spec.protocol].add(spec.port)
         return {proto: sorted(n for n in pts if 1 <= n <= 65535) for proto, pts in points.items()}
 
     def _rule_ports(self, rule: Rule, critical: dict[str, list[int]]) -> list[PortSpec]:
@@ -280,6 +303,10 @@ class Linter:
                 ip = str(net.network_address)
                 if ip not in everything:
                     everything.append(ip)
+        if self.cluster.cluster_policies:  # their networks and nodes split the outside further
+            for endpoint in outside_endpoints([self.cluster]):
+                if endpoint.address not in everything:
+                    everything.append(endpoint.address)
         inside = {block: {ip for ip in everything if block.contains(ip)} for block in ip_blocks(self.cluster)}
         base = IncrementalSimulator(self.sim)
         removed: dict[str, set[tuple[str, int]]] = {}
@@ -328,7 +355,7 @@ class Linter:
     def verify_removal(self, removed: dict[str, set[tuple[str, int]]]) -> None:
         """Re-evaluate from scratch with every reported rule removed; raise if anything changed."""
         policies = tuple(_without(p, removed[p.key]) if p.key in removed else p for p in self.cluster.policies)
-        other = Simulator(replace(self.cluster, policies=policies))
+        other = Simulator(replace(self.cluster, policies=policies), classes=self.t)  # finer classes stay valid
         critical = self.critical_ports()
         ports = [PortSpec(n, proto) for proto, ns in critical.items() for n in ns]
         for spec in ports:

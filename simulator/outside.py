@@ -1,9 +1,10 @@
 """Addresses outside the cluster as endpoints: the IPv4 space cut into blocks of one verdict.
 
-Policies only tell outside addresses apart by ``ipBlock`` CIDRs and their ``except``s, so
-every address between two consecutive CIDR boundaries (of all policies considered, before and
-after a change alike) gets the same verdict from every rule. Intervals that lie in exactly the
-same ipBlocks are one block; the block in no ipBlock at all is "the rest of the world". A
+Policies only tell outside addresses apart by ``ipBlock`` CIDRs and their ``except``s, and by
+ClusterNetworkPolicy ``networks`` CIDRs, so every address between two consecutive CIDR
+boundaries (of all policies considered, before and after a change alike) gets the same verdict
+from every rule. Intervals that lie in exactly the same ipBlocks and networks are one block;
+the block in none at all is "the rest of the world". A
 block is written as the CIDRs that cover it, and evaluated at one representative address in
 it that no pod and no node holds (pods and nodes are endpoints of their own).
 """
@@ -19,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from kube.model import Cluster, PortSpec
-from simulator.classes import ip_blocks
+from kube.model import Cluster, IPBlock, PortSpec
+from simulator.classes import cnp_networks, ip_blocks
 
 SPACE = 1 << 32
 _REPRESENTATIVE_TRIES = 64  # addresses tried per interval before looking at the next one
@@ -42,8 +43,12 @@ class Block:
 
 
 def _edges(clusters: Iterable[Cluster]) -> list[tuple[int, int, int]]:
-    """(start, end, id) of every IPv4 range an ipBlock adds (+) or takes away (except: -)."""
-    blocks = dict.fromkeys(b for cluster in clusters for b in ip_blocks(cluster) if b.network.version == 4)
+    """(start, end, id) of every IPv4 range an ipBlock or a ``networks`` CIDR adds (+) or an
+    except takes away (-)."""
+    clusters = list(clusters)
+    found = [b for cluster in clusters for b in ip_blocks(cluster)]
+    found += [IPBlock(str(net)) for cluster in clusters for net in cnp_networks(cluster)]
+    blocks = dict.fromkeys(b for b in found if b.network.version == 4)
     out: list[tuple[int, int, int]] = []
     for ident, block in enumerate(blocks):
         net = block.network

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from kube.model import Pod, PortSpec
+from simulator.endpoint_names import Folded
 from simulator.engine import Simulator, declared_ports
 from simulator.render import ALLOWED, CORNER, DENIED, NOT_CHECKED
 
@@ -37,10 +38,14 @@ class ReachPlan:
     ports: tuple[PortSpec, ...]
     declared_only: bool
     external_names: tuple[str, ...] = ()  # how each external row is written (default: its address)
+    # A folded or focused view (see ``simulator.endpoint_names``): each pod row stands for these
+    # positions of ``sim.cluster.pods`` (the first is shown) and is written as its name.
+    folds: tuple[Folded, ...] | None = None
 
     @property
     def names(self) -> list[str]:
-        return [p.key for p in self.pods] + list(self.external_names or self.externals)
+        pods = [f.name for f in self.folds] if self.folds is not None else [p.key for p in self.pods]
+        return pods + list(self.external_names or self.externals)
 
     def checked(self, spec: PortSpec) -> np.ndarray:
         """bool [size]: which destinations are checked on ``spec`` (the same for every source)."""
@@ -64,12 +69,25 @@ class ReachPlan:
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             tile = np.empty((hi - lo, size), dtype=bool)
-            tile[:, :n] = sim.pod_rows(spec, slice(lo, hi))
+            tile[:, :n] = sim.pod_rows(spec, slice(lo, hi)) if self.folds is None else self._folded_rows(spec, lo, hi)
             tile[:, n:] = to_ext[lo:hi]
             yield tile
         for ip in self.externals:
             row = [sim.allowed(ip, p, spec) for p in self.pods] + [sim.allowed(ip, o, spec) for o in self.externals]
             yield np.array(row, dtype=bool).reshape(1, size)
+
+
+    def _folded_rows(self, spec: PortSpec, lo: int, hi: int) -> np.ndarray:
+        """The rows ``lo:hi`` of a folded view. A folded endpoint's own cell is the verdict
+        between two of its pods (a pod always reaches itself; its siblings may not)."""
+        assert self.folds is not None
+        shown = np.array([f.members[0] for f in self.folds], dtype=np.int64)
+        out = self.sim.pod_block(spec, shown[lo:hi], shown)
+        for k in range(lo, hi):
+            members = self.folds[k].members
+            if len(members) > 1:
+                out[k - lo, k] = self.sim.pod_block(spec, shown[k:k + 1], np.array(members[1:2]))[0, 0]
+        return out
 
 
 def _rows(plan: ReachPlan, spec: PortSpec) -> Iterator[tuple[int, np.ndarray]]:
@@ -102,6 +120,10 @@ def write_json(plan: ReachPlan, out: TextIO, inputs: Mapping[str, Any] | None = 
             out.write(("\n" if first else ",\n") + head[1:] + ("," + head).join(cells.tolist()))
             first = False
     close = "\n  ]" if not first else "]"
+    if plan.folds is not None:  # a folded or focused view: which pods each endpoint stands for
+        pods = plan.sim.cluster.pods
+        members = {f.name: [pods[i].key for i in f.members] for f in plan.folds}
+        close += ',\n  "endpoints": ' + json.dumps(members, indent=2).replace("\n", "\n  ")
     if inputs is None:
         out.write(close + "\n}\n")
     else:
@@ -164,10 +186,15 @@ def plan_for(
     ports: Sequence[PortSpec],
     declared_only: bool,
     names: Sequence[str] = (),
+    folds: Sequence[Folded] | None = None,
 ) -> ReachPlan:
-    """A :class:`ReachPlan` over every pod of ``sim.cluster`` plus ``externals`` (written as
-    ``names`` where given: a node as ``node/<name>``, a block of outside addresses as its CIDRs)."""
-    return ReachPlan(sim, tuple(sim.cluster.pods), tuple(externals), tuple(ports), declared_only, tuple(names))
+    """A :class:`ReachPlan` over every pod of ``sim.cluster`` (or the endpoints ``folds``) plus
+    ``externals`` (written as ``names`` where given: a node as ``node/<name>``, a block of
+    outside addresses as its CIDRs)."""
+    pods = sim.cluster.pods
+    shown = tuple(pods) if folds is None else tuple(pods[f.members[0]] for f in folds)
+    return ReachPlan(sim, shown, tuple(externals), tuple(ports), declared_only, tuple(names),
+                     None if folds is None else tuple(folds))
 
 
 __all__ = ["TILE_BYTES", "ReachPlan", "plan_for", "stream", "write_csv", "write_json", "write_table"]

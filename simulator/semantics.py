@@ -1,11 +1,14 @@
-"""NetworkPolicy semantics for one pair of endpoints, straight from the Kubernetes API docs.
+"""Policy semantics for one pair of endpoints, straight from the Kubernetes API docs.
 
-This is the readable, scalar statement of the rules. ``simulator.engine`` computes the same
-thing vectorised over equivalence classes; ``simulator.explain`` uses these functions to
-attribute a verdict to policies and rules; the tests check that both agree.
+This is the readable, scalar statement of the rules: NetworkPolicy here, and the
+ClusterNetworkPolicy tiers around it (Admin before, Baseline after; ``simulator.tiers``).
+``simulator.engine`` computes the same thing vectorised over equivalence classes;
+``simulator.explain`` uses these functions to attribute a verdict to policies and rules; the
+tests check that both agree.
 
 An endpoint is a :class:`kube.model.Pod` or an :class:`External` address (anything that is
-not a pod: selectors never match it, only ipBlocks and peer-less rules do).
+not a pod: selectors never match it, only ipBlocks, peer-less rules and ClusterNetworkPolicy
+``networks`` and ``nodes`` peers do).
 """
 
 from __future__ import annotations
@@ -14,12 +17,27 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kube.model import EGRESS, INGRESS, Cluster, Direction, NetworkPolicy, Peer, Pod, PolicyPort, PortSpec, Rule
+from kube.model import (
+    EGRESS,
+    INGRESS,
+    Cluster,
+    CNPAction,
+    CNPTier,
+    Direction,
+    NetworkPolicy,
+    Peer,
+    Pod,
+    PolicyPort,
+    PortSpec,
+    Rule,
+)
+from simulator.tiers import CNPRuleRef, first_match
 
 
 @dataclass(frozen=True)
 class External:
-    """An address outside the pod network (or a node address): matched by ipBlocks only."""
+    """An address outside the pod network (or a node address): matched by ipBlocks (and
+    ClusterNetworkPolicy networks and nodes peers) only."""
 
     ip: str
 
@@ -156,13 +174,44 @@ def rule_match(
 
 @dataclass(frozen=True)
 class DirectionVerdict:
-    """The outcome of one direction (egress at the source or ingress at the destination)."""
+    """The outcome of one direction (egress at the source or ingress at the destination).
+
+    ``isolated`` and ``policies`` are about NetworkPolicies (whichever tier decided); ``rule``
+    is the NetworkPolicy rule that allowed the connection when that tier decided it.
+    ``admin`` is the Admin tier's first matching rule (deciding, or passing on), ``baseline``
+    the Baseline tier's when that tier was consulted (Admin passed or matched nothing and no
+    NetworkPolicy isolates the pod). :attr:`decided_by` says which tier decided.
+    """
 
     direction: str
     isolated: bool
     policies: tuple[str, ...]  # policies that select the pod for this direction
     allowed: bool
     rule: RuleRef | None = None  # the first rule that allows it, when isolated and allowed
+    admin: CNPRuleRef | None = None
+    baseline: CNPRuleRef | None = None
+
+    @property
+    def decided_by(self) -> str:
+        """``Admin``, ``NetworkPolicy``, ``Baseline`` or ``default`` (no tier decided: allowed)."""
+        if self.admin is not None and self.admin.action != CNPAction.PASS:
+            return "Admin"
+        if self.isolated:
+            return "NetworkPolicy"
+        if self.baseline is not None and self.baseline.action != CNPAction.PASS:
+            return "Baseline"
+        return "default"
+
+    @property
+    def cnp_rule(self) -> CNPRuleRef | None:
+        """The ClusterNetworkPolicy rule that decided (Accept or Deny), if one did."""
+        tier = self.decided_by
+        return self.admin if tier == "Admin" else self.baseline if tier == "Baseline" else None
+
+    @property
+    def passed(self) -> tuple[CNPRuleRef, ...]:
+        """The Pass rules the connection went through, Admin's then Baseline's."""
+        return tuple(r for r in (self.admin, self.baseline) if r is not None and r.action == CNPAction.PASS)
 
 
 def selecting_policies(cluster: Cluster, ep: Endpoint, direction: str) -> Iterator[NetworkPolicy]:
@@ -175,20 +224,26 @@ def selecting_policies(cluster: Cluster, ep: Endpoint, direction: str) -> Iterat
 def evaluate_direction(
     cluster: Cluster, src: Endpoint, dst: Endpoint, spec: PortSpec, direction: str
 ) -> DirectionVerdict:
-    """Whether ``direction`` (EGRESS at ``src`` or INGRESS at ``dst``) admits the connection."""
-    subject, other = (src, dst) if direction == EGRESS else (dst, src)
+    """Whether ``direction`` (EGRESS at ``src`` or INGRESS at ``dst``) admits the connection:
+    the Admin tier, then NetworkPolicy, then the Baseline tier, then allowed."""
+    way = Direction(direction)
+    subject, other = (src, dst) if way is EGRESS else (dst, src)
     policies = list(selecting_policies(cluster, subject, direction))
     keys = tuple(p.key for p in policies)
-    if not policies:
-        return DirectionVerdict(direction, False, (), True)
-    for policy in policies:
-        rules = Direction(direction).rules(policy)
-        for ri, rule in enumerate(rules):
-            hit = rule_match(cluster, policy, rule, other, dst, spec)
-            if hit is not None:
-                ref = RuleRef(policy.key, direction, ri, hit[0], hit[1])
-                return DirectionVerdict(direction, True, keys, True, ref)
-    return DirectionVerdict(direction, True, keys, False)
+    admin = first_match(cluster, CNPTier.ADMIN, src, dst, spec, way) if cluster.cluster_policies else None
+    if admin is not None and admin.action != CNPAction.PASS:
+        return DirectionVerdict(direction, bool(policies), keys, admin.action == CNPAction.ACCEPT, None, admin)
+    if policies:  # NetworkPolicy decides for the pods it selects: Baseline is not consulted
+        for policy in policies:
+            for ri, rule in enumerate(way.rules(policy)):
+                hit = rule_match(cluster, policy, rule, other, dst, spec)
+                if hit is not None:
+                    ref = RuleRef(policy.key, direction, ri, hit[0], hit[1])
+                    return DirectionVerdict(direction, True, keys, True, ref, admin)
+        return DirectionVerdict(direction, True, keys, False, None, admin)
+    baseline = first_match(cluster, CNPTier.BASELINE, src, dst, spec, way) if cluster.cluster_policies else None
+    allowed = baseline is None or baseline.action != CNPAction.DENY
+    return DirectionVerdict(direction, False, (), allowed, None, admin, baseline)
 
 
 def always_allowed(cluster: Cluster, src: Endpoint, dst: Endpoint) -> str | None:

@@ -15,9 +15,15 @@ Attribution (``because``) is a list of strings with this fixed grammar:
 
 - ``"<ns>/<policy> ingress[<i>]"`` / ``"<ns>/<policy> egress[<i>]"``: the rule that allows
   the connection after the change (gained) or that allowed it before (lost);
+- ``"cnp/<name> ingress[<i>] Accept"`` (``egress``; the rule's name in parentheses before the
+  action when it has one): a ClusterNetworkPolicy rule that accepts the connection on the
+  allowed side; ``"... Pass"``: one it passed on the allowed side; ``"... Deny"``: one that
+  denies it on the denied side (``"... Deny (fail closed)"`` for a rule with a peer this
+  implementation does not understand). Every such entry starts with ``cnp/<name>``;
 - ``"<ns>/<policy> isolates ingress"`` / ``"... isolates egress"``: a policy that selects the
   pod for that direction without allowing the connection: after the change for a lost
-  connection (it now isolates), before the change for a gained one (it no longer does);
+  connection (it now isolates), before the change for a gained one (it no longer does), when
+  no rule is named on the allowed side and no ClusterNetworkPolicy denies it;
 - ``"pod <ns>/<name> added|deleted|relabelled"``, ``"namespace <name> relabelled"``: object
   changes on either end that the connection depends on.
 """
@@ -31,10 +37,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kube.model import EGRESS, INGRESS, Cluster, NetworkPolicy, Pod, PortSpec
+from kube.model import EGRESS, INGRESS, Cluster, ClusterNetworkPolicy, NetworkPolicy, Pod, PortSpec
 from simulator import semantics
 from simulator.classes import ClassTable, declaring
 from simulator.outside import OutsideEndpoint
+from simulator.tiers import cnp_key
 
 
 class State(Protocol):
@@ -65,7 +72,8 @@ class Change:
 
 @dataclass(frozen=True)
 class PolicyChanges:
-    """Policy keys added, deleted and edited between two states."""
+    """Policy keys added, deleted and edited between two states (ClusterNetworkPolicies as
+    ``cnp/NAME``)."""
 
     added: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
@@ -107,16 +115,26 @@ class Diff:
 
 
 def policy_changes(before: Cluster, after: Cluster) -> PolicyChanges:
-    """Which policies were added, deleted or edited (spec or types changed)."""
-    b, a = before.policy_by_key, after.policy_by_key
-    edited = [k for k in a if k in b and not _same_policy(a[k], b[k])]
-    return PolicyChanges(
-        added=tuple(sorted(set(a) - set(b))), deleted=tuple(sorted(set(b) - set(a))), edited=tuple(sorted(edited))
-    )
+    """Which policies were added, deleted or edited (spec or types changed): NetworkPolicies,
+    then ClusterNetworkPolicies (``cnp/NAME``)."""
+    out = []
+    for b, a, same in (
+        (before.policy_by_key, after.policy_by_key, _same_policy),
+        ({cnp_key(k): p for k, p in before.cluster_policy_by_name.items()},
+         {cnp_key(k): p for k, p in after.cluster_policy_by_name.items()}, _same_cluster_policy),
+    ):
+        edited = [k for k in a if k in b and not same(a[k], b[k])]
+        out.append((sorted(set(a) - set(b)), sorted(set(b) - set(a)), sorted(edited)))
+    return PolicyChanges(*(tuple(nps + cnps) for nps, cnps in zip(*out, strict=True)))
 
 
 def _same_policy(x: NetworkPolicy, y: NetworkPolicy) -> bool:
     fields = ("pod_selector", "ingress", "egress", "policy_types")
+    return all(getattr(x, f) == getattr(y, f) for f in fields)
+
+
+def _same_cluster_policy(x: ClusterNetworkPolicy, y: ClusterNetworkPolicy) -> bool:
+    fields = ("tier", "priority", "subject", "ingress", "egress")
     return all(getattr(x, f) == getattr(y, f) for f in fields)
 
 
@@ -135,6 +153,10 @@ class _Attributor:
         nb, na = before.cluster, after.cluster
         self.relabelled_pods: set[str] = set()
         self.relabelled_ns: set[str] = set()
+        # Node labels matter to ClusterNetworkPolicy nodes peers (a node, or hostNetwork pods on it).
+        self.relabelled_nodes = {n.name for n in na.nodes if n.name in nb.node_by_name
+                                 and nb.node_by_name[n.name].labels != n.labels}
+        self.host_network_node = {p.key: p.node for c in (nb, na) for p in c.pods if p.host_network and p.node}
         if (nb.pods, nb.namespaces) == (na.pods, na.namespaces):
             return
         self.relabelled_pods = {
@@ -158,7 +180,8 @@ class _Attributor:
             )
         return got
 
-    def objects(self, src: str, dst: str) -> list[str]:
+    def objects(self, src: str, dst: str, node: str = "") -> list[str]:
+        """Object changes the connection depends on; ``node``: an outside endpoint's node."""
         out = []
         for key in (src, dst):
             if key in self.relabelled_pods:
@@ -166,6 +189,9 @@ class _Attributor:
         for ns in dict.fromkeys(k.split("/", 1)[0] for k in (src, dst)):
             if ns in self.relabelled_ns:
                 out.append(f"namespace {ns} relabelled")
+        if self.relabelled_nodes:
+            nodes = [node] + [self.host_network_node.get(k, "") for k in (src, dst)]
+            out += [f"node {n} relabelled" for n in dict.fromkeys(nodes) if n in self.relabelled_nodes]
         return out
 
 
@@ -222,13 +248,31 @@ def explain_change(
 def _direction_change(
     vb: semantics.DirectionVerdict, va: semantics.DirectionVerdict, gained: bool, direction: str
 ) -> list[str]:
-    """The allowing rule on the allowed side, or the isolating policies on the denied side."""
+    """What allows it on the allowed side (Pass rules it went through, then the accepting
+    ClusterNetworkPolicy or NetworkPolicy rule), then what denies it on the denied side (a
+    ClusterNetworkPolicy Deny; else, when nothing was named on the allowed side, the isolating
+    policies)."""
     if vb.allowed == va.allowed:
         return []
     allowed_side, denied_side = (va, vb) if gained else (vb, va)
-    if allowed_side.rule is not None:
-        return [rule_text(allowed_side.rule)]
-    return [f"{p} isolates {direction.lower()}" for p in denied_side.policies]
+    out = allowing_reasons(allowed_side)
+    deny = denied_side.cnp_rule
+    if deny is not None:
+        out.append(deny.describe())
+    elif not out:
+        out = [f"{p} isolates {direction.lower()}" for p in denied_side.policies]
+    return out
+
+
+def allowing_reasons(v: semantics.DirectionVerdict) -> list[str]:
+    """The Pass rules an allowed direction went through and the rule that allowed it (a
+    ClusterNetworkPolicy Accept or a NetworkPolicy rule); nothing when no tier decided."""
+    out = [ref.describe() for ref in v.passed]
+    if v.cnp_rule is not None:
+        out.append(v.cnp_rule.describe())
+    elif v.rule is not None:
+        out.append(rule_text(v.rule))
+    return out
 
 
 def rule_text(ref: semantics.RuleRef) -> str:
@@ -329,8 +373,8 @@ def diff_states(
 
 
 def policy_ports(clusters: Sequence[Cluster]) -> list[PortSpec]:
-    """The numbered ports the rules of ``clusters`` name (an endPort range by its first port):
-    the ports on which traffic to and from outside addresses can change."""
+    """The numbered ports the rules of ``clusters`` name (a range by its first port), those of
+    ClusterNetworkPolicies too: the ports on which traffic to and from outside addresses can change."""
     found: dict[PortSpec, None] = {}
     for cluster in clusters:
         for policy in cluster.policies:
@@ -338,6 +382,11 @@ def policy_ports(clusters: Sequence[Cluster]) -> list[PortSpec]:
                 for entry in rule.ports:
                     if isinstance(entry.port, int):
                         found[PortSpec(entry.port, entry.protocol)] = None
+        for cnp in cluster.cluster_policies:
+            for cnp_rule in (*cnp.ingress, *cnp.egress):
+                for e in cnp_rule.ports:
+                    if e.protocol is not None and e.port is not None:
+                        found[PortSpec(e.port, e.protocol)] = None
     return sorted(found, key=lambda s: (s.protocol, s.port))
 
 
@@ -434,7 +483,8 @@ class _OutsideScope:
                     pod = pods_b[ib[m]] if is_gain else pods_a[ia[m]]
                     if endpoint.node and pod.node == endpoint.node:
                         continue  # a pod and its own node always reach each other
-                    rows = _outside_rows(endpoint, pod, spec, egress, (*because, *attr.objects(pod.key, pod.key)))
+                    notes = attr.objects(pod.key, pod.key, endpoint.node)
+                    rows = _outside_rows(endpoint, pod, spec, egress, (*because, *notes))
                     (gained if is_gain else lost).extend(rows)
         return gained, lost
 
@@ -545,9 +595,7 @@ def _lonely(state: State, pods: list[Pod], spec: PortSpec, what: str, declared_o
 def _allowing_rules(scoped: NamespaceScoped, src: Pod, dst: Pod, spec: PortSpec) -> tuple[str, ...]:
     out = []
     for direction in (EGRESS, INGRESS):
-        v = scoped.direction(src, dst, spec, direction)
-        if v.rule is not None:
-            out.append(rule_text(v.rule))
+        out += allowing_reasons(scoped.direction(src, dst, spec, direction))
     return tuple(out)
 
 

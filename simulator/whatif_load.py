@@ -3,8 +3,10 @@
 ``overlay(paths, apply=..., delete=...)`` loads the snapshot once into an
 :class:`kube.load.ObjectSet`, then derives the second state from it in memory: applied
 objects replace objects with the same identity (as ``kubectl apply`` would), and
-``KIND/NAMESPACE/NAME`` (or ``KIND/NAME`` for cluster-scoped kinds) deletes one object.
-Deleting a Namespace deletes its Pods and NetworkPolicies too, as the API server does.
+``KIND/NAMESPACE/NAME`` (or ``KIND/NAME`` for cluster-scoped kinds, such as
+``clusternetworkpolicy/NAME``) deletes one object. Deleting a Namespace deletes its Pods and
+NetworkPolicies too, as the API server does. Both states count ClusterNetworkPolicies as
+evaluated (the simulator evaluates them).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ KIND_ALIASES = {
     "node": "Node",
     "nodes": "Node",
     "no": "Node",
+    "clusternetworkpolicy": "ClusterNetworkPolicy",
+    "clusternetworkpolicies": "ClusterNetworkPolicy",
+    "cnp": "ClusterNetworkPolicy",
 }
 NAMESPACED = {"NetworkPolicy", "Pod"}
 
@@ -45,11 +50,13 @@ class Deletion:
 
     @classmethod
     def parse(cls, text: str) -> Deletion:
-        """Parse ``NetworkPolicy/ns/name``, ``pod/ns/name``, ``ns/name`` (Namespace) or ``node/name``."""
+        """Parse ``NetworkPolicy/ns/name``, ``pod/ns/name``, ``ns/name`` (Namespace), ``node/name`` or
+        ``clusternetworkpolicy/name``."""
         kind_text, _, rest = text.strip().partition("/")
         kind = KIND_ALIASES.get(kind_text.lower())
         if kind is None:
-            raise ValueError(f"{text!r}: unknown kind {kind_text!r} (NetworkPolicy, Pod, Namespace or Node)")
+            raise ValueError(f"{text!r}: unknown kind {kind_text!r} (NetworkPolicy, Pod, Namespace, Node or "
+                             "ClusterNetworkPolicy)")
         parts = rest.split("/") if rest else []
         want = 2 if kind in NAMESPACED else 1
         if len(parts) != want or not all(parts):
@@ -87,14 +94,20 @@ def delete(objects: ObjectSet, target: Deletion) -> None:
 
 def load_state(paths: Sequence[str]) -> LoadResult:
     """Load one state from files, directories or ``-``."""
-    return finish(_load_objects(paths))
+    return evaluated(finish(_load_objects(paths)))
+
+
+def evaluated(result: LoadResult) -> LoadResult:
+    """``result``, saying that the simulator evaluates every kind it loaded (ClusterNetworkPolicies too)."""
+    result.not_evaluated = ()
+    return result
 
 
 def overlay(
     paths: Sequence[str], *, apply: Sequence[str] = (), deletions: Sequence[Deletion] = (), **options: Any
 ) -> tuple[LoadResult, LoadResult]:
     """The snapshot under ``paths`` and the same snapshot with ``apply`` and ``deletions``."""
-    base = finish(_load_objects(paths), **options)
+    base = evaluated(finish(_load_objects(paths), **options))
     return base, overlay_cluster(base.cluster, apply=apply, deletions=deletions, **options)
 
 
@@ -113,11 +126,12 @@ def overlay_cluster(
     objects.pods = {p.key: p for p in cluster.pods}
     objects.policies = {p.key: p for p in cluster.policies}
     objects.nodes = {n.name: n for n in cluster.nodes}
+    objects.cluster_policies = {p.name: p for p in cluster.cluster_policies}
     for path in apply:
         add_documents(objects, read_documents(path))
     for target in deletions:
         delete(objects, target)
-    return finish(objects, **options)
+    return evaluated(finish(objects, **options))
 
 
-__all__ = ["Deletion", "delete", "load_state", "overlay", "overlay_cluster"]
+__all__ = ["Deletion", "delete", "evaluated", "load_state", "overlay", "overlay_cluster"]

@@ -7,6 +7,12 @@ exit status 0 is a connection, anything else (``TIMEOUT``, ``REFUSED``, ``OTHER`
 is none. The backend creates and deletes only namespaces it owns (annotated
 ``npm-conformance/owned``); it refuses to touch a namespace of the same name it did not
 create. It deploys the enforcer (``npm/azure-npm.yaml``) only with ``--deploy-enforcer``.
+
+ClusterNetworkPolicies (cluster-scoped, a CRD the cluster must serve) are applied with
+``kubectl``, labelled ``npm-conformance/owned=true``; the backend deletes only those, and
+refuses to replace one of the same name that it did not create. A cluster without the CRD
+is a backend failure as soon as a scenario has a ClusterNetworkPolicy (the kind backend
+installs it).
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from typing import Any
 import yaml
 
 from conformance.backends import BackendError, ProbeRequest
+from kube.load import CNP_KIND
 from kube.model import NAMESPACE_NAME_LABEL, Cluster, Pod, PortSpec
 
 AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 OWNED = "npm-conformance/owned"
+CNP_RESOURCE = "clusternetworkpolicies.policy.networking.k8s.io"
+CNP_CRD_FILE = Path(__file__).resolve().parents[2] / "kind-config" / "clusternetworkpolicies-v0.2.0.yaml"
 SHAPE = "npm-conformance/shape"
 ENFORCER_MANIFEST = Path(__file__).resolve().parents[2] / "npm" / "azure-npm.yaml"
 CONNECT_FAILURES = ("TIMEOUT", "REFUSED", "DNS", "OTHER", "UNKNOWN")
@@ -139,6 +148,26 @@ def connect_reason(stderr: str) -> str:
     return ""
 
 
+def owned_cluster_policy(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A ClusterNetworkPolicy as the backend applies it: labelled as its own, status left out."""
+    body = {k: v for k, v in manifest.items() if k != "status"}
+    meta = dict(body.get("metadata") or {})
+    meta["labels"] = {**(meta.get("labels") or {}), OWNED: "true"}
+    return {**body, "metadata": meta}
+
+
+def cluster_policy_plan(
+    wanted: Mapping[str, Mapping[str, Any]], existing: Sequence[Mapping[str, Any]]
+) -> tuple[list[str], list[str]]:
+    """(names to delete, names that exist but are not ours) for ClusterNetworkPolicies ``wanted``
+    by name, given the ``existing`` items as ``kubectl get -o json`` lists them."""
+    owned, foreign = [], []
+    for item in existing:
+        meta = item.get("metadata") or {}
+        (owned if (meta.get("labels") or {}).get(OWNED) == "true" else foreign).append(meta.get("name", ""))
+    return sorted(n for n in owned if n not in wanted), sorted(n for n in foreign if n in wanted)
+
+
 def enforcer_manifests(image: str, path: Path = ENFORCER_MANIFEST) -> list[dict[str, Any]]:
     """``npm/azure-npm.yaml`` with the DaemonSet's enforcer image set to ``image``."""
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
@@ -183,6 +212,7 @@ class ClusterBackend:
         self._pods: dict[str, Pod] = {}
         self._containers: dict[str, str] = {}
         self._deployed = False
+        self._cluster_policies = False  # whether any ClusterNetworkPolicy was applied (to clean up)
 
     # -- API ---------------------------------------------------------------------------
     def _client(self) -> Any:
@@ -368,6 +398,8 @@ class ClusterBackend:
         from kubernetes.client.exceptions import ApiException
 
         _core, net = self._client()
+        self._sync_cluster_policies([m for m in manifests if m.get("kind") == CNP_KIND])
+        manifests = [m for m in manifests if m.get("kind") != CNP_KIND]
         wanted = {f"{m['metadata']['namespace']}/{m['metadata']['name']}": m for m in manifests}
         try:
             for ns in {n.name for n in cluster.namespaces}:
@@ -390,6 +422,30 @@ class ClusterBackend:
                     net.create_namespaced_network_policy(ns, body)
         except ApiException as exc:
             raise BackendError(f"cannot apply NetworkPolicies: {exc.reason}: {exc.body}") from exc
+
+    def _sync_cluster_policies(self, manifests: Sequence[Mapping[str, Any]]) -> None:
+        """Make the cluster hold exactly these ClusterNetworkPolicies of ours (``kubectl``)."""
+        if not manifests and not self._cluster_policies:
+            return  # a cluster without the CRD runs every scenario that has none
+        wanted = {m["metadata"]["name"]: owned_cluster_policy(m) for m in manifests}
+        try:
+            existing = json.loads(self._kubectl(["get", CNP_RESOURCE, "-o", "json"])).get("items", [])
+        except BackendError as exc:
+            raise BackendError(
+                f"cannot list ClusterNetworkPolicies ({exc}); does the cluster serve the CRD? "
+                f"kubectl apply -f {CNP_CRD_FILE.relative_to(CNP_CRD_FILE.parents[1])} installs it"
+            ) from None
+        stale, foreign = cluster_policy_plan(wanted, existing)
+        if foreign:
+            raise BackendError(
+                f"ClusterNetworkPolicy {', '.join(foreign)} exists and was not created by npm-conformance"
+            )
+        if stale:
+            self._kubectl(["delete", CNP_RESOURCE, *stale, "--ignore-not-found"])
+        if wanted:
+            self._cluster_policies = True
+            listing = {"apiVersion": "v1", "kind": "List", "items": list(wanted.values())}
+            self._kubectl(["apply", "-f", "-"], yaml.safe_dump(listing))
 
     def probe(self, requests: Sequence[ProbeRequest], timeout: float) -> list[bool | None]:
         core, _net = self._client()
@@ -439,3 +495,8 @@ class ClusterBackend:
                 core.delete_namespace(name)
         except Exception as exc:
             self.log(f"could not delete namespaces: {exc}")
+        if self._cluster_policies:
+            try:
+                self._kubectl(["delete", CNP_RESOURCE, "-l", f"{OWNED}=true", "--ignore-not-found"])
+            except BackendError as exc:
+                self.log(f"could not delete ClusterNetworkPolicies: {exc}")

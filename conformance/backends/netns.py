@@ -2,8 +2,9 @@
 
 Each node is a network namespace (``conformance.netns.topology``) running the real daemon,
 ``azure-npm start --manifests DIR --node-name NODE`` (as ``python -m npm.cli start``). The
-harness enforces nothing: after each step it writes every Namespace, Node, Pod and
-NetworkPolicy of the step to each node's DIR (one file, atomic rename) and probes.
+harness enforces nothing: after each step it writes every Node (with its labels), Namespace,
+Pod, NetworkPolicy and ClusterNetworkPolicy of the step to each node's DIR (one file, atomic
+rename) and probes.
 
 Knowing when the daemons have applied a write: a *barrier*. Namespace
 ``npm-conformance-barrier`` holds a target pod per node (serving TCP 7001, 7002 and 7003)
@@ -21,7 +22,14 @@ changes only the barrier follows; a daemon applies writes one after the other, s
 the second proves the first is in force entirely. Both are observed on the dataplane, like
 everything else, and cost about two daemon reactions per step. The barrier's objects are
 never in the simulated cluster: its pods live in their own namespace, and no scenario
-probe involves them.
+probe involves them. A ClusterNetworkPolicy is cluster-wide, though, and one whose subject is
+every namespace would decide the barrier's traffic too; so each write also carries an Admin
+ClusterNetworkPolicy at priority 0 for the barrier namespace's traffic within itself: its
+ingress is passed on to the NetworkPolicy tier, where the barrier policy decides it, and its
+egress accepted (the client is selected by no NetworkPolicy, so a Pass would leave it to a
+scenario's Baseline policies). A scenario's own ClusterNetworkPolicies at priority 0 come after
+it as long as their names sort after ``0-npm-conformance-barrier``, the order our enforcer
+gives equal priorities.
 
 Pods are kept across scenarios when their shape (node, address, ports, hostNetwork) is
 unchanged, so a suite of scenarios over one model creates its pods once.
@@ -43,9 +51,22 @@ import yaml
 from conformance.backends import BackendError, ProbeRequest
 from conformance.manifests import namespace_manifest, node_manifest, pod_status_manifest
 from conformance.netns.container import engine_env, run_prefix
-from kube.model import Cluster, ContainerPort, Labels, Namespace, Node, Pod, PortSpec
+from conformance.results import NodeVerify
+from conformance.state import kubelet_labels
+from kube.model import (
+    CNP_API_VERSION,
+    NAMESPACE_NAME_LABEL,
+    Cluster,
+    ContainerPort,
+    Labels,
+    Namespace,
+    Node,
+    Pod,
+    PortSpec,
+)
 
 BARRIER_NAMESPACE = "npm-conformance-barrier"
+BARRIER_CLUSTER_POLICY = "0-npm-conformance-barrier"  # sorts before the names scenarios use
 BARRIER_PORTS = (7001, 7002, 7003)
 # Probes of the open barrier port start short (a connection on this machine takes well under
 # a millisecond) and grow on a loaded machine; a closed port costs its whole timeout.
@@ -79,6 +100,25 @@ def served_ports(pod: Pod, serve: Sequence[PortSpec]) -> tuple[ContainerPort, ..
     return pod.ports + tuple(ContainerPort(port, proto) for port, proto in extra)
 
 
+def _barrier_cluster_policy() -> dict[str, Any]:
+    """Barrier traffic (within its namespace) left to the barrier NetworkPolicy, whatever a
+    scenario's ClusterNetworkPolicies select: ingress passed on to it, egress accepted (see
+    the module docstring)."""
+    barrier = {"namespaces": {"matchLabels": {NAMESPACE_NAME_LABEL: BARRIER_NAMESPACE}}}
+    return {
+        "apiVersion": CNP_API_VERSION,
+        "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": BARRIER_CLUSTER_POLICY},
+        "spec": {
+            "tier": "Admin",
+            "priority": 0,
+            "subject": barrier,
+            "ingress": [{"name": "barrier", "action": "Pass", "from": [barrier]}],
+            "egress": [{"name": "barrier", "action": "Accept", "to": [barrier]}],
+        },
+    }
+
+
 def _shape(pod: Pod, serve: Sequence[PortSpec]) -> tuple[object, ...]:
     return (pod.node, pod.ip, served_ports(pod, serve), pod.host_network)
 
@@ -88,6 +128,7 @@ class NetnsBackend:
 
     With ``node_image``, each node's daemon is that container image run as the DaemonSet
     runs it (``conformance.netns.container``; root and podman), instead of this checkout.
+    ``dataplane`` (iptables or nftables) is passed to the daemons as ``--dataplane``.
     """
 
     name = "netns"
@@ -102,9 +143,13 @@ class NetnsBackend:
         barrier_timeout: float = 8.0,
         log: Callable[[str], None] | None = None,
         node_image: str | None = None,
+        dataplane: str = "iptables",
     ) -> None:
         self.node_image = node_image
+        self.dataplane = dataplane
         self.daemon_argv = list(daemon_argv or (DAEMON_ARGS if node_image else daemon_command()))
+        if dataplane != "iptables":  # azure-npm start --dataplane nftables
+            self.daemon_argv += ["--dataplane", dataplane]
         self.manifest_filter = manifest_filter
         self.barrier = barrier
         self.barrier_timeout = barrier_timeout
@@ -118,6 +163,7 @@ class NetnsBackend:
         self._barrier_failed = 0
         self._barrier_seen: int | None = None  # the last generation seen enforced on every node
         self._last: tuple[Cluster, list[dict[str, Any]]] = (Cluster(), [])
+        self._verify_noted = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def open(self, nodes: Sequence[str]) -> dict[str, str]:
@@ -187,6 +233,35 @@ class NetnsBackend:
             name=f"{self.topology.prefix}-{name}",
         )
 
+    def verify(self) -> list[NodeVerify]:
+        """``azure-npm verify`` on every node: what its kernel holds against the objects its
+        daemon was given (the manifest file it reads, barrier included)."""
+        from kube.load import load_paths
+        from npm.dataplane.kernel import Runner
+        from npm.verify.check import verify
+        from npm.verify.oracle import Oracle
+        from npm.verify.views import DATAPLANES, read_view
+
+        assert self.work_dir is not None
+        if self.dataplane not in DATAPLANES:
+            if not self._verify_noted:
+                self.log(f"azure-npm verify does not read the {self.dataplane} dataplane: not verified")
+                self._verify_noted = True
+            return []
+        out = []
+        for name in sorted(self.topology.nodes):
+            manifest = self.work_dir / "nodes" / name / MANIFEST_FILE
+            loaded = load_paths([str(manifest)], allocate_ips=False)
+            try:
+                view = read_view(self.dataplane, Runner(self.topology.node_runner(name)))
+            except Exception as exc:  # an unreadable kernel is a failed check, said as such
+                out.append(NodeVerify(name, False, 0, 0, f"cannot read the kernel: {exc}"))
+                continue
+            report = verify(view, Oracle(loaded.cluster), view.edge_addresses())
+            out.append(NodeVerify(name, report.agrees, report.connections, report.mismatched_connections,
+                                  "" if report.agrees else report.render()))
+        return out
+
     # -- state -------------------------------------------------------------------------
     def sync_workloads(self, cluster: Cluster, serve: Sequence[PortSpec] = ()) -> Cluster:
         wanted = {p.key: p for p in cluster.pods}
@@ -226,8 +301,15 @@ class NetnsBackend:
         self._check_daemons()
 
     def _documents(self, cluster: Cluster, manifests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Everything a daemon should see: nodes, namespaces, pods, policies, the barrier."""
-        nodes = [Node(n.name, n.ip) for n in self.topology.nodes.values()]
+        """Everything a daemon should see: nodes, namespaces, pods, policies (both kinds), the barrier.
+
+        Nodes of the virtual cluster that this scenario does not name (left from an earlier
+        one) carry the kubelet's labels only.
+        """
+        labels = {n.name: n.labels for n in cluster.nodes}
+        nodes = [
+            Node(n.name, n.ip, labels=labels.get(n.name, kubelet_labels(n.name))) for n in self.topology.nodes.values()
+        ]
         docs: list[dict[str, Any]] = [node_manifest(n) for n in nodes]
         docs += [namespace_manifest(ns) for ns in cluster.namespaces]
         docs += [pod_status_manifest(p) for p in cluster.pods]
@@ -291,6 +373,7 @@ class NetnsBackend:
                 },
             }
         )
+        docs.append(_barrier_cluster_policy())
         return docs
 
     def _wait_barrier(self) -> bool:

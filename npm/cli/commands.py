@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from npm.cli import start as cli_start
+from npm.cli import verify as cli_verify
 
 if TYPE_CHECKING:
     from npm.dataplane.ipset import SavedSet
@@ -32,6 +33,12 @@ EPILOG = """exit codes:
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataplane",
+        choices=("iptables", "nftables"),
+        default="iptables",
+        help="iptables (ipsets and iptables rules) or nftables (one table, inet azure-npm) (default: iptables)",
+    )
     p.add_argument(
         "--backend",
         choices=("auto", "nft", "legacy"),
@@ -56,10 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         "apply",
         help="make this network namespace's kernel enforce exactly the given objects, then exit",
         description=(
-            "One-shot declarative reconcile: load Namespaces, Pods, Nodes and NetworkPolicies from\n"
-            "files, directories or - (stdin), and converge this network namespace's ipsets and\n"
-            "iptables rules to exactly them (policies not in the input are removed). Existing rules\n"
-            "stay in force until the new ones replace them; nothing is flushed first."
+            "One-shot declarative reconcile: load Namespaces, Pods, Nodes, NetworkPolicies and\n"
+            "ClusterNetworkPolicies from files, directories or - (stdin), and converge this network\n"
+            "namespace's ipsets and iptables rules to exactly them (policies not in the input are\n"
+            "removed). Existing rules stay in force until the new ones replace them; nothing is\n"
+            "flushed first."
         ),
         epilog=EPILOG,
         formatter_class=fmt,
@@ -84,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--allow-empty",
         action="store_true",
-        help="accept input with no Namespace, Pod, Node or NetworkPolicy at all, which removes every "
+        help="accept input with no Namespace, Pod, Node or (Cluster)NetworkPolicy at all, which removes every "
         "policy from this node (without it such input is refused: a file of comments is not a decision)",
     )
     ap.set_defaults(func=cmd_apply)
@@ -93,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cleanup",
         help="remove every chain, rule and set azure-npm created (and nothing else)",
         description="Remove our FORWARD jump, every AZURE-NPM* chain (both iptables backends) and every\n"
-        "azure-npm-* ipset from this network namespace. Other rules and sets are untouched.",
+        "azure-npm-* ipset from this network namespace; with --dataplane nftables, our table\n"
+        "(inet azure-npm). Other rules, tables and sets are untouched.",
         epilog=EPILOG,
         formatter_class=fmt,
     )
@@ -108,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="our rules and sets as readable JSON",
         description="Print our chains, rules and sets as JSON, set names resolved to what they mean\n"
         "(read from the AZURE-NPM-SETS index chain) with their members. Reads the live kernel,\n"
-        "or saved files given with -i (iptables-save output) and -c (ipset save output).",
+        "or saved files given with -i (iptables-save output) and -c (ipset save output).\n"
+        "With --dataplane nftables: our table (inet azure-npm), live or from -i (the output of\n"
+        "`nft -j list table inet azure-npm`); -o text prints it as nft does.",
         epilog=EPILOG,
         formatter_class=fmt,
     )
@@ -139,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     tup.set_defaults(func=cmd_gettuples)
 
     cli_start.register(sub)
+    cli_verify.register(sub)
     return parser
 
 
@@ -155,9 +167,12 @@ def _err(msg: str) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from kube.load import load_paths
-    from npm.dataplane.enforcer import DataplaneConfig, Enforcer
+    from npm.dataplane.dataplanes import make_enforcer
+    from npm.dataplane.enforcer import DataplaneConfig
 
     loaded = load_paths(args.paths, allocate_ips=False)  # never an address the input did not give
+    if args.dataplane == "iptables":
+        loaded.not_evaluated = ()  # the iptables dataplane enforces ClusterNetworkPolicies too
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
     print(loaded.summary(), file=sys.stderr)
@@ -170,11 +185,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
             )
             return EXIT_INPUT
     c = loaded.cluster
-    if not (c.namespaces or c.pods or c.policies or c.nodes) and not args.allow_empty:
-        _err("the input holds no Namespace, Pod, Node or NetworkPolicy; kernel left unchanged "
+    if not (c.namespaces or c.pods or c.policies or c.nodes or c.cluster_policies) and not args.allow_empty:
+        _err("the input holds no Namespace, Pod, Node, NetworkPolicy or ClusterNetworkPolicy; kernel left unchanged "
              "(--allow-empty removes every policy; `azure-npm cleanup` removes everything)")
         return EXIT_INPUT
-    enforcer = Enforcer(args.node_name, config=DataplaneConfig(backend=args.backend))
+    enforcer = make_enforcer(args.node_name, DataplaneConfig(kind=args.dataplane, backend=args.backend))
     try:
         result = enforcer.apply(loaded.cluster)
     except Exception as exc:  # a name collision or an unexpected kernel state: say it, no traceback
@@ -191,14 +206,18 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from npm.dataplane.enforcer import ApplyError, DataplaneConfig, Enforcer
+    from npm.dataplane.dataplanes import make_enforcer
+    from npm.dataplane.enforcer import ApplyError, DataplaneConfig
 
     try:
-        Enforcer("", config=DataplaneConfig(backend=args.backend)).cleanup()
+        make_enforcer("", DataplaneConfig(kind=args.dataplane, backend=args.backend)).cleanup()
     except ApplyError as exc:
         _err(f"cleanup failed: {exc}")
         return EXIT_KERNEL
-    print("removed azure-npm chains, rules and sets")
+    if args.dataplane == "nftables":
+        print("removed the azure-npm nftables table")
+    else:
+        print("removed azure-npm chains, rules and sets")
     return EXIT_OK
 
 
@@ -231,9 +250,42 @@ def _read_saved(args: argparse.Namespace) -> tuple[SavedTable | None, dict[str, 
     return table, sets
 
 
+def _convert_nft(args: argparse.Namespace) -> int:
+    """``convertiptable --dataplane nftables``: our table from the kernel (or ``-i``: saved ``nft -j`` output)."""
+    from npm.dataplane.debug import convert_nft
+    from npm.dataplane.kernel import Runner
+    from npm.dataplane.nft import list_table, parse_table
+
+    if args.iptables_file:
+        try:
+            with open(args.iptables_file) as fh:
+                text = fh.read()
+        except OSError as exc:
+            _err(f"cannot read {exc.filename}: {exc.strerror}")
+            return EXIT_INPUT
+    else:
+        res = list_table(Runner(), json_output=args.output == "json")
+        if not res.ok:
+            _err(f"cannot read the table inet azure-npm: {res.stderr.strip() or res.rc}")
+            return EXIT_KERNEL
+        if args.output == "text":
+            print(res.stdout, end="")
+            return EXIT_OK
+        text = res.stdout
+    try:
+        doc = convert_nft(parse_table(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        _err(f"{args.iptables_file}: not the output of `nft -j list table inet azure-npm`: {exc}")
+        return EXIT_INPUT
+    print(json.dumps(doc, indent=2))
+    return EXIT_OK
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from npm.dataplane.debug import convert
 
+    if args.dataplane == "nftables":
+        return _convert_nft(args)
     saved = _read_saved(args)
     if saved is None:
         return EXIT_INPUT if (args.iptables_file or args.ipset_file) else EXIT_KERNEL
@@ -282,6 +334,10 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
         if ip is None:
             _err(f"{given!r} is neither an IP nor a pod in the given manifests (-f)")
             return EXIT_INPUT
+    if args.dataplane == "nftables":
+        _err("gettuples evaluates iptables rules; for nftables see `azure-npm debug convertiptable "
+             "--dataplane nftables` or `nft list table inet azure-npm`")
+        return EXIT_INPUT
     saved = _read_saved(args)
     if saved is None:
         return EXIT_INPUT if (args.iptables_file or args.ipset_file) else EXIT_KERNEL
@@ -295,8 +351,11 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(f"{src} -> {dst} {port}: {trace.verdict}")
+        for h in trace.decided_by():
+            print(f"  decided by: {h.tier or 'azure-npm'}: {h.comment} ({h.target})")
         for h in trace.hits:
-            print(f"  {h.chain}#{h.index} -> {h.target}  {h.comment}")
+            tier = f"[{h.tier}] " if h.tier else ""
+            print(f"  {h.chain}#{h.index} -> {h.target}  {tier}{h.comment}")
         for u in trace.undecided:
             print(f"  undecided (treated as no match): {u}")
     return EXIT_OK

@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from npm.daemon import config as npm_config
 from npm.daemon.config import ConfigError, DaemonConfig
@@ -98,6 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", choices=npm_config.LOG_LEVELS, help=f"default {d.log_level}")
     parser.add_argument(
+        "--dataplane",
+        dest="dataplane_kind",
+        choices=("iptables", "nftables"),
+        help="the dataplane: iptables (ipsets and iptables rules) or nftables (one table); sets the "
+        "dataplane section's kind (default: iptables)",
+    )
+    parser.add_argument(
         "--check-config",
         action="store_true",
         help="print the effective configuration (as JSON with -o json) and exit: 0 valid, 2 invalid",
@@ -109,7 +116,10 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     """The effective configuration: file, then environment, then the flags that were given."""
     keys = {f.name for f in fields(DaemonConfig)}
     flags = {k: v for k, v in vars(args).items() if k in keys}
-    return npm_config.load(flags, path=args.config)
+    cfg = npm_config.load(flags, path=args.config)
+    if getattr(args, "dataplane_kind", None):  # overrides the kind only, not the rest of the section
+        cfg = replace(cfg, dataplane={**cfg.dataplane, "kind": args.dataplane_kind})
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:

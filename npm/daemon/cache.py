@@ -25,13 +25,13 @@ from typing import Any
 
 from kube.errors import ObjectError
 from kube.load import KINDS, ObjectSet, build_cluster
-from kube.model import Cluster, Namespace, NetworkPolicy, Node, Pod, Source, raw_key
+from kube.model import Cluster, ClusterNetworkPolicy, Namespace, NetworkPolicy, Node, Pod, Source, raw_key
 from kube.model import object_key as model_key
 from npm.daemon.metrics import Metrics
 
 log = logging.getLogger("npm.daemon.cache")
 
-Obj = Namespace | Pod | NetworkPolicy | Node
+Obj = Namespace | Pod | NetworkPolicy | Node | ClusterNetworkPolicy
 
 
 def object_key(kind: str, obj: Obj | Mapping[str, Any]) -> str:
@@ -323,6 +323,7 @@ class ObjectCache:
             "pods": tables["Pod"],
             "policies": tables["NetworkPolicy"],
             "nodes": tables["Node"],
+            "cluster_policies": tables["ClusterNetworkPolicy"],
             "invalid": invalid,
         }
 

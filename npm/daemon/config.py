@@ -48,7 +48,8 @@ class DaemonConfig:
     watch_timeout: float = 300.0  # server-side timeout of one watch request, then it resumes
     backoff_initial: float = 0.5  # first wait after a failed list or watch
     backoff_max: float = 30.0  # longest wait between retries (with jitter)
-    watch_nodes: bool = True  # nodes give hostNetwork pods their address
+    watch_nodes: bool = True  # nodes give hostNetwork pods their address (and CNP ``nodes`` peers theirs)
+    crd_retry_interval: float = 60.0  # ClusterNetworkPolicy CRD not served (404/403): list again this often
     post_events: bool = True  # post a Kubernetes Event on a policy that failed closed
     cleanup_on_exit: bool = False  # remove every rule and set on SIGTERM
     log_level: str = "info"
@@ -102,6 +103,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "watch_timeout": _positive,
     "backoff_initial": _positive,
     "backoff_max": _positive,
+    "crd_retry_interval": _positive,
     "log_level": _log_level,
 }
 

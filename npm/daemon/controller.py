@@ -21,12 +21,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kube.model import Cluster, NetworkPolicy
+from kube.model import Cluster, ClusterNetworkPolicy, NetworkPolicy
 from npm.backoff import Backoff
 from npm.daemon import heap
 from npm.daemon.cache import ObjectCache
-from npm.daemon.metrics import RESTORE_OPERATIONS, Metrics, bounded
+from npm.daemon.metrics import RESTORE_OPERATIONS, TIERS, Metrics, bounded
 from npm.dataplane.enforcer import ApplyResult
+from npm.dataplane.names import CNP_KEY_PREFIX
 
 log = logging.getLogger("npm.daemon.controller")
 
@@ -43,7 +44,16 @@ class Dataplane(Protocol):
 class EventSink(Protocol):
     """Where failed-closed policies are reported (``npm.daemon.events``)."""
 
-    def policy_failed_closed(self, policy: NetworkPolicy | None, key: str, reason: str) -> None: ...
+    def policy_failed_closed(
+        self, policy: NetworkPolicy | ClusterNetworkPolicy | None, key: str, reason: str
+    ) -> None: ...
+
+
+def _policy_of(cluster: Cluster, key: str) -> NetworkPolicy | ClusterNetworkPolicy | None:
+    """The policy a dataplane key names (``ns/name``, or ``cnp:name`` for a ClusterNetworkPolicy)."""
+    if key.startswith(CNP_KEY_PREFIX):
+        return cluster.cluster_policy_by_name.get(key[len(CNP_KEY_PREFIX):])
+    return cluster.policy_by_key.get(key)
 
 
 def _clip(text: str, limit: int = 600) -> str:
@@ -244,11 +254,12 @@ class Controller:
         level = logging.INFO if first or snapshot.changes else logging.DEBUG
         log.log(
             level,
-            "%s: %d namespaces, %d pods, %d policies in %.3fs (%s)%s",
+            "%s: %d namespaces, %d pods, %d policies, %d cluster network policies in %.3fs (%s)%s",
             "initial apply" if first else "applied",
             len(snapshot.cluster.namespaces),
             len(snapshot.cluster.pods),
             len(snapshot.cluster.policies),
+            len(snapshot.cluster.cluster_policies),
             elapsed,
             ", ".join(f"{k}: {v}" for k, v in sorted(snapshot.changes.items())) or "no changes",
             f"; {_clip(summary)}" if summary else "",
@@ -304,6 +315,10 @@ class Controller:
         ):
             if name in result.counts:
                 gauge.set(result.counts[name])
+        for tier in TIERS:  # ClusterNetworkPolicy
+            if f"cluster_policies_{tier.lower()}" in result.counts:
+                m.cluster_policies.labels(tier).set(result.counts[f"cluster_policies_{tier.lower()}"])
+                m.cluster_policy_rules.labels(tier).set(result.counts[f"cluster_policy_rules_{tier.lower()}"])
         m.pods_watched.set(self.cache.count("Pod"))
         if not failures:
             m.last_apply_timestamp.set_to_current_time()
@@ -318,7 +333,7 @@ class Controller:
             if self.metrics:
                 self.metrics.policies_failed_closed.inc()
             if self.events is not None:
-                self.events.policy_failed_closed(cluster.policy_by_key.get(key), key, reason)
+                self.events.policy_failed_closed(_policy_of(cluster, key), key, reason)
         self.status.failed_closed = now
         if self.metrics:
             self.metrics.num_policies_failed_closed.set(len(now))

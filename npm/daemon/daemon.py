@@ -26,20 +26,23 @@ from npm.daemon.http import DEBUG_ROUTES, MAIN_ROUTES, Endpoints, Server
 from npm.daemon.metrics import Metrics
 from npm.daemon.sources.manifests import StaticSource
 from npm.daemon.sources.watch import Backoff, ResourceWatcher, api_client, start_watchers
+from npm.dataplane.dataplanes import make_enforcer
 from npm.dataplane.enforcer import DataplaneConfig, Enforcer
+from npm.dataplane.nft_enforcer import NftEnforcer
 
 log = logging.getLogger("npm.daemon")
 
 
-def make_dataplane(cfg: DaemonConfig) -> Enforcer:
-    """The real enforcer for this node, configured from the ``dataplane`` section."""
+def make_dataplane(cfg: DaemonConfig) -> Enforcer | NftEnforcer:
+    """The real enforcer for this node, configured from the ``dataplane`` section (its
+    ``kind``, iptables or nftables, chooses the dataplane)."""
     allowed = tuple(f.name for f in fields(DataplaneConfig))
     npm_config.check_dataplane_keys(cfg, allowed)
     try:
         dp_config = DataplaneConfig(**cfg.dataplane)
     except (TypeError, ValueError) as exc:
         raise ConfigError("dataplane", "-", str(exc)) from None
-    return Enforcer(cfg.node_name, config=dp_config)
+    return make_enforcer(cfg.node_name, dp_config)
 
 
 
@@ -107,6 +110,7 @@ class Daemon:
                 self.stop_event,
                 watch_timeout=self.cfg.watch_timeout,
                 backoff=Backoff(self.cfg.backoff_initial, self.cfg.backoff_max),
+                crd_retry=self.cfg.crd_retry_interval,
             )
         )
         log.info("node %s: watching %s on %s", self.cfg.node_name, ", ".join(self.kinds), self.api.configuration.host)

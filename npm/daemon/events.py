@@ -15,7 +15,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from kube.model import NetworkPolicy
+from kube.model import CNP_API_VERSION, ClusterNetworkPolicy, NetworkPolicy
+from npm.dataplane.names import CNP_KEY_PREFIX
 
 log = logging.getLogger("npm.daemon.events")
 
@@ -23,6 +24,16 @@ REASON_FAILED_CLOSED = "PolicyFailedClosed"
 REASON_SOURCE_FAILED = "ManifestSourceFailed"
 COMPONENT = "azure-npm"
 QUEUE_SIZE = 1000
+CLUSTER_SCOPED_EVENTS_NAMESPACE = "default"  # where Events about cluster-scoped objects go (as kubectl shows them)
+Policy = NetworkPolicy | ClusterNetworkPolicy
+
+
+def _where(key: str) -> tuple[str, str, str, str]:
+    """(Event namespace, object name, kind, apiVersion) of the policy a dataplane key names."""
+    if key.startswith(CNP_KEY_PREFIX):
+        return CLUSTER_SCOPED_EVENTS_NAMESPACE, key[len(CNP_KEY_PREFIX):], "ClusterNetworkPolicy", CNP_API_VERSION
+    namespace, _, name = key.partition("/")
+    return namespace, name, "NetworkPolicy", "networking.k8s.io/v1"
 
 
 def _now() -> str:
@@ -35,16 +46,18 @@ def event_name(policy_name: str, node: str, reason: str) -> str:
     return f"{policy_name[:200]}.{digest}"
 
 
-def event_body(policy: NetworkPolicy | None, key: str, reason: str, node: str, name: str) -> dict[str, Any]:
+def event_body(policy: Policy | None, key: str, reason: str, node: str, name: str) -> dict[str, Any]:
     """A core/v1 Event about the policy ``key`` that failed closed on ``node``."""
-    namespace, _, policy_name = key.partition("/")
+    namespace, policy_name, kind, api_version = _where(key)
     stamp = _now()
-    involved: dict[str, Any] = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "namespace": namespace,
-        "name": policy_name,
-    }
+    involved: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "name": policy_name}
+    if kind == "NetworkPolicy":
+        involved["namespace"] = namespace
+    what = (
+        "cannot express this policy and denies all traffic it covers for the selected pods"
+        if kind == "NetworkPolicy"
+        else "cannot express part of this policy and fails it closed as the API says"
+    )
     if policy is not None and policy.uid:
         involved["uid"] = policy.uid
     if policy is not None and policy.resource_version:
@@ -56,8 +69,7 @@ def event_body(policy: NetworkPolicy | None, key: str, reason: str, node: str, n
         "involvedObject": involved,
         "reason": REASON_FAILED_CLOSED,
         "type": "Warning",
-        "message": f"azure-npm on node {node} cannot express this policy and denies all traffic it covers "
-        f"for the selected pods: {reason}"[:1024],
+        "message": f"azure-npm on node {node} {what}: {reason}"[:1024],
         "source": {"component": COMPONENT, "host": node},
         "reportingComponent": COMPONENT,
         "reportingInstance": node,
@@ -70,8 +82,8 @@ def event_body(policy: NetworkPolicy | None, key: str, reason: str, node: str, n
 class LogEvents:
     """Reports failed-closed policies in the log only (no API server: the manifest source)."""
 
-    def policy_failed_closed(self, policy: NetworkPolicy | None, key: str, reason: str) -> None:
-        log.warning("event %s on NetworkPolicy %s: %s", REASON_FAILED_CLOSED, key, reason)
+    def policy_failed_closed(self, policy: Policy | None, key: str, reason: str) -> None:
+        log.warning("event %s on %s %s: %s", REASON_FAILED_CLOSED, _where(key)[2], key, reason)
 
     def source_failed(self, source: str, reason: str) -> None:
         log.warning("event %s on %s: %s", REASON_SOURCE_FAILED, source, reason)
@@ -90,11 +102,11 @@ class ApiEvents:
         self.node = node
         self.counts: dict[str, int] = {}
         self.posted = 0
-        self._queue: queue.Queue[tuple[NetworkPolicy | None, str, str] | None] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.Queue[tuple[Policy | None, str, str] | None] = queue.Queue(QUEUE_SIZE)
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
 
-    def policy_failed_closed(self, policy: NetworkPolicy | None, key: str, reason: str) -> None:
+    def policy_failed_closed(self, policy: Policy | None, key: str, reason: str) -> None:
         try:
             self._queue.put_nowait((policy, key, reason))
         except queue.Full:
@@ -113,12 +125,12 @@ class ApiEvents:
             try:
                 self._post(*item)
             except Exception as exc:  # an Event is best effort; enforcement goes on
-                log.warning("cannot post event for NetworkPolicy %s: %s", item[1], _reason(exc))
+                log.warning("cannot post event for policy %s: %s", item[1], _reason(exc))
 
-    def _post(self, policy: NetworkPolicy | None, key: str, reason: str) -> None:
+    def _post(self, policy: Policy | None, key: str, reason: str) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        namespace, _, policy_name = key.partition("/")
+        namespace, policy_name, kind, _ = _where(key)
         name = event_name(policy_name, self.node, reason)
         body = event_body(policy, key, reason, self.node, name)
         try:
@@ -133,7 +145,7 @@ class ApiEvents:
             patch = {"count": count, "lastTimestamp": _now(), "message": body["message"]}
             self.core.patch_namespaced_event(name, namespace, patch)
         self.posted += 1
-        log.info("posted event %s on NetworkPolicy %s", REASON_FAILED_CLOSED, key)
+        log.info("posted event %s on %s %s", REASON_FAILED_CLOSED, kind, key)
 
 
 def _reason(exc: BaseException) -> str:

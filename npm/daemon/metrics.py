@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summ
 # Bounded label values: anything else is recorded as "other".
 OPERATIONS = ("create", "update", "delete", "noop")
 RESTORE_OPERATIONS = ("apply", "reconcile")  # what the controller was doing
-KINDS = ("Pod", "Namespace", "NetworkPolicy", "Node")
+KINDS = ("Pod", "Namespace", "NetworkPolicy", "Node", "ClusterNetworkPolicy")
+TIERS = ("Admin", "Baseline")  # ClusterNetworkPolicy tiers
 WATCH_EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -50,6 +51,15 @@ class Metrics:
         self.num_ipset_entries = Gauge(
             "npm_num_ipset_entries", "The total number of entries in every IPSet", registry=c
         )
+        self.cluster_policies = Gauge(
+            "npm_cluster_policies", "ClusterNetworkPolicies enforced on this node, by tier", ["tier"], registry=c
+        )
+        self.cluster_policy_rules = Gauge(
+            "npm_cluster_policy_iptables_rules",
+            "iptables rules of the ClusterNetworkPolicy tier chains and policy chains, by tier",
+            ["tier"],
+            registry=c,
+        )
         self.pods_watched = Gauge(
             "npm_pods_watched", "Number of Pods NPM tracks across the cluster", registry=c
         )
@@ -60,7 +70,8 @@ class Metrics:
         )
         self.num_policies_failed_closed = Gauge(
             "npm_num_policies_failed_closed",
-            "Policies the dataplane could not express and enforces as deny-all for their pods",
+            "Policies the dataplane could not express and enforces as deny-all for their pods "
+            "(ClusterNetworkPolicies: rules it could not express, failing closed as the API says)",
             registry=c,
         )
         self.invalid_objects = Gauge(

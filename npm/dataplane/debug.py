@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from npm.dataplane import names
 from npm.dataplane.ipset import SavedSet, create_line
 from npm.dataplane.iptables import SavedRule, SavedTable, render_rule
+from npm.dataplane.nft import NftTable
 from npm.dataplane.types import LIST_SET, DesiredState
 
 _TERMINAL = {"ACCEPT", "DROP", "REJECT"}
@@ -106,6 +107,7 @@ class Hit:
     comment: str
     target: str
     rule: str
+    tier: str = ""  # the tier the chain evaluates: Admin, NetworkPolicy, Baseline (ClusterNetworkPolicy tiers)
 
 
 @dataclass
@@ -117,9 +119,16 @@ class Trace:
     undecided: list[str] = field(default_factory=list)
     mark: int = 0
 
+    def decided_by(self) -> list[Hit]:
+        """The hits that made a decision: a drop, or an allow of a direction (with their tier)."""
+        allows = (names.CHAIN_INGRESS_ALLOW, names.CHAIN_EGRESS_ALLOW)
+        return [h for h in self.hits if h.target in (*_TERMINAL, *allows) and h.chain != "FORWARD"]
+
     def to_json(self) -> dict[str, object]:
         return {
             "verdict": self.verdict,
+            "decided_by": [{"tier": h.tier, "chain": h.chain, "rule": h.comment, "target": h.target}
+                           for h in self.decided_by()],
             "hits": [h.__dict__ for h in self.hits],
             "undecided": self.undecided,
             "final_mark": hex(self.mark),
@@ -238,7 +247,7 @@ def evaluate(table: SavedTable, sets: Mapping[str, SavedSet], pkt: Packet, start
         if not ok:
             continue
         target = rule.target
-        trace.hits.append(Hit(chain, pos, rule.comment, target, " ".join(rule.tokens)))
+        trace.hits.append(Hit(chain, pos, rule.comment, target, " ".join(rule.tokens), names.tier_of_chain(chain)))
         if target in _TERMINAL:
             trace.verdict = target
             break
@@ -284,3 +293,31 @@ def desired_as_saved(desired: DesiredState, forward_policy: str = "ACCEPT") -> t
         sets.append(create_line(spec))
         sets += [f"add {spec.name} {m}" for m in sorted(spec.members)]
     return "\n".join(lines) + "\n", "\n".join(sets) + "\n"
+
+
+def convert_nft(table: NftTable) -> dict[str, object]:
+    """Our nftables table as a dict: sets and maps with meaning and elements, chains with
+    each rule's comment, verdict and the sets it matches (with their meaning)."""
+    return {
+        "table": "inet azure-npm",
+        "sets": {
+            name: {"meaning": table.meanings.get(name, ""), "type": kind, "elements": sorted(elements)}
+            for name, (kind, elements) in sorted(table.sets.items())
+        },
+        "chains": {
+            name: {
+                "hook": hook,
+                "rules": [
+                    {
+                        "comment": comment,
+                        "verdict": verdict,
+                        "sets": [
+                            {"set": s, "meaning": table.meanings.get(s, "?"), "negated": neg} for neg, s in sets
+                        ],
+                    }
+                    for comment, verdict, sets in fps
+                ],
+            }
+            for name, (hook, fps) in table.chains.items()
+        },
+    }

@@ -32,7 +32,7 @@ from functools import lru_cache
 from kube.model import Cluster
 from npm.backoff import Backoff
 from npm.dataplane import backend as backends
-from npm.dataplane import names
+from npm.dataplane import names, nft
 from npm.dataplane.index import ClusterIndex
 from npm.dataplane.ipset import IpsetPayload, SavedSet
 from npm.dataplane.ipset import parse_save as parse_ipset_save
@@ -40,9 +40,12 @@ from npm.dataplane.iptables import Fingerprint, Payload, SavedRule, SavedTable, 
 from npm.dataplane.iptables import quote as _q
 from npm.dataplane.kernel import Completed, Runner
 from npm.dataplane.translate import translate
+from npm.dataplane.translate_cnp import closed_form, is_cnp_key, opening_verbs
+from npm.dataplane.translate_cnp import counts as cnp_counts
 from npm.dataplane.types import (
     DEFAULT_EGRESS_MARK,
     DEFAULT_INGRESS_MARK,
+    DEFAULT_PASS_MARK,
     LIST_SET,
     ChainSpec,
     DesiredState,
@@ -54,21 +57,27 @@ from npm.dataplane.types import (
 )
 
 log = logging.getLogger("npm.dataplane.enforcer")
+DATAPLANES = ("iptables", "nftables")
 
 
 @dataclass(frozen=True)
 class DataplaneConfig:
     """How the dataplane talks to the kernel.
 
-    ``backend``: ``auto`` (detect as kube-proxy does), ``nft`` or ``legacy``.
+    ``kind``: the dataplane, ``iptables`` (ipsets and iptables rules, this module) or
+    ``nftables`` (one nftables table, ``npm.dataplane.nft_enforcer``).
+    ``backend``: the iptables backend, ``auto`` (detect as kube-proxy does), ``nft`` or ``legacy``.
     Marks: single bits, defaulting to 0x2000/0x1000 (clear of kube-proxy's 0x4000 masquerade
-    and 0x8000 drop bits). A failed restore is retried ``retry_attempts`` times with
+    and 0x8000 drop bits); ``pass_mark`` (0x800) marks a ClusterNetworkPolicy Pass while a tier
+    chain is walked. A failed restore is retried ``retry_attempts`` times with
     exponential backoff from ``retry_initial_delay`` up to ``retry_max_delay`` seconds.
     """
 
+    kind: str = "iptables"
     backend: str = "auto"
     ingress_mark: int = DEFAULT_INGRESS_MARK
     egress_mark: int = DEFAULT_EGRESS_MARK
+    pass_mark: int = DEFAULT_PASS_MARK
     retry_attempts: int = 5
     retry_initial_delay: float = 0.05
     retry_max_delay: float = 2.0
@@ -76,6 +85,8 @@ class DataplaneConfig:
     forward_position: int = 1
 
     def __post_init__(self) -> None:
+        if self.kind not in DATAPLANES:
+            raise ValueError(f"kind (the dataplane) must be {' or '.join(DATAPLANES)}, not {self.kind!r}")
         if self.backend not in ("auto", *backends.BACKENDS):
             raise ValueError(f"backend must be auto, nft or legacy, not {self.backend!r}")
         self.marks  # noqa: B018 (validates the mark bits: raises ValueError)
@@ -84,7 +95,7 @@ class DataplaneConfig:
 
     @property
     def marks(self) -> Marks:
-        return Marks(self.ingress_mark, self.egress_mark)
+        return Marks(self.ingress_mark, self.egress_mark, self.pass_mark)
 
 
 @dataclass
@@ -107,12 +118,24 @@ class ApplyResult:
         """A human report: what changed, counts, failures."""
         lines = list(self.summary) or ["no change"]
         c = self.counts
-        lines.append(
-            f"in kernel ({self.backend}): {c.get('policies', 0)} policies, "
-            f"{c.get('iptables_rules', 0)} iptables rules, "
-            f"{c.get('ipsets', 0)} ipsets, {c.get('ipset_entries', 0)} set entries"
-        )
+        if "nft_rules" in c:
+            lines.append(
+                f"in kernel (nftables): {c.get('policies', 0)} policies, {c['nft_rules']} rules, "
+                f"{c.get('nft_sets', 0)} sets and maps, {c.get('nft_set_elements', 0)} elements"
+            )
+        else:
+            lines.append(
+                f"in kernel ({self.backend}): {c.get('policies', 0)} policies, "
+                f"{c.get('iptables_rules', 0)} iptables rules, "
+                f"{c.get('ipsets', 0)} ipsets, {c.get('ipset_entries', 0)} set entries"
+            )
         lines += [f"unenforceable (fails closed): {k}: {why}" for k, why in self.unenforceable]
+        if c.get("cluster_policies_admin") or c.get("cluster_policies_baseline"):  # ClusterNetworkPolicy
+            lines.append(
+                f"cluster network policies: {c['cluster_policies_admin']} Admin "
+                f"({c['cluster_policy_rules_admin']} iptables rules), {c['cluster_policies_baseline']} Baseline "
+                f"({c['cluster_policy_rules_baseline']} iptables rules)"
+            )
         lines += [f"FAILED: {f}" for f in self.failures]
         return "\n".join(lines)
 
@@ -200,6 +223,18 @@ class Enforcer:
         if self._desired is None:
             return ApplyResult(summary=["nothing applied yet"], backend=self.backend)
         return self._converge(self._desired, reread=True)
+
+    def installed(self) -> bool:
+        """Whether any chain (in either backend) or ipset of ours is in the kernel."""
+        for be in backends.BACKENDS:
+            if not backends.has_table(self.runner, be, "filter"):
+                continue
+            res = self.runner.run([backends.Tools(be).save, "-t", "filter"])
+            table = parse_save(res.stdout).get("filter") if res.ok else None
+            if table is not None and any(names.is_ours_chain(c) for c in table.chains):
+                return True
+        res = self.runner.run(["ipset", "list", "-n"])
+        return res.ok and any(names.is_ours_set(n) for n in res.stdout.split())
 
     def cleanup(self) -> None:
         """Remove every chain, rule and set we created (in both backends) and nothing else.
@@ -350,6 +385,7 @@ class Enforcer:
             "iptables_rules": desired.rule_count(),
             "ipsets": len(desired.sets),
             "ipset_entries": desired.entry_count(),
+            **cnp_counts(desired),
         }
         return result
 
@@ -384,7 +420,7 @@ class Enforcer:
                     raise
                 self._drop_unreferenced_new_sets(current_sets)
                 for policy in owners:
-                    desired = _without_sets_of(_without_allows(desired, policy), policy)
+                    desired = _without_sets_of(_fail_closed(desired, policy), policy)
                     result.failures.append(replace(exc.failure, failed_closed=policy))
 
     def _drop_unreferenced_new_sets(self, before: set[str] | None) -> None:
@@ -429,13 +465,20 @@ class Enforcer:
         if self._remove_rules(other):
             result.summary.append(f"removed our rules from iptables-{other}")
             result.changed = True
+        if nft.has_table(self.runner):  # the nftables dataplane's table (switching dataplanes)
+            res = nft.delete_table(self.runner)
+            if not res.ok:
+                raise ApplyError(Failure("nft-cleanup", res.stderr.strip()[:500], res.rc))
+            result.summary.append("removed the nftables dataplane's table")
+            result.changed = True
         self._other_checked = True
 
     def _describe_policies(self, desired: DesiredState, current: _Kernel, result: ApplyResult) -> None:
         old, new = current.policies, desired.chains_of_policy
         added = sorted(set(new) - set(old))
         removed = sorted(set(old) - set(new))
-        updated = sorted(k for k in set(new) & set(old) if new[k] != old[k])
+        # As sets: read back from the kernel, a policy's chains come in the order iptables-save lists them.
+        updated = sorted(k for k in set(new) & set(old) if set(new[k]) != set(old[k]))
         for word, keys in (("added", added), ("updated", updated), ("removed", removed)):
             if keys:
                 shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
@@ -507,7 +550,7 @@ class Enforcer:
                     raise ApplyError(exc.failure) from None
                 excluded.add(policy)
                 result.failures.append(replace(exc.failure, failed_closed=policy))
-                desired = _without_allows(desired, policy)
+                desired = _fail_closed(desired, policy)
                 rules = self._rules_payload(desired, current)
                 continue
             result.changed = True
@@ -645,6 +688,11 @@ def _without_allows(desired: DesiredState, policy: str) -> DesiredState:
     return replace(desired, base_chains=base, policy_chains=chains, chains_of_policy=of)
 
 
+def _fail_closed(desired: DesiredState, policy: str) -> DesiredState:
+    """``desired`` with ``policy`` in its fail-closed form (a ClusterNetworkPolicy: see ``closed_form``)."""
+    return closed_form(desired, policy) if is_cnp_key(policy) else _without_allows(desired, policy)
+
+
 def _without_sets_of(desired: DesiredState, policy: str) -> DesiredState:
     """``desired`` without the sets only ``policy``'s (removed) allow rules used, and their index rules."""
     others = set().union(*(v for k, v in desired.sets_of_policy.items() if k != policy))
@@ -673,10 +721,12 @@ def _without_sets_of(desired: DesiredState, policy: str) -> DesiredState:
 
 def _opening_verbs(kernel: _Kernel) -> dict[str, set[str]]:
     """Per set, the member changes (``add``, ``del``) that can open traffic under the rules in
-    ``kernel``: every rule that matches a set (except the never-traversed index chain) leads
-    towards an allow (a policy chain, an allow chain, a namespace chain ending in DROP, or the
-    RETURN of a destination nobody isolates), so adding to a set it matches opens, and removing
-    from a set it matches negated (``!``) opens. A set a list set holds inherits the list's uses.
+    ``kernel``: every NetworkPolicy rule that matches a set (except the never-traversed index
+    chain) leads towards an allow (a policy chain, an allow chain, a namespace chain ending in
+    DROP, or the RETURN of a destination nobody isolates), so adding to a set it matches opens,
+    and removing from a set it matches negated (``!``) opens; a ClusterNetworkPolicy rule may
+    lead to a DROP instead, or either way (``translate_cnp.opening_verbs``). A set a list set
+    holds inherits the list's uses.
 
     Making only the other changes while the old rules are in force, and these after the new
     rules are, keeps closed what is closed both before and after, as long as each set is used
@@ -686,9 +736,9 @@ def _opening_verbs(kernel: _Kernel) -> dict[str, set[str]]:
     for chain, fingerprints in kernel.chains.items():
         if chain == names.CHAIN_SETS:
             continue
-        for _comment, _target, matches in fingerprints:
+        for _comment, target, matches in fingerprints:
             for negated, name, _dirs in matches:
-                out.setdefault(name, set()).add("del" if negated else "add")
+                out.setdefault(name, set()).update(opening_verbs(target, negated))
     for name, (kind, members) in kernel.sets.items():
         if kind == LIST_SET and name in out:
             for member in members:
@@ -698,13 +748,14 @@ def _opening_verbs(kernel: _Kernel) -> dict[str, set[str]]:
 
 def _policies_in(table: SavedTable) -> dict[str, tuple[str, ...]]:
     """Policy key -> its chains, read back from the AZURE-NPM-POLICIES markers and the
-    comments of the namespace chains' jumps."""
+    comments of the namespace (and ClusterNetworkPolicy tier) chains' jumps."""
     out: dict[str, tuple[str, ...]] = {}
     for rule in table.chains.get(names.CHAIN_POLICIES, []):
         if rule.comment.startswith("policy "):
             out.setdefault(rule.comment.split(" ")[1], ())
     for chain, rules in table.chains.items():
-        if not chain.startswith((names.INGRESS_NS_PREFIX, names.EGRESS_NS_PREFIX)):
+        dispatches = chain.startswith((names.INGRESS_NS_PREFIX, names.EGRESS_NS_PREFIX))
+        if not dispatches and chain not in names.CNP_TIER_CHAINS:
             continue
         for rule in rules:
             for direction in ("ingress", "egress"):

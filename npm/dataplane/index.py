@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from kube.model import Cluster, Direction, LabelSelector, Namespace, Pod, Requirement
+from kube.model import Cluster, Direction, LabelSelector, Namespace, Node, Pod, Requirement
 from npm.dataplane import names
 from npm.dataplane.types import (
     HASH_IP_PORT,
@@ -18,6 +18,7 @@ from npm.dataplane.types import (
     SetRef,
     SetSpec,
     namespace_ref,
+    tagged,
 )
 
 
@@ -33,6 +34,12 @@ def pod_ips(pod: Pod) -> list[str]:
     ips = pod.ips or ((pod.ip,) if pod.ip else ())
     return sorted({ip for ip in ips if _ipv4(ip)})
 
+
+
+def node_ips(nodes: Sequence[Node], selector: LabelSelector) -> frozenset[str]:
+    """IPv4 addresses of the nodes ``selector`` picks by their labels (a ClusterNetworkPolicy
+    ``nodes`` peer). Only addresses the input gave: a made-up one is never a member."""
+    return frozenset(n.ip for n in nodes if _ipv4(n.ip) and not n.ip_allocated and selector.matches(n.labels))
 
 
 class ClusterIndex:
@@ -58,7 +65,11 @@ class ClusterIndex:
         self._children: dict[SetRef, tuple[SetRef, ...]] = {}
         self._isolated: dict[tuple[str, str], tuple[tuple[LabelSelector, ...], frozenset[str]]] = {}
         self._isolated_specs: dict[str, tuple[tuple[frozenset[str], ...], SetSpec]] = {}
+        self._selections: dict[tuple[str, str], tuple[tuple[LabelSelector, ...], tuple[frozenset[str], ...]]] = {}
         self.renderings: dict[str, PolicyRendering] = {}  # by policy key; filled by translate
+        self.generation = 0  # bumped whenever pods or namespaces change what a set may hold
+        self.nodes: tuple[Node, ...] = ()  # for ClusterNetworkPolicy ``nodes`` peers
+        self.cnp_renderings: dict[str, Any] = {}  # by CNP key; filled by npm.dataplane.translate_cnp
         self._chains: dict[str, ChainSpec] = {}
         self._index_rules: dict[str, RuleSpec] = {}
         self.update(cluster)
@@ -90,11 +101,13 @@ class ClusterIndex:
         namespaces = sorted({n.name for n in cluster.namespaces} | self._pod_namespaces)
         if cluster.namespaces != self.namespace_objects or namespaces != self.namespaces:
             self.namespace_objects = cluster.namespaces
+            self.generation += 1
             self.namespaces = namespaces
             self.cluster = cluster  # for namespace labels
             self._specs = {r: s for r, s in self._specs.items() if r.recipe[0] not in LIST_RECIPES_OF_NAMESPACES}
             self._children = {}  # every list left is a list of namespace sets
         if dirty:
+            self.generation += 1
             # A "podin" set draws on the "podlabel" tables of its key.
             keys = {r[1] for r in dirty if r[0] == "podlabel"}
 
@@ -106,6 +119,11 @@ class ClusterIndex:
             self._specs = {r: s for r, s in self._specs.items() if not stale(r)}
         if dirty_ns:
             self._isolated = {k: v for k, v in self._isolated.items() if k[1] not in dirty_ns}
+            self._selections = {k: v for k, v in self._selections.items() if k[1] not in dirty_ns}
+        if cluster.nodes != self.nodes:  # ClusterNetworkPolicy ``nodes`` sets
+            self.nodes = cluster.nodes
+            self.generation += 1
+            self._specs = {r: s for r, s in self._specs.items() if r.recipe[0] != "nodes"}
 
     def _count(self, pod: Pod, sign: int, dirty: set[tuple[Any, ...]], dirty_ns: set[str]) -> None:
         """Add (``sign`` 1) or remove (-1) a pod's contributions to the member tables."""
@@ -171,6 +189,17 @@ class ClusterIndex:
         self._isolated[(direction, namespace)] = (selectors, members)
         return members
 
+    def selections(
+        self, direction: Direction, namespace: str, selectors: tuple[LabelSelector, ...]
+    ) -> tuple[frozenset[str], ...]:
+        """Per selector, the IPs of the pods of ``namespace`` it selects (kept while they do not change)."""
+        found = self._selections.get((direction, namespace))
+        if found is not None and found[0] == selectors:
+            return found[1]
+        members = tuple(frozenset(self.selected(namespace, s)) for s in selectors)
+        self._selections[(direction, namespace)] = (selectors, members)
+        return members
+
     def isolated_spec(self, ref: SetRef, parts: tuple[frozenset[str], ...]) -> SetSpec:
         """The ``isolated:<direction>`` set: the union of ``parts`` (same object while unchanged)."""
         found = self._isolated_specs.get(ref.name)
@@ -191,6 +220,8 @@ class ClusterIndex:
             elif source == "podin":
                 key = ref.recipe[1]
                 members = frozenset().union(*(self.tables.get(("podlabel", key, v), ()) for v in ref.recipe[2:]))
+            elif source == "nodes":
+                members = node_ips(self.nodes, ref.recipe[1])
             else:
                 members = frozenset(self.tables.get(ref.recipe, ()))
             found = self._previous.pop(ref, None)
@@ -205,11 +236,13 @@ class ClusterIndex:
         if found is None:
             source = ref.recipe[0]
             if source == "all":
-                found = tuple(namespace_ref(n) for n in self.namespaces)
+                found = tuple(tagged(namespace_ref(n), ref.tag) for n in self.namespaces)
             else:
                 requirement: Requirement = ref.recipe[1]
                 labels = self.cluster.namespace_labels
-                found = tuple(namespace_ref(n) for n in self.namespaces if requirement.matches(labels(n)))
+                found = tuple(
+                    tagged(namespace_ref(n), ref.tag) for n in self.namespaces if requirement.matches(labels(n))
+                )
             self._children[ref] = found
         return found
 

@@ -38,6 +38,24 @@ CHAIN_POLICIES = "AZURE-NPM-POLICIES"
 # Per-namespace dispatch chains (a policy only selects pods of its own namespace).
 INGRESS_NS_PREFIX = "AZURE-NPM-NSI-"
 EGRESS_NS_PREFIX = "AZURE-NPM-NSE-"
+# ---- ClusterNetworkPolicy (npm/dataplane/translate_cnp.py) ----
+# One tier chain per tier and direction (its CNPs in priority order), one chain per CNP and
+# direction (content-named like a policy chain), and the chain a Pass rule goes to.
+CHAIN_ADMIN_INGRESS = "AZURE-NPM-ADMIN-INGRESS"
+CHAIN_ADMIN_EGRESS = "AZURE-NPM-ADMIN-EGRESS"
+CHAIN_BASELINE_INGRESS = "AZURE-NPM-BASELINE-INGRESS"
+CHAIN_BASELINE_EGRESS = "AZURE-NPM-BASELINE-EGRESS"
+CHAIN_CNP_PASS = "AZURE-NPM-CNP-PASS"
+ADMIN_INGRESS_PREFIX = "AZURE-NPM-AI-"
+ADMIN_EGRESS_PREFIX = "AZURE-NPM-AE-"
+BASELINE_INGRESS_PREFIX = "AZURE-NPM-BI-"
+BASELINE_EGRESS_PREFIX = "AZURE-NPM-BE-"
+CNP_CHAIN_PREFIXES = (ADMIN_INGRESS_PREFIX, ADMIN_EGRESS_PREFIX, BASELINE_INGRESS_PREFIX, BASELINE_EGRESS_PREFIX)
+CNP_TIER_CHAINS = (CHAIN_ADMIN_INGRESS, CHAIN_ADMIN_EGRESS, CHAIN_BASELINE_INGRESS, CHAIN_BASELINE_EGRESS)
+# A CNP's key in the dataplane: NetworkPolicy keys are "<ns>/<name>" and a namespace name
+# holds no colon, so the two never collide.
+CNP_KEY_PREFIX = "cnp:"
+# ---- end ClusterNetworkPolicy ----
 
 
 class NameCollision(Exception):
@@ -69,6 +87,27 @@ def policy_chain_name(direction: Direction, identity: str) -> str:
     return name
 
 
+def cluster_policy_chain_name(admin: bool, direction: Direction, identity: str) -> str:
+    """``AZURE-NPM-AI-``/``-AE-`` (Admin tier) or ``-BI-``/``-BE-`` (Baseline) plus 15 base32
+    characters (75 bits) of ``identity`` (the CNP's key, tier, direction and rendered rules)."""
+    if admin:
+        prefix = direction.pick(ADMIN_INGRESS_PREFIX, ADMIN_EGRESS_PREFIX)
+    else:
+        prefix = direction.pick(BASELINE_INGRESS_PREFIX, BASELINE_EGRESS_PREFIX)
+    return prefix + _digest(identity, MAX_CHAIN_NAME - len(prefix))
+
+
+def tier_of_chain(chain: str) -> str:
+    """Which tier a chain of ours evaluates: ``Admin``, ``NetworkPolicy``, ``Baseline``, or ``""``."""
+    if chain in (CHAIN_ADMIN_INGRESS, CHAIN_ADMIN_EGRESS) or chain.startswith(CNP_CHAIN_PREFIXES[:2]):
+        return "Admin"
+    if chain in (CHAIN_BASELINE_INGRESS, CHAIN_BASELINE_EGRESS) or chain.startswith(CNP_CHAIN_PREFIXES[2:]):
+        return "Baseline"
+    if chain.startswith((INGRESS_NS_PREFIX, EGRESS_NS_PREFIX, INGRESS_POLICY_PREFIX, EGRESS_POLICY_PREFIX)):
+        return "NetworkPolicy"
+    return ""
+
+
 def namespace_chain_name(direction: Direction, namespace: str) -> str:
     """``AZURE-NPM-NSI-``/``AZURE-NPM-NSE-`` plus 14 base32 characters (70 bits) of the namespace."""
     prefix = direction.pick(INGRESS_NS_PREFIX, EGRESS_NS_PREFIX)
@@ -91,14 +130,19 @@ def comment(text: str) -> str:
     return clean[:MAX_COMMENT]
 
 
-def rule_comment(key: str, what: str) -> str:
-    """``"<policy key> <what>"`` within the limit; a long key is shortened in the middle so
+def rule_comment(key: str, what: str, limit: int = MAX_COMMENT) -> str:
+    """``"<policy key> <what>"`` within ``limit``; a long key is shortened in the middle so
     the rule position (``ingress[0] from[1] ports[0]``) always survives."""
-    room = MAX_COMMENT - len(what) - 1
+    room = limit - len(what) - 1
     if len(key) > room:
         head = (room - 3) // 2
         key = key[:head] + "..." + key[len(key) - (room - 3 - head) :]
-    return comment(f"{key} {what}")
+    return comment(f"{key} {what}")[:limit]
+
+
+def nft_name(prefix: str, identity: str) -> str:
+    """An nftables chain or set name: ``prefix`` plus 16 base32 characters (80 bits) of ``identity``."""
+    return prefix + _digest(identity, 16).lower()
 
 
 class NameRegistry:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kube.model import (
     DIRECTIONS,
@@ -63,10 +65,48 @@ from npm.dataplane.types import (
     set_ref,
 )
 
+if TYPE_CHECKING:
+    from npm.dataplane.translate_cnp import Tiers
+
+
+# ---- what a policy allows, dataplane-neutral -------------------------------------------------
+@dataclass(frozen=True)
+class PeerAllows:
+    """One peer of one rule of a policy direction, with the ports it is allowed on.
+
+    ``peer`` None means any address; a port None means any port. Labels make rule comments:
+    ``"<label> <port label>"``, e.g. ``ingress[0] from[1] ports[0]``.
+    """
+
+    where: str  # the peer's field path, e.g. "spec.ingress[0].from[1]" (for unenforceable reasons)
+    label: str  # "ingress[0] from[1]" or "ingress[0] from[any]"
+    peer: Peer | None
+    ports: tuple[tuple[str, PolicyPort | None], ...]  # ("ports[0]", port) or ("ports[any]", None)
+
+
+def policy_allows(policy: NetworkPolicy, direction: Direction) -> tuple[PeerAllows, ...]:
+    """Every (rule, peer) of one direction of a policy, in order, with its ports (pure).
+
+    Both dataplanes render their rules from this (iptables: ``_policy_chain``; nftables:
+    ``npm.dataplane.nft_translate``), so the reading of a policy lives in one place.
+    """
+    out: list[PeerAllows] = []
+    peer_word = direction.peer_field
+    for i, rule in enumerate(direction.rules(policy)):
+        peers: Sequence[Peer | None] = rule.peers or (None,)
+        ports: tuple[tuple[str, PolicyPort | None], ...] = (
+            tuple((f"ports[{k}]", port) for k, port in enumerate(rule.ports)) or (("ports[any]", None),)
+        )
+        for j, peer in enumerate(peers):
+            where = f"spec.{direction.word}[{i}].{peer_word}[{j}]"
+            label = f"{direction.word}[{i}] {peer_word}[{j if peer is not None else 'any'}]"
+            out.append(PeerAllows(where, label, peer, ports))
+    return tuple(out)
+
 
 # ---- policy rendering (pure: the policy and the marks only) ---------------------------------
-class _Refs:
-    """The sets a policy's rules use, and what it cannot enforce."""
+class SetRefs:
+    """The sets a policy's rules use, and what it cannot enforce (shared by both dataplanes)."""
 
     def __init__(self) -> None:
         self.used: list[SetRef] = []
@@ -125,20 +165,29 @@ class _Refs:
         matches = self.peer_sets(policy, peer, where)
         return None if matches is None else set_match(matches, side)
 
+    def v4_block(self, policy: NetworkPolicy, peer: Peer, where: str) -> ipaddress.IPv4Network | None:
+        """The peer's ipBlock CIDR, or None (recorded as unenforceable) when it is IPv6."""
+        assert peer.ip_block is not None
+        net = peer.ip_block.network
+        if not isinstance(net, ipaddress.IPv4Network):
+            self.unenforceable.append(
+                (policy.key, f"{where}.ipBlock.cidr {peer.ip_block.cidr}: IPv6 is not enforced by this IPv4 dataplane")
+            )
+            return None
+        return net
+
     def peer_sets(self, policy: NetworkPolicy, peer: Peer, where: str) -> list[tuple[bool, str]] | None:
         """Set matches for one peer, or None (recorded as unenforceable) if it cannot be."""
         if peer.ip_block is not None:
-            net = peer.ip_block.network
-            if net.version != 4:
-                self.unenforceable.append(
-                    (
-                        policy.key,
-                        f"{where}.ipBlock.cidr {peer.ip_block.cidr}: IPv6 is not enforced by this IPv4 dataplane",
-                    )
-                )
+            net = self.v4_block(policy, peer, where)
+            if net is None:
                 return None
             excepts = [e for e in peer.ip_block.except_networks if isinstance(e, ipaddress.IPv4Network)]
-            return [(False, self.cidr(net, excepts))]  # type: ignore[arg-type]
+            return [(False, self.cidr(net, excepts))]
+        return self.selector_sets(policy, peer)
+
+    def selector_sets(self, policy: NetworkPolicy, peer: Peer) -> list[tuple[bool, str]]:
+        """Set matches for a peer of namespace and pod selectors (no ipBlock)."""
         if peer.namespace_selector is None:
             matches = [(False, self.use(namespace_ref(policy.namespace)))]
         else:
@@ -175,7 +224,7 @@ def set_match(matches: Sequence[tuple[bool, str]], side: str) -> list[str]:
     return out
 
 
-def port_match(refs: _Refs, port: PolicyPort) -> list[str]:
+def port_match(refs: SetRefs, port: PolicyPort) -> list[str]:
     """Protocol and destination-port tokens; a named port matches a ``dst,dst`` ip,port set."""
     proto = port.protocol.lower()
     if port.port is None:
@@ -188,30 +237,22 @@ def port_match(refs: _Refs, port: PolicyPort) -> list[str]:
     return ["-p", proto, "-m", proto, "--dport", dport]
 
 
-def _policy_chain(refs: _Refs, policy: NetworkPolicy, direction: Direction) -> ChainSpec | None:
+def _policy_chain(refs: SetRefs, policy: NetworkPolicy, direction: Direction) -> ChainSpec | None:
     """The chain holding a policy's allow rules for one direction (None when it allows nothing)."""
-    rules = direction.rules(policy)
-    peer_dir, peer_word = direction.peer_side, direction.peer_field
     allow = direction.pick(names.CHAIN_INGRESS_ALLOW, names.CHAIN_EGRESS_ALLOW)
     body: list[tuple[tuple[str, ...], str]] = []
-    for i, rule in enumerate(rules):
-        peers: Sequence[Peer | None] = rule.peers or (None,)
-        ports: Sequence[PolicyPort | None] = rule.ports or (None,)
-        for j, peer in enumerate(peers):
-            where = f"{direction.word}[{i}].{peer_word}[{j}]"
-            if peer is None:
-                peer_tokens: list[str] = []
-            else:
-                found = refs.peer(policy, peer, f"spec.{where}", peer_dir)
-                if found is None:
-                    continue  # fail closed: this peer allows nothing
-                peer_tokens = found
-            for k, port in enumerate(ports):
-                port_tokens = [] if port is None else port_match(refs, port)
-                peer_label = f"{peer_word}[{j}]" if peer is not None else f"{peer_word}[any]"
-                port_label = f"ports[{k}]" if port is not None else "ports[any]"
-                text = names.rule_comment(policy.key, f"{direction.word}[{i}] {peer_label} {port_label}")
-                body.append(((*peer_tokens, *port_tokens, "-j", allow), text))
+    for peer in policy_allows(policy, direction):
+        if peer.peer is None:
+            peer_tokens: list[str] = []
+        else:
+            found = refs.peer(policy, peer.peer, peer.where, direction.peer_side)
+            if found is None:
+                continue  # fail closed: this peer allows nothing
+            peer_tokens = found
+        for port_label, port in peer.ports:
+            port_tokens = [] if port is None else port_match(refs, port)
+            text = names.rule_comment(policy.key, f"{peer.label} {port_label}")
+            body.append(((*peer_tokens, *port_tokens, "-j", allow), text))
     if not body:
         return None
     identity = "\n".join([policy.key, direction.word] + [" ".join(t) + " #" + c for t, c in body])
@@ -221,7 +262,7 @@ def _policy_chain(refs: _Refs, policy: NetworkPolicy, direction: Direction) -> C
 
 def render_policy(policy: NetworkPolicy, marks: Marks) -> PolicyRendering:
     """Render one policy into its chains and jumps (pure)."""
-    refs = _Refs()
+    refs = SetRefs()
     parts: list[tuple[str, ChainSpec | None, RuleSpec | None]] = []
     directions = [d for d in DIRECTIONS if d in policy.policy_types]
     for direction in directions:
@@ -304,7 +345,16 @@ def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex 
         chains_of[policy.key] = tuple(mine)
         sets_of[policy.key] = frozenset(ref.name for ref in rendered.sets)
         markers.append(rendered.marker)
-    dispatch, isolated = _dispatch_chains(index, registry, use, marks, ns_jumps, targets)
+    # ClusterNetworkPolicy: the Admin tier before the NetworkPolicy dispatch, the Baseline tier after it.
+    from npm.dataplane.translate_cnp import cluster_policy_tiers  # (it builds on this module)
+
+    tiers = cluster_policy_tiers(cluster, index, registry, use, marks)
+    policy_chains.update(tiers.policy_chains)
+    chains_of.update(tiers.chains_of)
+    sets_of.update(tiers.sets_of)
+    markers += tiers.markers
+    unenforceable += tiers.unenforceable
+    dispatch, isolated = _dispatch_chains(index, registry, use, marks, ns_jumps, targets, tiers)
     sets: dict[str, SetSpec] = {}
     todo = list(used.values())
     while todo:  # the referenced sets and the sets list sets hold
@@ -317,7 +367,7 @@ def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex 
                 registry.claim(child.name, child.meaning)
                 todo.append(child)
     sets = dict(sorted(sets.items()))
-    base_chains = _base_chains(index, marks, dispatch, markers, sets)
+    base_chains = (*_base_chains(index, marks, dispatch, markers, sets), *tiers.chains)
     index.keep(chains_of, (c.name for c in base_chains))
     return DesiredState(
         sets=sets,
@@ -328,6 +378,7 @@ def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex 
         forward_jump=FORWARD_JUMP,
         unenforceable=tuple(unenforceable),
         policies=len(cluster.policies),
+        cluster_policy_tiers=tiers.tiers,
     )
 
 
@@ -341,6 +392,7 @@ def _dispatch_chains(
     marks: Marks,
     ns_jumps: Mapping[Direction, Mapping[str, list[RuleSpec]]],
     targets: Mapping[Direction, Mapping[str, list[LabelSelector]]],
+    tiers: Tiers | None = None,
 ) -> tuple[dict[Direction, list[ChainSpec]], dict[str, SetSpec]]:
     """Per direction: the base chain (skip non-isolated pods, go to the namespace's chain,
     drop the rest) followed by one chain per namespace holding its policies' jumps, then
@@ -360,7 +412,11 @@ def _dispatch_chains(
         mark = direction.pick(marks.ingress, marks.egress)
         word = direction.word
         chains: list[ChainSpec] = []
-        base_rules: list[RuleSpec] = []
+        # ClusterNetworkPolicy hooks (npm/dataplane/translate_cnp.py): the Admin tier first; pods
+        # no NetworkPolicy isolates go to the Baseline tier instead of returning.
+        base_rules: list[RuleSpec] = [*tiers.before(direction, base)] if tiers else []
+        baseline = tiers.after(direction) if tiers else None
+        not_isolated = ("-g", baseline) if baseline else ("-j", "RETURN")
         namespaces = sorted(ns_jumps[direction])
         if namespaces:
             ref = set_ref(f"isolated:{word}", HASH_IP, "isolated", word)
@@ -369,10 +425,12 @@ def _dispatch_chains(
             base_rules.append(
                 RuleSpec(
                     base,
-                    ("-m", "set", "!", "--match-set", ref.name, side, "-j", "RETURN"),
+                    ("-m", "set", "!", "--match-set", ref.name, side, *not_isolated),
                     f"azure-npm: not isolated for {word}",
                 )
             )
+        elif baseline:
+            base_rules.append(RuleSpec(base, not_isolated, f"azure-npm: no NetworkPolicy for {word}"))
         for ns in namespaces:
             chain = registry.claim(names.namespace_chain_name(direction, ns), f"{word} namespace {ns}")
             base_rules.append(

@@ -19,6 +19,7 @@ HASH_IP_PORT = "hash:ip,port"
 LIST_SET = "list:set"
 DEFAULT_INGRESS_MARK = 0x2000
 DEFAULT_EGRESS_MARK = 0x1000
+DEFAULT_PASS_MARK = 0x800  # ClusterNetworkPolicy Pass, only while a tier chain is walked
 FORWARD_COMMENT = "azure-npm: enforce network policies"
 
 
@@ -61,13 +62,16 @@ class Marks:
 
     ingress: int = DEFAULT_INGRESS_MARK
     egress: int = DEFAULT_EGRESS_MARK
+    cnp_pass: int = DEFAULT_PASS_MARK  # set by a ClusterNetworkPolicy Pass rule, cleared by its tier chain
 
     def __post_init__(self) -> None:
-        for bit in (self.ingress, self.egress):
+        for bit in (self.ingress, self.egress, self.cnp_pass):
             if bit <= 0 or bit & (bit - 1):
                 raise ValueError(f"mark {bit:#x} must be a single bit")
         if self.ingress == self.egress:
             raise ValueError("ingress and egress marks must differ")
+        if self.cnp_pass in (self.ingress, self.egress):
+            raise ValueError("the Pass mark must differ from the ingress and egress marks")
 
     @property
     def both(self) -> int:
@@ -86,6 +90,7 @@ class DesiredState:
     unenforceable: tuple[tuple[str, str], ...] = ()
     policies: int = 0
     sets_of_policy: Mapping[str, frozenset[str]] = field(default_factory=dict)  # the sets its rules use
+    cluster_policy_tiers: Mapping[str, str] = field(default_factory=dict)  # CNP key -> "Admin" / "Baseline"
 
     @property
     def chains(self) -> dict[str, ChainSpec]:
@@ -111,14 +116,18 @@ class SetRef:
     ``("named", name, PROTO)`` (tables of the cluster index), ``("podin", k, v, ...)`` (the
     pods whose label ``k`` has one of the values),
     ``("nslist", requirement)``, ``("all",)`` (list sets), ``("static", member, ...)`` or
-    ``("isolated", direction)``. Policy renderings hold references only, so they do not
-    depend on pods or namespaces.
+    ``("isolated", direction)``, ``("nodes", node selector)`` (addresses of Node objects).
+    Policy renderings hold references only, so they do not depend on pods or namespaces.
+    ``tag`` names a copy of a set under its own name (same members) that ClusterNetworkPolicy
+    rules use where a member change has the opposite effect (npm/dataplane/translate_cnp.py);
+    the sets a tagged list holds carry the same tag.
     """
 
     name: str
     meaning: str
     kind: str
     recipe: tuple[Any, ...]
+    tag: str = ""
 
 
 def set_ref(meaning: str, kind: str, *recipe: Any) -> SetRef:
@@ -135,6 +144,14 @@ def pod_label_ref(key: str, value: str) -> SetRef:
 
 def namespace_list_ref(meaning: str, requirement: Requirement) -> SetRef:
     return set_ref(meaning, LIST_SET, "nslist", requirement)
+
+
+def tagged(ref: SetRef, tag: str) -> SetRef:
+    """``ref``'s copy for ``tag`` (``ref`` itself for no tag): same members, its own name."""
+    if not tag or ref.tag == tag:
+        return ref
+    meaning = f"{ref.meaning} ({tag} copy)"
+    return SetRef(names.set_name(meaning), meaning, ref.kind, ref.recipe, tag)
 
 
 ALL_NAMESPACES = set_ref("all-namespaces", LIST_SET, "all")
@@ -195,7 +212,10 @@ class Failure:
             owner = f" [{self.owner}]" if self.owner is not None else ""
             shown = f" ({self.line_text[:200]})" if self.line_text else ""
             text = f"{self.restore} rejected line {self.line}{owner}: {self.message}{shown}"
-        if self.failed_closed:
+        if self.failed_closed and self.failed_closed.startswith(names.CNP_KEY_PREFIX):
+            text += (f" -> ClusterNetworkPolicy {self.failed_closed[len(names.CNP_KEY_PREFIX):]} applied in its "
+                     "fail-closed form (Accept rules match nothing, its first Deny or Pass rule matches all)")
+        elif self.failed_closed:
             text += f" -> policy {self.failed_closed} applied without its allow rules (fails closed)"
         return text
 

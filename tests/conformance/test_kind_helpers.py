@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from conformance.backends.cluster import (
+    CNP_CRD_FILE,
     agnhost_containers,
+    cluster_policy_plan,
     connect_argv,
     connect_reason,
     enforcer_manifests,
+    owned_cluster_policy,
     parse_connect,
     pod_manifest,
 )
 from conformance.backends.kind import (
     DEFAULT_CONFIG,
+    cnp_crd_argv,
+    crd_established_argv,
     image_build_argv,
     kind_create_argv,
     kind_load_argv,
+    node_label_argv,
     nodes_ready_argv,
 )
 from conformance.kindnet import DEFAULT_MANIFEST, KINDNET_ENV, kindnet_without_policy, main, manifest_location
@@ -148,3 +156,47 @@ def test_enforcer_manifest_gets_the_image_under_test():
     (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
     images = {c["image"] for c in ds["spec"]["template"]["spec"]["containers"]}
     assert images == {"azure-npm:conformance"}
+
+
+# -- ClusterNetworkPolicy on kind and other clusters ---------------------------------------
+def test_the_vendored_crd_is_the_pinned_release_with_its_attribution():
+    text = CNP_CRD_FILE.read_text()
+    header = text.split("\n---\n", 1)[0]
+    assert "tag v0.2.0, commit a17adecd0316b8ff1c3f83939ec0441d68cd6cce" in header
+    assert "License: Apache License 2.0" in header
+    (crd,) = [d for d in yaml.safe_load_all(text) if d]
+    annotations = crd["metadata"]["annotations"]
+    assert annotations["policy.networking.k8s.io/bundle-version"] == "v0.2.0"
+    assert annotations["policy.networking.k8s.io/channel"] == "experimental"  # nodes peers and named ports
+    assert crd["spec"]["scope"] == "Cluster" and [v["name"] for v in crd["spec"]["versions"]] == ["v1alpha2"]
+
+
+def test_the_vendored_crd_has_the_fields_the_object_model_reads():
+    import runpy
+
+    gen = runpy.run_path(str(Path(__file__).resolve().parents[2] / "scripts" / "gen_kube_fields.py"))
+    assert gen["check_crd"](str(CNP_CRD_FILE)) == []
+
+
+def test_kind_installs_the_crd_server_side_and_waits_until_it_is_served():
+    assert cnp_crd_argv() == ["apply", "--server-side", "--force-conflicts", "-f", str(CNP_CRD_FILE)]
+    assert crd_established_argv("30s") == [
+        "wait", "--for=condition=Established", "crd/clusternetworkpolicies.policy.networking.k8s.io", "--timeout=30s"
+    ]
+
+
+def test_node_labels_are_set_and_taken_off_in_one_kubectl_label():
+    assert node_label_argv("kind-worker", {"zone": "a"}, ["rack"]) == [
+        "label", "node", "kind-worker", "--overwrite", "zone=a", "rack-"
+    ]
+
+
+def test_cluster_policies_are_applied_labelled_as_ours_and_only_ours_are_deleted():
+    body = owned_cluster_policy({"kind": "ClusterNetworkPolicy", "metadata": {"name": "a"}, "spec": {}, "status": {}})
+    assert body["metadata"]["labels"] == {"npm-conformance/owned": "true"} and "status" not in body
+    ours = {"metadata": {"name": "old", "labels": {"npm-conformance/owned": "true"}}}
+    kept = {"metadata": {"name": "a", "labels": {"npm-conformance/owned": "true"}}}
+    theirs = {"metadata": {"name": "site-guard"}}
+    assert cluster_policy_plan({"a": body}, [ours, kept, theirs]) == (["old"], [])
+    # One of the same name that the backend did not create is never replaced.
+    assert cluster_policy_plan({"site-guard": body}, [theirs]) == ([], ["site-guard"])

@@ -92,6 +92,38 @@ def test_broken_enforcer_fails_the_scenario_with_a_readable_truth_table():
     assert comparison[0].split("\t") == ["    -", "x/a", "x/b", "x/c", "y/a", "y/b", "y/c", "z/a", "z/b", "z/c"]
     assert comparison[2].split("\t")[:2] == ["    x/b", "X"] and comparison[3].split("\t")[:2] == ["    x/c", "X"]
     assert comparison[1].split("\t")[1:] == ["."] * 9
+    # The daemons enforce exactly what they were given: the kernel agrees with that input.
+    assert sc.steps[0].verify and all(v.agrees for v in sc.steps[0].verify)
+
+
+def test_a_rule_deleted_on_a_node_fails_the_step_through_verify():
+    scenarios, errors = load_scenarios([str(WITHIN_NS)])
+    assert not errors
+    backend = NetnsBackend()
+
+    class DeleteAfterSync:
+        """The backend, with an allow rule deleted on node-1 once the policies are in."""
+
+        name, default_probe_timeout = backend.name, backend.default_probe_timeout
+
+        def __getattr__(self, attr: str):  # type: ignore[no-untyped-def]
+            return getattr(backend, attr)
+
+        def sync_policies(self, cluster, manifests) -> None:  # type: ignore[no-untyped-def]
+            backend.sync_policies(cluster, manifests)
+            saved = backend.topology.node_run("node-1", ["iptables-nft-save", "-t", "filter"]).stdout
+            rule = next(x for x in saved.splitlines() if x.startswith("-A ") and "x-a-allows-x-b ingress[0]" in x)
+            assert backend.topology.node_run("node-1", ["sh", "-c", "iptables-nft -D " + rule[3:]]).returncode == 0
+
+    try:
+        (sc,) = Runner(DeleteAfterSync(), RunOptions(converge_timeout=1.0, retry_interval=0.5)).run(scenarios)
+    finally:
+        backend.close()
+    assert not sc.passed
+    failing = sc.steps[0].verify_failures
+    assert [v.node for v in failing] == ["node-1"] and failing[0].mismatched >= 1
+    assert "MISMATCH x/b -> x/a" in failing[0].detail and "kernel denied, policies allowed" in failing[0].detail
+    assert "verify node-1: the kernel DISAGREES" in table_report([sc])
 
 
 def test_interrupt_removes_everything_it_created():
@@ -109,3 +141,66 @@ def test_interrupt_removes_everything_it_created():
     assert not {n for n in _namespaces() - before if n.startswith(prefix)}
     state = Path("/run/npm-netns")
     assert not (state.is_dir() and any(p.name.startswith(prefix) for p in state.iterdir()))
+
+
+CNP_HANDED_OVER = """\
+name: cnp handed over
+nodes: {node-1: {zone: a}, node-2: {}}
+namespaces: {x: {}, y: {}}
+pods:
+  - {namespace: x, name: a, node: node-1, ports: [80/TCP]}
+  - {namespace: y, name: b, node: node-2, ports: [80/TCP]}
+policies:
+  - kind: ClusterNetworkPolicy
+    metadata: {name: every-namespace}
+    spec:
+      tier: Admin
+      priority: 5
+      subject: {namespaces: {}}
+      ingress: [{action: Deny, from: [{namespaces: {}}]}]
+      egress: [{action: Deny, to: [{networks: ["${net y/b 32}"]}]}]
+  - kind: ClusterNetworkPolicy
+    metadata: {name: baseline-every-namespace}
+    spec:
+      tier: Baseline
+      priority: 5
+      subject: {namespaces: {}}
+      egress: [{action: Deny, to: [{networks: ["0.0.0.0/0"]}]}]
+"""
+
+
+def test_daemons_are_handed_cluster_network_policies_node_labels_and_a_barrier_they_cannot_close(tmp_path):
+    # A ClusterNetworkPolicy whose subject is every namespace covers the barrier's namespace
+    # too: the barrier's own Admin policy leaves its traffic to the barrier NetworkPolicy, and
+    # the barrier is seen enforced on every write.
+    path = tmp_path / "cnp.yaml"
+    path.write_text(CNP_HANDED_OVER)
+    scenarios, errors = load_scenarios([str(path)])
+    assert not errors
+    handed: dict[str, list[dict]] = {}
+
+    def capture(node: str, docs: list[dict]) -> list[dict]:
+        handed[node] = docs
+        return docs
+
+    backend = NetnsBackend(manifest_filter=capture)
+    try:
+        Runner(backend, RunOptions(converge_timeout=1.0, retry_interval=0.5)).run(scenarios)
+        ips = {key: pod.ip for key, pod in backend.topology.pods.items()}
+        assert backend._barrier_ok >= 2 and backend._barrier_failed == 0
+    finally:
+        backend.close()
+    assert sorted(handed) == ["node-1", "node-2"]
+    docs = handed["node-1"]
+    cnps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterNetworkPolicy"}
+    assert sorted(cnps) == ["0-npm-conformance-barrier", "baseline-every-namespace", "every-namespace"]
+    assert cnps["every-namespace"]["spec"]["egress"][0]["to"][0]["networks"] == [f"{ips['y/b']}/32"]
+    barrier = cnps["0-npm-conformance-barrier"]["spec"]
+    assert barrier["tier"] == "Admin" and barrier["priority"] == 0
+    assert [r["action"] for r in barrier["ingress"]] == ["Pass"]  # on to the barrier NetworkPolicy
+    assert [r["action"] for r in barrier["egress"]] == ["Accept"]  # never left to a Baseline policy
+    nodes = {d["metadata"]["name"]: d["metadata"]["labels"] for d in docs if d["kind"] == "Node"}
+    assert nodes == {
+        "node-1": {"kubernetes.io/hostname": "node-1", "kubernetes.io/os": "linux", "zone": "a"},
+        "node-2": {"kubernetes.io/hostname": "node-2", "kubernetes.io/os": "linux"},
+    }

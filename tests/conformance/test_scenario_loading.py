@@ -10,7 +10,8 @@ import yaml
 
 from conformance.runner import check_expectations
 from conformance.scenario import load_file, load_scenarios
-from conformance.state import StateError
+from conformance.state import StateError, materialize
+from tests.conformance.cnp_evaluation import simulator_evaluates_cluster_network_policies
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,10 +42,13 @@ def test_every_shipped_scenario_loads():
 
 def test_every_shipped_scenario_states_what_the_simulator_predicts():
     # The upstream e2e cases (scenarios/upstream) are written down once, there; this checks
-    # each of their truth tables, step by step, against the simulator.
+    # each of their truth tables, step by step, against the simulator. The ClusterNetworkPolicy
+    # ones (scenarios/cnp) are checked by test_cnp_scenarios, once the simulator evaluates them.
     scenarios, errors = load_scenarios([str(ROOT / "scenarios")])
     assert errors == []
     checked = [s for s in scenarios if any(step.expect is not None for step in s.steps)]
+    if not simulator_evaluates_cluster_network_policies():
+        checked = [s for s in checked if "cnp" not in s.tags]
     assert len([s for s in checked if "upstream" in s.tags]) >= 45
     for scenario in checked:
         assert check_expectations(scenario) == [], scenario.name
@@ -274,3 +278,134 @@ def test_two_pods_with_one_address_are_refused_at_load(tmp_path):
     """
     messages = errors_of(tmp_path, textwrap.dedent(text))
     assert any("x/a and x/b both have address 10.244.0.5" in m for m in messages), messages
+
+
+# -- ClusterNetworkPolicies in scenarios ----------------------------------------------------
+CNP_SCENARIO = """\
+name: cnp
+model: upstream
+nodes: {node-1: {zone: a}, node-2: {}}
+policies:
+  - kind: ClusterNetworkPolicy
+    metadata: {name: guard}
+    spec:
+      tier: Admin
+      priority: 10
+      subject: {namespaces: {matchLabels: {ns: x}}}
+      egress:
+        - {action: Deny, to: [{networks: ["${net y/a 32}", "${net y/b 32}"]}]}
+        - {action: Pass, to: [{nodes: {matchLabels: {zone: a}}}]}
+steps:
+  - probe: {ports: [80/TCP]}
+  - actions:
+      - apply:
+          kind: ClusterNetworkPolicy
+          metadata: {name: baseline}
+          spec:
+            tier: Baseline
+            priority: 10
+            subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: a}}}}
+            ingress: [{action: Deny, from: [{namespaces: {}}], protocols: [{destinationNamedPort: serve-80-tcp}]}]
+  - actions:
+      - delete: {clusterNetworkPolicy: guard}
+      - delete: {namespace: x}
+"""
+
+
+def test_cluster_network_policies_are_created_updated_and_deleted_by_steps(tmp_path):
+    (sc,), errors = load_file(write(tmp_path, CNP_SCENARIO))
+    assert errors == []
+    first, second, third = sc.states()
+    assert sorted(first.cluster_policies) == ["guard"]
+    assert sorted(second.cluster_policies) == ["baseline", "guard"]
+    assert sorted(third.cluster_policies) == ["baseline"]  # cluster-scoped: a namespace's deletion leaves it
+    cluster, manifests = materialize(first, first.workloads())
+    (guard,) = cluster.cluster_policies
+    assert guard.tier == "Admin" and guard.priority == 10 and cluster.policies == ()
+    # Placeholders in networks are filled with the pods' addresses, as in ipBlocks.
+    y_a, y_b = cluster.pod_by_key["y/a"].ip, cluster.pod_by_key["y/b"].ip
+    assert [str(n) for n in guard.egress[0].peers[0].networks] == [f"{y_a}/32", f"{y_b}/32"]
+    assert manifests[0]["kind"] == "ClusterNetworkPolicy" and manifests[0]["apiVersion"].endswith("/v1alpha2")
+
+
+def test_nodes_carry_the_kubelets_labels_and_the_scenarios_own(tmp_path):
+    (sc,), errors = load_file(write(tmp_path, CNP_SCENARIO))
+    assert errors == []
+    nodes = {n.name: n.labels for n in sc.initial.workloads().nodes}
+    assert nodes["node-1"] == {"kubernetes.io/hostname": "node-1", "kubernetes.io/os": "linux", "zone": "a"}
+    assert nodes["node-2"] == {"kubernetes.io/hostname": "node-2", "kubernetes.io/os": "linux"}
+
+
+V1ALPHA1 = "kind: ClusterNetworkPolicy\n    apiVersion: policy.networking.k8s.io/v1alpha1\n    metadata: {name: guard}"
+
+
+@pytest.mark.parametrize(
+    ("change", "located"),
+    [
+        pytest.param(("priority: 10", "priority: 1001"), "spec.priority: 1001 must be between", id="priority"),
+        pytest.param(("tier: Admin", "tier: Middle"), 'policies[0].spec.tier: "Middle" is not supported', id="tier"),
+        pytest.param(
+            ("kind: ClusterNetworkPolicy\n    metadata: {name: guard}", V1ALPHA1),
+            'policies[0].apiVersion: "policy.networking.k8s.io/v1alpha1" is not supported',
+            id="api-version",
+        ),
+        pytest.param(
+            ("delete: {clusterNetworkPolicy: guard}", "delete: {clusterNetworkPolicy: gaurd}"),
+            "steps[2].actions[0].delete.clusterNetworkPolicy: no ClusterNetworkPolicy 'gaurd'",
+            id="delete",
+        ),
+        pytest.param(("${net y/b 32}", "${net q/b 32}"), "guard names pod 'q/b'", id="missing-pod"),
+        pytest.param(("${net y/b 32}", "${net y/a 32}"), "networks[1]: duplicate value", id="duplicate-network"),
+        pytest.param(
+            ("{node-1: {zone: a}, node-2: {}}", "{node-1: {zone: -a}, node-2: {}}"), "nodes.node-1.zone", id="label"
+        ),
+    ],
+)
+def test_bad_cluster_network_policy_input_is_located(tmp_path, change, located):
+    text = CNP_SCENARIO.replace(*change)
+    assert text != CNP_SCENARIO
+    errs = errors_of(tmp_path, text)
+    assert errs and located in errs[0], errs
+
+
+def test_a_peer_not_understood_is_said_with_what_its_rule_does_instead(tmp_path):
+    text = CNP_SCENARIO.replace("{action: Pass, to: [{nodes:", "{action: Pass, to: [{serviceAccounts: {}}, {nodes:")
+    (sc,), errors = load_file(write(tmp_path, text))
+    assert errors == []
+    (note,) = sc.notes
+    assert note.startswith(f"{tmp_path}/s.yaml: scenario cnp: policies[0]: ClusterNetworkPolicy guard: ")
+    assert "spec.egress[1].to[0].serviceAccounts: not supported" in note and "fail closed" in note
+
+
+def test_network_policy_api_model_is_upstreams_base_cluster_placed_across_two_nodes(tmp_path):
+    (sc,), errors = load_file(write(tmp_path, "name: m\nmodel: network-policy-api\n"))
+    assert errors == []
+    pods = sc.initial.pods
+    houses = ("gryffindor", "slytherin", "hufflepuff", "ravenclaw", "forbidden-forrest")
+    assert {ns: labels["conformance-house"] for ns, labels in sc.initial.namespaces.items()} == {
+        f"network-policy-conformance-{h}": h for h in houses
+    }
+    harry = pods["network-policy-conformance-gryffindor/harry-potter-1"]
+    assert harry.named_port("web", "TCP") == 80 and harry.named_port("dns", "UDP") == 53
+    centaur = pods["network-policy-conformance-forbidden-forrest/centaur-1"]
+    assert centaur.host_network and centaur.named_port("web-34345", "TCP") == 34345
+    # The node tests' clients (gryffindor) never share a node with their server (centaur-1).
+    assert {p.node for p in pods.values() if "gryffindor" in p.namespace} == {"node-1"} and centaur.node == "node-2"
+    one_node = errors_of(tmp_path, "name: m\nmodel: network-policy-api\nnodes: 1\n")
+    assert one_node and "model: network-policy-api: node 'node-2' is not one of this scenario's nodes" in one_node[0]
+
+
+def test_a_manifest_file_with_cluster_network_policies_uses_them_and_says_so(tmp_path):
+    from kube import manifests
+
+    items = [
+        manifests.namespace("x"),
+        manifests.pod("x", "a", {"app": "a"}, ip="10.244.0.5", node="n1"),
+        manifests.cluster_network_policy("deny", ingress=[{"action": "Deny", "from": [{"namespaces": {}}]}]),
+    ]
+    path = tmp_path / "dump.yaml"
+    path.write_text(yaml.safe_dump_all(items))
+    (scenario,), errors = load_file(str(path))
+    assert errors == []
+    assert sorted(scenario.initial.cluster_policies) == ["deny"]
+    assert "1 ClusterNetworkPolicy" in scenario.inputs and "not yet evaluated" not in scenario.inputs

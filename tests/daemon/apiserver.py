@@ -1,6 +1,6 @@
 """A Kubernetes API server for tests: the real list/watch protocol over HTTP on loopback.
 
-It keeps Pods, Namespaces, Nodes and NetworkPolicies with one resourceVersion counter (as
+It keeps Pods, Namespaces, Nodes, NetworkPolicies and ClusterNetworkPolicies with one resourceVersion counter (as
 etcd does) and an event history per resource, and serves what the ``kubernetes`` client
 asks for: paginated JSON lists with ``metadata.resourceVersion``; chunked watch streams
 (``?watch=true&resourceVersion=N&allowWatchBookmarks=true&timeoutSeconds=T``) of
@@ -31,10 +31,14 @@ RESOURCES = {
     "namespaces": ("/api/v1/namespaces", "Namespace"),
     "nodes": ("/api/v1/nodes", "Node"),
     "networkpolicies": ("/apis/networking.k8s.io/v1/networkpolicies", "NetworkPolicy"),
+    "clusternetworkpolicies": (
+        "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies", "ClusterNetworkPolicy"
+    ),
 }
 KIND_TO_RESOURCE = {kind: name for name, (_path, kind) in RESOURCES.items()}
 PATH_TO_RESOURCE = {path: name for name, (path, _kind) in RESOURCES.items()}
-API_VERSION = {"Pod": "v1", "Namespace": "v1", "Node": "v1", "NetworkPolicy": "networking.k8s.io/v1"}
+API_VERSION = {"Pod": "v1", "Namespace": "v1", "Node": "v1", "NetworkPolicy": "networking.k8s.io/v1",
+               "ClusterNetworkPolicy": "policy.networking.k8s.io/v1alpha2"}
 
 
 def status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -132,6 +136,7 @@ class ApiServer:
         self._lock = threading.Lock()
         self._generation = 0  # bumped to end every open watch (drop, stop)
         self.forbidden: set[str] = set()  # resources that answer 403 (RBAC not granted)
+        self.absent: set[str] = set()  # resources that answer 404 (a CRD not installed)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -284,7 +289,7 @@ def _make_handler(server: ApiServer) -> type[BaseHTTPRequestHandler]:
             with store.cond:
                 store.requests.append(("GET", self.path))
             resource = PATH_TO_RESOURCE.get(url.path)
-            if resource is None:
+            if resource is None or resource in server.absent:
                 self._json(404, status(404, "NotFound", f"no resource at {url.path}"))
                 return
             if resource in server.forbidden:

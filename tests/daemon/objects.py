@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from kube import manifests
-from kube.manifests import node, policy
+from kube.manifests import cluster_network_policy, node, policy
 
-__all__ = ["allow_from", "deny_all", "namespace", "node", "pod", "policy"]
+__all__ = ["allow_from", "cluster_network_policy", "deny_all", "namespace", "node", "pod", "policy"]
 
 
 def namespace(name: str, **labels: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ class RecordingDataplane:
             self.applied.append(cluster)
             self.apply_times.append(time.monotonic())
             self.changed.notify_all()
-        keys = {p.key for p in cluster.policies}
+        keys = {p.key for p in cluster.policies} | {f"cnp:{p.name}" for p in cluster.cluster_policies}
         return ApplyResult(
             changed=True,
             counts={"policies": len(cluster.policies), "iptables_rules": 3 * len(cluster.policies),

@@ -214,6 +214,14 @@ def test_api_server_daemon_enforces_and_drops_policies_deleted_while_it_was_down
         server.put(o.pod("x", "client", "10.1.0.3", node="n1", app="client"))
         wait_until(lambda: reach(topo, "x/client", web) is True, 5, "the pod update enforced", log)
 
+        # A ClusterNetworkPolicy in the Admin tier overrides the NetworkPolicy; deleting it restores it.
+        y_in = {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "y"}}}
+        server.put(o.cluster_network_policy("let-y-in", ingress=[{"action": "Accept", "from": [y_in]}]))
+        wait_until(lambda: reach(topo, "y/client", web) is True, 5, "the Admin tier enforced", log)
+        assert metric(http_get(topo, "/metrics")[1], 'npm_cluster_policies{tier="Admin"}') == 1
+        server.delete("ClusterNetworkPolicy", "let-y-in")
+        wait_until(lambda: reach(topo, "y/client", web) is False, 5, "the Admin tier lifted", log)
+
         # The API server restarts and loses its history while the policy is deleted:
         # the daemon gets 410 Gone, lists again and removes the rules of the vanished policy.
         server.stop()

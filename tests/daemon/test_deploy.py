@@ -112,6 +112,7 @@ def test_clusterrole_grants_watching_and_events_only():
     for resource in ("pods", "namespaces", "nodes"):
         assert grants[("", resource)] == {"get", "list", "watch"}
     assert grants[("networking.k8s.io", "networkpolicies")] == {"get", "list", "watch"}
+    assert grants[("policy.networking.k8s.io", "clusternetworkpolicies")] == {"get", "list", "watch"}
     assert grants[("", "events")] == {"create", "patch"}
 
 

@@ -124,3 +124,16 @@ def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-unt
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def test_cluster_network_policies_in_manifests_are_enforced(tmp_path, start_daemon, caplog):
+    deny = {"action": "Deny", "to": [{"domainNames": ["example.com"]}]}
+    write(tmp_path, "base.yaml", o.namespace("prod"), o.pod("prod", "web", "10.1.0.2", app="web"),
+          o.cluster_network_policy("guard", egress=[deny]))
+    _daemon, dataplane = start_daemon(manifests=str(tmp_path))
+    first = dataplane.wait_for(lambda c: True)
+    assert [p.name for p in first.cluster_policies] == ["guard"]
+    assert "spec.egress[0].to[0].domainNames: not supported" in caplog.text  # said, with where it is
+    assert "ignored" not in caplog.text
+    write(tmp_path, "base.yaml", o.namespace("prod"), o.pod("prod", "web", "10.1.0.2", app="web"))
+    dataplane.wait_for(lambda c: not c.cluster_policies)

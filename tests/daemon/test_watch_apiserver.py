@@ -305,7 +305,8 @@ def test_debug_endpoint_dumps_the_cache(apiserver, start_daemon):
     assert [p["name"] for p in dump["policies"]] == ["deny-all"]
     assert dump["namespaces"][0]["labels"]["kubernetes.io/metadata.name"] == "prod"
     assert dump["controller"]["ready"] is True
-    assert {s["name"] for s in dump["sources"]} == {"watch-Namespace", "watch-Pod", "watch-NetworkPolicy", "watch-Node"}
+    assert {s["name"] for s in dump["sources"]} == {
+        "watch-Namespace", "watch-Pod", "watch-NetworkPolicy", "watch-Node", "watch-ClusterNetworkPolicy"}
     # The debug dump is not on the public listener.
     assert http_get(daemon.servers[0].address, "/npm/v1/debug/manager")[0] == 404
 
@@ -327,3 +328,96 @@ def test_other_api_errors_are_retried_until_the_server_answers(apiserver, start_
     assert dataplane.applied == [] and not daemon.controller.status.ready
     apiserver.forbidden.clear()
     dataplane.wait_for(lambda c: {p.key for p in c.pods} == {"prod/web", "prod/db"})
+
+
+def cluster_policy_names(cluster: Cluster) -> set[str]:
+    return {p.name for p in cluster.cluster_policies}
+
+
+DENY_Y = {"action": "Deny", "from": [{"namespaces": {"matchLabels": {"team": "y"}}}]}
+
+
+def test_cluster_network_policies_are_listed_and_watched(apiserver, start_daemon):
+    seed(apiserver)
+    apiserver.put(o.cluster_network_policy("guard", priority=3, ingress=[DENY_Y]))
+    daemon, dataplane = start_daemon(apiserver)
+    first = dataplane.wait_for(lambda c: "prod/deny-all" in policy_keys(c))
+    assert cluster_policy_names(first) == {"guard"}  # in the first apply, with everything else
+    apiserver.put(o.cluster_network_policy("guard", priority=7, ingress=[DENY_Y]))
+    dataplane.wait_for(lambda c: c.cluster_policy_by_name["guard"].priority == 7)
+    outside = {"action": "Deny", "to": [{"networks": ["192.0.2.0/24"]}]}
+    apiserver.put(o.cluster_network_policy("floor", tier="Baseline", egress=[outside]))
+    dataplane.wait_for(lambda c: cluster_policy_names(c) == {"guard", "floor"})
+    apiserver.delete("ClusterNetworkPolicy", "guard")
+    dataplane.wait_for(lambda c: cluster_policy_names(c) == {"floor"})
+    dump = json.loads(http_get(daemon.servers[1].address, "/npm/v1/debug/manager")[1])
+    assert [p["name"] for p in dump["cluster_policies"]] == ["floor"]
+
+
+def test_an_invalid_cluster_network_policy_keeps_its_last_valid_version(apiserver, start_daemon, caplog):
+    seed(apiserver)
+    apiserver.put(o.cluster_network_policy("guard", priority=3, ingress=[DENY_Y]))
+    _daemon, dataplane = start_daemon(apiserver)
+    dataplane.wait_for(lambda c: cluster_policy_names(c) == {"guard"})
+    apiserver.put(o.cluster_network_policy("guard", priority=5000, ingress=[DENY_Y]))
+    wait_for_log(caplog, "ClusterNetworkPolicy guard: spec.priority: 5000 must be between 0 and 1000")
+    apiserver.put(o.pod("prod", "later", "10.1.0.9"))  # a later change, applied with the kept version
+    state = dataplane.wait_for(lambda c: "prod/later" in c.pod_by_key)
+    assert state.cluster_policy_by_name["guard"].priority == 3
+
+
+def test_without_the_crd_the_daemon_enforces_the_rest_and_finds_it_once_installed(apiserver, start_daemon, caplog):
+    seed(apiserver)
+    apiserver.absent.add("clusternetworkpolicies")
+    daemon, dataplane = start_daemon(apiserver, crd_retry_interval=0.2)
+    dataplane.wait_for(lambda c: "prod/deny-all" in policy_keys(c))
+    assert daemon.controller.status.ready
+    time.sleep(0.7)  # several more looks
+    said = [r for r in caplog.records if "is not served (CRD not installed)" in r.getMessage()]
+    assert len(said) == 1 and "looking again every 0.2s" in said[0].getMessage()  # said once
+    lists = [p for _m, p in apiserver.requests("/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies")]
+    assert len(lists) >= 3  # it keeps looking
+    apiserver.absent.clear()
+    apiserver.put(o.cluster_network_policy("guard", ingress=[DENY_Y]))
+    dataplane.wait_for(lambda c: cluster_policy_names(c) == {"guard"}, timeout=5)
+    assert "v1alpha2 is served now" in caplog.text
+    # Forbidden later (RBAC changed): the ones last listed stay enforced; removing the CRD removes them.
+    deadline = time.monotonic() + 5
+    while apiserver.open_watches() < 5:  # the watch is open, so dropping it drops it
+        assert time.monotonic() < deadline, "the ClusterNetworkPolicy watch never opened"
+        time.sleep(0.02)
+    apiserver.forbidden.add("clusternetworkpolicies")
+    apiserver.drop_watches()
+    wait_for_log(caplog, "forbidden (RBAC); keeping the ones last listed")
+    apiserver.put(o.pod("prod", "later", "10.1.0.9"))
+    assert cluster_policy_names(dataplane.wait_for(lambda c: "prod/later" in c.pod_by_key)) == {"guard"}
+    apiserver.forbidden.clear()
+    apiserver.absent.add("clusternetworkpolicies")
+    dataplane.wait_for(lambda c: not c.cluster_policies, timeout=5)
+
+
+def wait_for_log(caplog, text: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in caplog.text:
+        assert time.monotonic() < deadline, f"never logged: {text}"
+        time.sleep(0.05)
+
+
+def test_a_cluster_policy_that_fails_closed_is_posted_as_an_event_on_it(apiserver, start_daemon):
+    seed(apiserver)
+    from tests.daemon.recorder import RecordingDataplane
+
+    dns = {"action": "Deny", "to": [{"domainNames": ["example.com"]}]}
+    apiserver.put(o.cluster_network_policy("dns", egress=[dns]))
+    dataplane = RecordingDataplane()
+    dataplane.unenforceable = {"cnp:dns": "spec.egress[0]: domainNames is not supported"}
+    start_daemon(apiserver, dataplane=dataplane)
+    deadline = time.monotonic() + 5
+    while not apiserver.events():
+        assert time.monotonic() < deadline, "no Event posted"
+        time.sleep(0.05)
+    (event,) = apiserver.events()
+    involved = event["involvedObject"]
+    assert involved["kind"] == "ClusterNetworkPolicy" and involved["name"] == "dns" and "namespace" not in involved
+    assert involved["apiVersion"] == "policy.networking.k8s.io/v1alpha2" and involved["uid"]
+    assert event["metadata"]["namespace"] == "default" and "fails it closed" in event["message"]

@@ -13,6 +13,7 @@ from kube import manifests
 from kube.model import (
     NAMESPACE_NAME_LABEL,
     Cluster,
+    ClusterNetworkPolicy,
     ContainerPort,
     Labels,
     Namespace,
@@ -21,12 +22,24 @@ from kube.model import (
     Pod,
     PortSpec,
 )
-from kube.parse import parse_network_policy
+from kube.parse import parse_cluster_network_policy, parse_network_policy
 
 
 def policy(ns: str, name: str, spec: Mapping[str, Any]) -> NetworkPolicy:
     """A validated NetworkPolicy from a spec dict (as in YAML)."""
     return parse_network_policy(manifests.policy(ns, name, spec))
+
+
+def cnp(name: str, tier: str = "Admin", priority: int = 0, subject: Mapping[str, Any] | None = None,
+        ingress: Sequence[Mapping[str, Any]] = (), egress: Sequence[Mapping[str, Any]] = ()) -> ClusterNetworkPolicy:
+    """A validated ClusterNetworkPolicy (rules as in YAML; subject: every pod when None)."""
+    return parse_cluster_network_policy(manifests.cluster_network_policy(
+        name, tier=tier, priority=priority, subject=subject, ingress=ingress, egress=egress))
+
+
+def ns_is(*names: str) -> dict[str, Any]:
+    """A namespace selector picking namespaces by name."""
+    return {"matchExpressions": [{"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": list(names)}]}
 
 
 def pod(
@@ -49,12 +62,14 @@ def cluster(
     policies: Sequence[NetworkPolicy] = (),
     ns_labels: Mapping[str, Mapping[str, str]] | None = None,
     nodes: Sequence[Node] = (),
+    cluster_policies: Sequence[ClusterNetworkPolicy] = (),
 ) -> Cluster:
     """A Cluster whose namespaces are those named by pods/policies/ns_labels."""
     ns_labels = dict(ns_labels or {})
     names = sorted({p.namespace for p in pods} | {p.namespace for p in policies} | set(ns_labels))
     namespaces = tuple(Namespace(n, Labels({**ns_labels.get(n, {}), NAMESPACE_NAME_LABEL: n})) for n in names)
-    return Cluster(namespaces=namespaces, pods=tuple(pods), policies=tuple(policies), nodes=tuple(nodes))
+    return Cluster(namespaces=namespaces, pods=tuple(pods), policies=tuple(policies), nodes=tuple(nodes),
+                   cluster_policies=tuple(sorted(cluster_policies, key=lambda p: p.name)))
 
 
 TCP80 = PortSpec(80, "TCP")
@@ -88,10 +103,14 @@ class World:
 
 
 @contextlib.contextmanager
-def world(pods: Sequence[Pod], *, backend: str = "nft", nodes: Sequence[str] = ("n1",)) -> Iterator[World]:
-    """Build nodes and pods (agents serving their container ports) and an Enforcer per node."""
+def world(
+    pods: Sequence[Pod], *, backend: str = "nft", nodes: Sequence[str] = ("n1",), dataplane: str = "iptables"
+) -> Iterator[World]:
+    """Build nodes and pods (agents serving their container ports) and an enforcer of
+    ``dataplane`` (iptables or nftables) per node."""
     from conformance.netns.topology import Topology
-    from npm.dataplane.enforcer import DataplaneConfig, Enforcer
+    from npm.dataplane.dataplanes import make_enforcer
+    from npm.dataplane.enforcer import DataplaneConfig
     from npm.dataplane.kernel import Runner
 
     with Topology() as topo:
@@ -102,7 +121,8 @@ def world(pods: Sequence[Pod], *, backend: str = "nft", nodes: Sequence[str] = (
         topo.wait_ready([p.key for p in pods])
         w = World(topo, list(pods))
         for n in nodes:
-            w.enforcers[n] = Enforcer(n, config=DataplaneConfig(backend=backend), runner=Runner(topo.node_runner(n)))
+            config = DataplaneConfig(kind=dataplane, backend=backend)
+            w.enforcers[n] = make_enforcer(n, config, Runner(topo.node_runner(n)))
         yield w
 
 

@@ -1,7 +1,8 @@
 """The rules enforce NetworkPolicy on the real kernel: real TCP/UDP connections between pods.
 
 Every test builds its own virtual node(s) (network namespaces, unique names per test, so
-``pytest -n 2`` is safe), applies policies with the Enforcer, and probes.
+``pytest -n 2`` is safe), applies policies with the enforcer, and probes. Each runs on both
+dataplanes (iptables, nftables); the first ones also on both iptables backends.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from kube.model import ContainerPort, PortSpec
 from tests.dataplane.helpers import TCP80, cluster, pod, policy, web_ports, world
 
 pytestmark = pytest.mark.kernel
-BACKENDS = ("nft", "legacy")
+DATAPLANES = ("iptables", "nftables")
+# (dataplane, iptables backend): the nftables dataplane has no backend of its own.
+SETUPS = [("iptables", "nft"), ("iptables", "legacy"), ("nftables", "nft")]
 UDP53 = PortSpec(53, "UDP")
 TCP8080 = PortSpec(8080, "TCP")
 
@@ -25,10 +28,10 @@ def _pods():
     ]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_ingress_policy_allows_only_its_peers_and_ports(backend: str) -> None:
+@pytest.mark.parametrize(("dataplane", "backend"), SETUPS)
+def test_ingress_policy_allows_only_its_peers_and_ports(dataplane: str, backend: str) -> None:
     pods = _pods()
-    with world(pods, backend=backend) as w:
+    with world(pods, backend=backend, dataplane=dataplane) as w:
         probes = [
             ("x/client", "x/web", TCP80),
             ("y/client", "x/web", TCP80),
@@ -51,14 +54,14 @@ def test_ingress_policy_allows_only_its_peers_and_ports(backend: str) -> None:
             },
         )
         (res,) = w.apply(cluster(pods, [p]))
-        assert res.changed and res.backend == backend
+        assert res.changed and res.backend == (backend if dataplane == "iptables" else "nftables")
         assert w.matrix(probes) == [True, False, False, True, True]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_egress_policy_is_enforced_at_the_source(backend: str) -> None:
+@pytest.mark.parametrize(("dataplane", "backend"), SETUPS)
+def test_egress_policy_is_enforced_at_the_source(dataplane: str, backend: str) -> None:
     pods = _pods()
-    with world(pods, backend=backend) as w:
+    with world(pods, backend=backend, dataplane=dataplane) as w:
         p = policy(
             "x",
             "client-out",
@@ -81,23 +84,25 @@ def test_egress_policy_is_enforced_at_the_source(backend: str) -> None:
         assert got == [True, False, False, True, False]
 
 
-def test_ingress_and_egress_together_and_deny_all() -> None:
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+def test_ingress_and_egress_together_and_deny_all(dataplane: str) -> None:
     pods = _pods()
-    with world(pods) as w:
+    with world(pods, dataplane=dataplane) as w:
         deny_y = policy("y", "deny-all", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
         w.apply(cluster(pods, [deny_y]))
         got = w.matrix([("x/client", "y/client", TCP80), ("y/client", "x/web", TCP80), ("x/client", "x/web", TCP80)])
         assert got == [False, False, True]
 
 
-def test_named_ports_end_port_and_ip_block_with_except() -> None:
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+def test_named_ports_end_port_and_ip_block_with_except(dataplane: str) -> None:
     pods = [
         pod("x/web", "10.1.0.2", {"app": "web"}, ports=(ContainerPort(80, "TCP", "http"), ContainerPort(8080, "TCP"))),
         pod("x/web2", "10.1.0.5", {"app": "web"}, ports=(ContainerPort(8080, "TCP", "http"), ContainerPort(80, "TCP"))),
         pod("x/client", "10.1.0.3", ports=web_ports()),
         pod("y/client", "10.1.0.4", ports=web_ports()),
     ]
-    with world(pods) as w:
+    with world(pods, dataplane=dataplane) as w:
         named = policy(
             "x",
             "named",
@@ -132,9 +137,10 @@ def test_named_ports_end_port_and_ip_block_with_except() -> None:
         assert got == [True, True, False]
 
 
-def test_label_change_moves_a_pod_in_and_out_of_a_policy_without_touching_rules() -> None:
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+def test_label_change_moves_a_pod_in_and_out_of_a_policy_without_touching_rules(dataplane: str) -> None:
     pods = _pods()
-    with world(pods) as w:
+    with world(pods, dataplane=dataplane) as w:
         p = policy(
             "x",
             "allow-client",
@@ -148,14 +154,18 @@ def test_label_change_moves_a_pod_in_and_out_of_a_policy_without_touching_rules(
         relabelled = [pods[0], pod("x/client", "10.1.0.3", {"app": "other"}, ports=web_ports()), pods[2]]
         (res,) = w.apply(cluster(relabelled, [p]))
         assert not w.reach("x/client", "x/web")
-        assert [k for k, _ in res.latencies] == ["ipset"], res.summary  # set members only, no rule change
+        if dataplane == "iptables":
+            assert [k for k, _ in res.latencies] == ["ipset"], res.summary  # set members only, no rule change
+        else:
+            assert [k for k, _ in res.latencies] == ["nft"] and "0 chains created, 0 rewritten" in res.summary[-1]
         (res,) = w.apply(cluster(pods, [p]))
         assert w.reach("x/client", "x/web")
 
 
-def test_policy_update_and_delete() -> None:
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+def test_policy_update_and_delete(dataplane: str) -> None:
     pods = _pods()
-    with world(pods) as w:
+    with world(pods, dataplane=dataplane) as w:
         v1 = policy("x", "p", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"ports": [{"port": 80}]}]})
         v2 = policy(
             "x", "p", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"ports": [{"port": 8080}]}]}
@@ -169,16 +179,23 @@ def test_policy_update_and_delete() -> None:
         assert "policies removed: x/p" in res.summary
         assert w.matrix([("x/client", "x/web", TCP80), ("x/client", "x/web", TCP8080)]) == [True, True]
         kernel = w.enforcers["n1"]._read_kernel()
-        assert not kernel.sets and not [c for c in kernel.chains if c.startswith(("AZURE-NPM-IN-", "AZURE-NPM-EG-"))]
+        if dataplane == "iptables":
+            assert not kernel.sets
+            assert not [c for c in kernel.chains if c.startswith(("AZURE-NPM-IN-", "AZURE-NPM-EG-"))]
+        else:  # only the (empty) dispatch maps and the base chains are left
+            assert set(kernel.sets) == {"ingress-dispatch", "egress-dispatch"}
+            assert not kernel.sets["ingress-dispatch"][1]
+            assert set(kernel.chains) == {"forward", "ingress", "policies"}
 
 
-def test_cross_node_traffic_is_enforced_at_both_ends() -> None:
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+def test_cross_node_traffic_is_enforced_at_both_ends(dataplane: str) -> None:
     pods = [
         pod("x/web", "10.1.0.2", {"app": "web"}, node="n1", ports=web_ports()),
         pod("x/client", "10.2.0.3", {"app": "client"}, node="n2", ports=web_ports()),
         pod("x/stranger", "10.2.0.4", {"app": "stranger"}, node="n2", ports=web_ports()),
     ]
-    with world(pods, nodes=("n1", "n2")) as w:
+    with world(pods, nodes=("n1", "n2"), dataplane=dataplane) as w:
         ingress = policy(
             "x",
             "web-in",
@@ -220,11 +237,11 @@ def test_cross_node_traffic_is_enforced_at_both_ends() -> None:
         ) == [False, False, True]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_sctp_rules_load_in_both_backends(backend: str) -> None:
+@pytest.mark.parametrize(("dataplane", "backend"), SETUPS)
+def test_sctp_rules_load_in_both_backends(dataplane: str, backend: str) -> None:
     # This kernel may lack SCTP sockets (no probe possible); the rules must still load.
     pods = _pods()
-    with world(pods, backend=backend) as w:
+    with world(pods, backend=backend, dataplane=dataplane) as w:
         p = policy(
             "x",
             "sctp",
@@ -235,6 +252,10 @@ def test_sctp_rules_load_in_both_backends(backend: str) -> None:
         )
         (res,) = w.apply(cluster(pods, [p]))
         assert res.ok
-        saved = w.topo.node_run("n1", [f"iptables-{backend}-save"]).stdout
-        assert "-p sctp -m sctp --dport 3868:3870" in saved
+        if dataplane == "iptables":
+            saved = w.topo.node_run("n1", [f"iptables-{backend}-save"]).stdout
+            assert "-p sctp -m sctp --dport 3868:3870" in saved
+        else:
+            saved = w.topo.node_run("n1", ["nft", "list", "table", "inet", "azure-npm"]).stdout
+            assert "sctp dport 3868-3870" in saved
         assert not w.reach("x/client", "x/web")  # TCP is not allowed by an SCTP-only policy

@@ -10,6 +10,7 @@ import pytest
 from conformance import generate_cases as gc
 from conformance.cli_generate import random_cases
 from conformance.generate import ALL_TAGS, PRIMARY_OF, case, select, step, write_cases
+from conformance.generate_cnp_cases import cnp_cases
 from conformance.runner import probe_requests
 from conformance.scenario import load_scenarios
 from conformance.state import materialize
@@ -77,7 +78,7 @@ def test_every_case_loads_as_a_scenario_with_a_unique_name(written: dict[str, Pa
 
 def test_tags_are_known_and_carry_their_primary() -> None:
     counts: Counter[str] = Counter()
-    for c in gc.all_cases():
+    for c in gc.all_cases() + cnp_cases():  # the ClusterNetworkPolicy ones come with --cnp
         assert set(c.tags) <= ALL_TAGS, c.title
         for tag in c.tags:
             counts[tag] += 1

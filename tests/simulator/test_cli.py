@@ -133,7 +133,7 @@ def test_explain_exit_codes_and_json(manifest: Path, capsys) -> None:
 def test_explain_unknown_pod_is_a_clear_error(manifest: Path, capsys) -> None:
     code, _, err = run(capsys, "explain", "-f", str(manifest), "x/nope", "x/a")
     assert code == 2
-    assert "no pod 'x/nope'" in err and "Traceback" not in err
+    assert "'x/nope' names no pod, workload or namespace" in err and "Traceback" not in err
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path, capsys) -> None:

@@ -77,7 +77,7 @@ def test_an_assertion_naming_nothing_is_bad_input_with_suggestions(tmp_path, cap
     c, a = files(tmp_path, [{**NEVER, "to": "payments/postgress[StatefulSet]"}])
     code, _out, err = run(capsys, "check", "-f", c, "--assertions", a)
     assert code == 2
-    assert "names nothing" in err and "did you mean payments/postgres[StatefulSet]" in err
+    assert "names no pod, workload or namespace" in err and "did you mean payments/postgres[StatefulSet]" in err
 
 
 def test_what_if_reports_the_assertions_a_change_breaks_and_exits_1(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

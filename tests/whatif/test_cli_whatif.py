@@ -113,7 +113,7 @@ def test_exposure_cli(capsys, files) -> None:
     assert code == 0 and data["from"] == "y/client-1"
     assert {t["pod"] for t in data["one_hop"]["targets"]} == {"x/web-1", "x/web-2"}
     code, _, err = run(capsys, "exposure", "-f", files["before"], "--from", "x/nope")
-    assert code == 2 and "no such pod" in err
+    assert code == 2 and "names no pod, workload or namespace" in err
     code, out, _ = run(capsys, "exposure", "-f", files["before"], "-o", "dot")
     assert out.startswith("digraph exposure") and '"y/client-1" -> "x/web-1"' in out
 

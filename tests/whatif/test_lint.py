@@ -127,3 +127,12 @@ def test_fail_on_thresholds() -> None:
     findings = Linter(cluster_of(BASE)).run()
     assert {f.severity for f in findings} == {"warning"}
     assert failed(findings, "warning") and not failed(findings, "error") and not failed(findings, None)
+
+
+def test_a_redundant_rule_alone_in_looking_at_a_label_is_verified_on_the_same_classes() -> None:
+    # Without it no policy looks at "app", so a fresh evaluation would have fewer classes.
+    objs = [namespace("x"), pod("x", "a", {"app": "web"}), pod("x", "b", {"app": "db"}),
+            policy("x", "p", {"podSelector": {}, "ingress": [
+                {"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}, {"from": [{"podSelector": {}}]}]})]
+    found = kinds(lint(cluster_of(objs)), "redundant-rule")
+    assert [(f.policy, f.rule) for f in found] == [("x/p", "ingress[0]")]

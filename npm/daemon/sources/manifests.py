@@ -76,6 +76,8 @@ def read_file(path: str, previous: FileState | None, stamp: Stamp) -> FileState:
         (kind, key): obj for kind in KINDS for key, obj in parsed.table(kind).items()
     }
     ignored = Counter(parsed.skipped) + Counter(w.kind for w in parsed.workloads.values())
+    for note in parsed.notes:  # e.g. a ClusterNetworkPolicy peer that fails closed
+        log.warning("manifest %s: %s", path, note)
     if ignored:  # read only when the file changes: said once per change, not per poll
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(ignored.items()))
         log.info("manifest %s: ignored %s (not kinds the enforcer acts on)", path, kinds)

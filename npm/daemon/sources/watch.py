@@ -7,6 +7,12 @@ from the last resourceVersion seen; ``410 Gone`` (an ERROR event or the HTTP sta
 that version is too old, so it lists again. Failures back off exponentially with jitter.
 Raw JSON streams (``_preload_content=False``) are read so objects reach ``kube.parse`` as
 the plain dicts it validates, without a round trip through the client's model classes.
+
+ClusterNetworkPolicies come from a CRD (``policy.networking.k8s.io/v1alpha2``) that a cluster
+may not have: a 404 is said once, counts as "no ClusterNetworkPolicy" (the other kinds are
+enforced meanwhile) and the list is tried again every ``crd_retry`` seconds, so installing
+the CRD later is noticed. A 403 (RBAC not granting them) is the same at start; later it
+keeps the ClusterNetworkPolicies last listed rather than dropping them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from kube.load import CNP_KIND
+from kube.model import CNP_API_VERSION
 from npm.backoff import Backoff
 
 log = logging.getLogger("npm.daemon.sources.watch")
@@ -30,6 +38,8 @@ LIST_READ_TIMEOUT = 120.0
 GONE = 410
 DEFAULT_BACKOFF = Backoff()
 OPTIONAL_KINDS = ("Node",)  # forbidden or missing: go on without them
+CRD_KINDS = (CNP_KIND,)  # not served (404) or forbidden (403): none of them, and look again later
+CNP_PLURAL = "clusternetworkpolicies"
 
 
 class Sink(Protocol):
@@ -89,6 +99,14 @@ def list_function(api: Any, kind: str) -> Callable[..., Any]:
     """The client's list-for-all-namespaces method for ``kind``."""
     from kubernetes import client
 
+    if kind == CNP_KIND:
+        group, _, version = CNP_API_VERSION.partition("/")
+        custom = client.CustomObjectsApi(api)
+
+        def list_cluster_policies(**kwargs: Any) -> Any:
+            return custom.list_cluster_custom_object(group, version, CNP_PLURAL, **kwargs)
+
+        return list_cluster_policies
     class_name, method = RESOURCES[kind]
     return getattr(getattr(client, class_name)(api), method)
 
@@ -125,9 +143,13 @@ class ResourceWatcher(threading.Thread):
         watch_timeout: float = 300.0,
         backoff: Backoff = DEFAULT_BACKOFF,
         optional: bool = False,
+        crd_retry: float | None = None,
     ) -> None:
         super().__init__(name=f"watch-{kind}", daemon=True)
         self.optional = optional
+        self.crd_retry = crd_retry  # a CRD kind: seconds between looks while it is not served
+        self.unserved: int | None = None  # the HTTP status while a CRD kind is not served
+        self.listed = False
         self.kind = kind
         self.lister = lister
         self.sink = sink
@@ -160,6 +182,10 @@ class ResourceWatcher(threading.Thread):
                 if _status_code(exc) == GONE:
                     self.resource_version = None
                     continue
+                if self.crd_retry is not None and _status_code(exc) in (403, 404):
+                    self._not_served(exc)
+                    self.stop_event.wait(self.crd_retry)
+                    continue
                 if self.optional and _status_code(exc) in (401, 403, 404):
                     # Nodes only refine hostNetwork pod addresses: run without them rather
                     # than never becoming ready when RBAC does not grant them.
@@ -174,6 +200,22 @@ class ResourceWatcher(threading.Thread):
                 log.warning("%s: %s; retrying in %.1fs", self.kind, self.last_error, wait)
                 self.stop_event.wait(wait)
         self.connected = False
+
+    def _not_served(self, exc: BaseException) -> None:
+        """A CRD kind the API server does not serve (or lets us read): none of its objects."""
+        status = _status_code(exc)
+        self.resource_version = None  # list again when it is back
+        self.last_error = f"{_short(exc)}: " + (
+            f"{CNP_API_VERSION} is not served (CRD not installed)" if status == 404 else "forbidden (RBAC)"
+        )
+        # Not served: there are none. Forbidden: none at start, else the last listed stay (we cannot tell).
+        keep = status != 404 and self.listed
+        if self.unserved != status:  # said once per change, not on every look
+            now = "keeping the ones last listed" if keep else f"enforcing without any {self.kind}"
+            log.warning("%s: %s; %s, looking again every %gs", self.kind, self.last_error, now, self.crd_retry)
+            self.unserved = status
+        if not keep:
+            self.sink.replace_raw(self.kind, [], time.monotonic())  # the first time marks it listed
 
     def close(self) -> None:
         """Interrupt a blocking read (used when stopping)."""
@@ -199,6 +241,7 @@ class ResourceWatcher(threading.Thread):
         """
         listed = {"version": "", "count": 0}
         self.sink.replace_raw(self.kind, self._pages(listed))
+        self.listed = True
         if self.metrics:
             self.metrics.watch_relists.labels(self.kind).inc()
         log.info("%s: listed %d at resourceVersion %s", self.kind, listed["count"], listed["version"])
@@ -217,6 +260,9 @@ class ResourceWatcher(threading.Thread):
                 body = json.loads(response.data)
             finally:
                 response.release_conn()
+            if self.unserved is not None:  # a page came back: served again
+                log.warning("%s: %s is served now", self.kind, CNP_API_VERSION if self.kind == CNP_KIND else self.kind)
+                self.unserved, self.last_error = None, ""
             meta = body.get("metadata") or {}
             listed["version"] = listed["version"] or str(meta.get("resourceVersion") or "")
             items = body.get("items") or []
@@ -293,6 +339,7 @@ def start_watchers(
     *,
     watch_timeout: float,
     backoff: Backoff,
+    crd_retry: float = 60.0,
 ) -> list[ResourceWatcher]:
     """Start one watcher thread per kind."""
     watchers = [
@@ -305,6 +352,7 @@ def start_watchers(
             watch_timeout=watch_timeout,
             backoff=backoff,
             optional=kind in OPTIONAL_KINDS,
+            crd_retry=crd_retry if kind in CRD_KINDS else None,
         )
         for kind in kinds
     ]
