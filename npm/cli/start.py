@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"debug endpoint address; '' disables it (default {d.debug_listen}, localhost only)",
     )
     for flag, what, default in (
-        ("--coalesce-window", "changes within this window after the first become one dataplane change",
+        ("--coalesce-window", "a change after a quiet spell is applied at once; a burst of changes is applied "
+         "together once quiet for a fifth of this, at the latest this long after its first change",
          d.coalesce_window),
         ("--reconcile-interval", "repair drift with the kernel at least this often", d.reconcile_interval),
         ("--poll-interval", "how often --manifests DIR is scanned for changes", d.poll_interval),

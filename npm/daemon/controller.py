@@ -6,10 +6,11 @@ each change and reconciles with the kernel periodically and on request (SIGHUP).
 controller thread touches the dataplane.
 
 Coalescing costs latency only when there is something to coalesce: a change that comes
-after a quiet spell (none in the ``coalesce_gap`` before it) is applied at once. Changes
-that follow each other closer than that are a burst: the controller waits until the burst
-has been quiet for ``coalesce_gap``, but never longer than ``coalesce_window`` after the
-burst's first pending change, then applies them all together.
+after a quiet spell (none in the ``coalesce_gap`` before it, a fifth of ``coalesce_window``
+by default) is applied at once. Changes that follow each other closer than that are a
+burst: the controller waits until the burst has been quiet for ``coalesce_gap``, but never
+longer than ``coalesce_window`` after the burst's first pending change, then applies them
+all together.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Controller:
         metrics: Metrics | None = None,
         events: EventSink | None = None,
         coalesce_window: float = 0.1,
-        coalesce_gap: float = 0.02,
+        coalesce_gap: float | None = None,
         reconcile_interval: float = 60.0,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
@@ -98,7 +99,8 @@ class Controller:
         self.metrics = metrics
         self.events = events
         self.coalesce_window = coalesce_window
-        self.coalesce_gap = min(coalesce_gap, coalesce_window)
+        # A burst is over once it has been quiet this long (default: a fifth of the window).
+        self.coalesce_gap = coalesce_window / 5 if coalesce_gap is None else min(coalesce_gap, coalesce_window)
         self.reconcile_interval = reconcile_interval
         self.backoff = Backoff(retry_initial, retry_max, jitter=False)
         self.status = ControllerStatus()
