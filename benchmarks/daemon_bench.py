@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         memory = status_kib(daemon.pid)
         rss[stage] = round(memory["VmRSS"] / 1024, 1)
         rss[f"peak_until_{stage}"] = round(memory["VmHWM"] / 1024, 1)
+        heap = json.loads(get(netns, DEBUG, "/npm/v1/debug/memory")[1])
+        report.setdefault("gc", {})[stage] = {k.removeprefix("gc_"): v for k, v in heap.items() if k.startswith("gc_")}
         if args.tracemalloc:
             report.setdefault("by_module", {})[stage] = memory_by_module(netns, 15)
     try:

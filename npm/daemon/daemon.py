@@ -74,6 +74,7 @@ class Daemon:
         self.sources: list[ResourceWatcher | StaticSource] = []
         self.servers: list[Server] = []
         self.started = time.monotonic()
+        heap.watch_collections()
 
     def start(self) -> None:
         """Start HTTP servers, the controller, then the sources."""

@@ -35,6 +35,33 @@ OUR_PACKAGES = ("npm", "kube")
 _ROOT = Path(__file__).resolve().parents[2]
 
 
+class _FullCollections:
+    """How many full (generation 2) collections ran, and the longest, for ``report``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.longest = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.count += 1
+            self.longest = max(self.longest, time.perf_counter() - self._started)
+
+
+FULL_COLLECTIONS = _FullCollections()
+
+
+def watch_collections() -> None:
+    """Count full collections and their longest pause (once per process)."""
+    if FULL_COLLECTIONS not in gc.callbacks:
+        gc.callbacks.append(FULL_COLLECTIONS)
+
+
 def settle() -> float:
     """Collect garbage, then exempt every surviving object from later collections; seconds taken."""
     started = time.perf_counter()
@@ -66,6 +93,8 @@ def report(top: int = 25) -> dict[str, Any]:
         "rss_kib": memory.get("VmRSS"),
         "peak_rss_kib": memory.get("VmHWM"),
         "gc_frozen_objects": gc.get_freeze_count(),
+        "gc_full_collections": FULL_COLLECTIONS.count,
+        "gc_longest_full_collection_seconds": round(FULL_COLLECTIONS.longest, 4),
         "tracemalloc": None,
     }
     if not tracemalloc.is_tracing():
