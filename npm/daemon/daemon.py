@@ -22,7 +22,7 @@ from npm.daemon.cache import ObjectCache
 from npm.daemon.config import ConfigError, DaemonConfig
 from npm.daemon.controller import Controller, Dataplane
 from npm.daemon.events import ApiEvents, LogEvents
-from npm.daemon.http import DEBUG_ROUTES, MAIN_ROUTES, Endpoints, Server
+from npm.daemon.http import DEBUG_CONNECTION_DEADLINE, DEBUG_ROUTES, MAIN_ROUTES, Endpoints, Server
 from npm.daemon.metrics import Metrics
 from npm.daemon.sources.manifests import StaticSource
 from npm.daemon.sources.watch import Backoff, ResourceWatcher, api_client, start_watchers
@@ -84,7 +84,7 @@ class Daemon:
         self.servers.append(Server(self.cfg.listen_address(), endpoints, MAIN_ROUTES).start())
         debug = self.cfg.debug_address()
         if debug is not None:
-            self.servers.append(Server(debug, endpoints, DEBUG_ROUTES).start())
+            self.servers.append(Server(debug, endpoints, DEBUG_ROUTES, deadline=DEBUG_CONNECTION_DEADLINE).start())
         if self.cfg.manifests:
             self.events = LogEvents()
             self.controller.events = self.events

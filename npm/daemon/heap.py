@@ -17,6 +17,7 @@ module of ours that made them.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -122,12 +123,19 @@ def module_of(traceback: tracemalloc.Traceback) -> str:
     """The module of ours that made an allocation: the innermost frame in our packages (a
     JSON string decoded for the watcher counts as the watcher's), else the innermost file."""
     for frame in reversed(traceback):  # newest frame last: walk from the allocation outwards
-        path = Path(frame.filename)
-        try:
-            relative = path.relative_to(_ROOT)
-        except ValueError:
-            continue
-        if relative.parts and relative.parts[0] in OUR_PACKAGES:
-            return ".".join(relative.with_suffix("").parts)
+        module = _our_module(frame.filename)
+        if module:
+            return module
     innermost = traceback[-1].filename if len(traceback) else "?"
     return f"(other) {os.path.basename(innermost)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _our_module(filename: str) -> str:
+    """``npm.daemon.cache`` for a file of our packages, "" for any other file."""
+    path = Path(filename)
+    try:
+        relative = path.relative_to(_ROOT)
+    except ValueError:
+        return ""
+    return ".".join(relative.with_suffix("").parts) if relative.parts[:1] in [(p,) for p in OUR_PACKAGES] else ""

@@ -6,10 +6,11 @@ Two listeners: the main one (``listen``, default ``0.0.0.0:10091`` as the origin
 dump shows every pod and policy) serves ``/npm/v1/debug/manager`` and the daemon's memory
 (``/npm/v1/debug/memory``, see ``npm.daemon.heap``). The dump is encoded and
 sent as it is written, one object at a time (HTTP/1.0, ended by closing the connection):
-at 20,000 pods a dump built whole first would cost the daemon about 100 MiB at once.
+at 20,000 pods a dump built whole first cost the daemon about 130 MiB at once.
 
 The main port is reachable from every pod (hostNetwork), so no client may hold the server:
-each connection has a read timeout and a whole-connection deadline, at most
+each connection has a read timeout and a whole-connection deadline (10 s; 300 s on the
+debug listener, whose answers at 100,000 pods take longer to write), at most
 :data:`MAX_CONNECTIONS` are served at once (at most :data:`MAX_PER_CLIENT` from one address,
 so one pod cannot starve the kubelet's probes) and the rest are closed at once, and a client
 that goes away mid-response costs that one response, nothing more.
@@ -39,6 +40,9 @@ DEBUG_MANAGER_PATH = "/npm/v1/debug/manager"
 DEBUG_MEMORY_PATH = "/npm/v1/debug/memory"
 READ_TIMEOUT = 5.0  # seconds one read may block
 CONNECTION_DEADLINE = 10.0  # seconds a connection may live, however slowly it trickles
+# The debug listener (localhost by default) answers with the whole cache or a memory census,
+# which at 100,000 pods takes longer than the main listener's deadline to write.
+DEBUG_CONNECTION_DEADLINE = 300.0
 MAX_CONNECTIONS = 16
 MAX_PER_CLIENT = 4
 
@@ -180,10 +184,13 @@ class _BoundedServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], deadline: float = CONNECTION_DEADLINE
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+        self.deadline = deadline
         self._lock = threading.Lock()
         self._active = 0
         self._per_client: Counter[str] = Counter()
@@ -203,7 +210,7 @@ class _BoundedServer(ThreadingHTTPServer):
         if full:
             self.shutdown_request(request)
             return
-        self._deadlines.add(request, CONNECTION_DEADLINE)
+        self._deadlines.add(request, self.deadline)
         try:
             super().process_request(request, client_address)
         except Exception:  # no thread could be started: give the slot back
@@ -235,8 +242,15 @@ class _BoundedServer(ThreadingHTTPServer):
 class Server:
     """One listener in a background thread."""
 
-    def __init__(self, address: tuple[str, int], endpoints: Endpoints, routes: tuple[str, ...]) -> None:
-        self.httpd = _BoundedServer(address, _handler(endpoints, routes))
+    def __init__(
+        self,
+        address: tuple[str, int],
+        endpoints: Endpoints,
+        routes: tuple[str, ...],
+        *,
+        deadline: float = CONNECTION_DEADLINE,
+    ) -> None:
+        self.httpd = _BoundedServer(address, _handler(endpoints, routes), deadline)
         self.routes = routes
         self.thread = threading.Thread(target=self.httpd.serve_forever, name=f"http-{address[1]}", daemon=True)
 
