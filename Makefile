@@ -21,7 +21,10 @@ $(OUTPUT)/azure-npm: pyproject.toml $(shell find npm -name '*.py' -o -name '*.ya
 	$(PYTHON) -m shiv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check shiv
 	# The package and every dependency in one file; a zipapp can't import C extensions from the
 	# archive itself, so shiv unpacks them once (per build) into ~/.shiv (or $$SHIV_ROOT).
+	# It starts with the node's python3, but its compiled modules load only on the build's Python:
+	# the preamble (run before anything is imported) refuses any other version with a clear message.
 	$(PYTHON) -m shiv --quiet --compressed --reproducible --python "/usr/bin/env python3" \
+		--preamble npm/cli/zipapp_preamble.py \
 		--entry-point npm.cli:main --output-file $@ . --disable-pip-version-check
 	@echo "built $@"
 

@@ -6,10 +6,15 @@ runs as a subprocess in that namespace with the real Enforcer, so the full path 
 measured: list/watch through the kubernetes client, validation, cache, translation and
 iptables-restore/ipset restore in that namespace's kernel (never the host's).
 
-Figures: resident memory (VmRSS after the initial apply, VmHWM peak) and time to ready;
-latency p50/p99/max (a change seen by the watcher to its apply finishing, from the
-daemon's debug endpoint) under a burst of pod label changes and under policy changes
-made one at a time. Needs root (or ``nox -s bench``, which uses a user namespace).
+Figures: time to ready; resident memory (VmRSS) after the first apply, after the pod burst
+and at the end ("later"), and the peak (VmHWM) up to each of those; latency p50/p99/max (a
+change seen by the watcher to its apply finishing, from the daemon's debug endpoint) under
+a burst of pod label changes and for policy changes made one at a time on an otherwise idle
+daemon (the first is applied at once, not after a coalescing window). ``--tracemalloc N``
+runs the daemon with ``PYTHONTRACEMALLOC=N`` and prints where its live memory is, by module,
+at each of those points (``/npm/v1/debug/memory``; tracing slows the daemon and inflates its
+memory, so the other figures of such a run are not comparable). Needs root (or
+``nox -s bench``, which uses a user namespace).
 
     python benchmarks/daemon_bench.py [--pods 20000 --policies 1000 --burst 1000 --policy-changes 100]
 """
@@ -36,6 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from cluster_gen import generate_objects  # noqa: E402
 from dataplane_bench import is_root, print_report  # noqa: E402
 
+from npm.daemon.heap import status_kib  # noqa: E402
 from tests.daemon.apiserver import ApiServer, in_netns  # noqa: E402
 
 LISTEN = ("127.0.0.1", 10091)
@@ -58,15 +64,6 @@ def get(netns: str, address: tuple[str, int], path: str, timeout: float = 60) ->
         conn.close()
 
 
-def rss_kib(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0])
-    return out
-
-
 def quantiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
@@ -83,11 +80,21 @@ def quantiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def latencies_since(netns: str, count_before: int) -> tuple[list[float], int]:
+def latencies_since(netns: str, count_before: int) -> list[float]:
+    """The enforcement latencies (seconds) the daemon recorded after the first ``count_before``."""
     _status, body = get(netns, DEBUG, "/npm/v1/debug/manager")
     info = json.loads(body)["enforcement_latency"]
     new = info["count"] - count_before
-    return (info["recent_seconds"][-new:] if new > 0 else []), info["count"]
+    return info["recent_seconds"][-new:] if new > 0 else []
+
+
+def latency_count(netns: str) -> int:
+    """How many changes the daemon has enforced (the latency histogram's count, from /metrics)."""
+    _status, body = get(netns, LISTEN, "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith("npm_policy_enforcement_latency_seconds_count "):
+            return int(float(line.split()[1]))
+    return 0
 
 
 def wait_quiet(netns: str, settle: float = 1.0, timeout: float = 300) -> int:
@@ -95,12 +102,25 @@ def wait_quiet(netns: str, settle: float = 1.0, timeout: float = 300) -> int:
     deadline = time.monotonic() + timeout
     last = -1
     while time.monotonic() < deadline:
-        _l, count = latencies_since(netns, 0)
+        count = latency_count(netns)
         if count == last:
             return count
         last = count
         time.sleep(settle)
     return last
+
+
+def memory_report(netns: str) -> dict[str, Any]:
+    """The daemon's ``/npm/v1/debug/memory``: collector figures, and allocations by module when
+    it runs with PYTHONTRACEMALLOC (that census takes minutes at 20,000 pods)."""
+    _status, body = get(netns, DEBUG, "/npm/v1/debug/memory", timeout=600)
+    data = json.loads(body)
+    out: dict[str, Any] = {"gc": {k.removeprefix("gc_"): v for k, v in data.items() if k.startswith("gc_")}}
+    traced = data.get("tracemalloc")
+    if traced:
+        out["traced_mib"] = round(traced["traced_kib"] / 1024, 1)
+        out["by_module"] = [f"{m['kib'] / 1024:.1f} MiB {m['module']}" for m in traced["by_module"][:15]]
+    return out
 
 
 def remove_stale_namespaces() -> None:
@@ -119,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy-changes", type=int, default=100, help="policy changes sent one at a time")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between policy changes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                        help="trace the daemon's allocations (PYTHONTRACEMALLOC=FRAMES) and print them by module")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     if not is_root():
@@ -135,6 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     log = open(work / "daemon.log", "wb")  # noqa: SIM115 (kept open for the daemon's lifetime)
     daemon: subprocess.Popen[bytes] | None = None
     report: dict[str, Any] = {"pods": args.pods, "policies": args.policies, "node": node}
+    rss: dict[str, float] = {}
+
+    def measure(stage: str) -> None:
+        """Resident memory now and the peak so far (and allocations by module when tracing)."""
+        assert daemon is not None
+        memory = status_kib(daemon.pid)
+        rss[stage] = round(memory["VmRSS"] / 1024, 1)
+        rss[f"peak_until_{stage}"] = round(memory["VmHWM"] / 1024, 1)
+        report.setdefault("heap", {})[stage] = memory_report(netns)
     try:
         for obj in objects:
             server.put(obj)
@@ -144,15 +175,16 @@ def main(argv: list[str] | None = None) -> int:
         daemon = subprocess.Popen(
             ["ip", "netns", "exec", netns, sys.executable, "-m", "npm.cli", "start", "--kubeconfig", kubeconfig,
              "--node-name", node, "--listen", f"{LISTEN[0]}:{LISTEN[1]}", "--debug-listen", f"{DEBUG[0]}:{DEBUG[1]}"],
-            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT),
+                 **({"PYTHONTRACEMALLOC": str(args.tracemalloc)} if args.tracemalloc else {})},
+            stdout=log, stderr=subprocess.STDOUT,
         )
         while get(netns, LISTEN, "/readyz", timeout=5)[0] != 200:
             if daemon.poll() is not None or time.monotonic() - started > 600:
                 raise SystemExit(f"daemon not ready; log in {work / 'daemon.log'}")
             time.sleep(0.2)
         report["ready_seconds"] = round(time.monotonic() - started, 2)
-        memory = rss_kib(daemon.pid)
-        report["rss_mib_after_first_apply"] = round(memory["VmRSS"] / 1024, 1)
+        measure("after_first_apply")
         _s, metrics = get(netns, LISTEN, "/metrics")
         for line in metrics.decode().splitlines():
             for name in ("npm_num_policies", "npm_num_iptables_rules", "npm_num_ipsets", "npm_num_ipset_entries",
@@ -171,11 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         put_seconds = time.monotonic() - burst_start
         time.sleep(1.0)
         count_after = wait_quiet(netns)
-        burst, _ = latencies_since(netns, count)
+        measure("after_pod_burst")
+        burst = latencies_since(netns, count)
         report["pod_burst"] = {"events": len(pods), "sent_in_s": round(put_seconds, 3), **quantiles(burst)}
         count = count_after
 
-        # Policy changes, one at a time.
+        # Policy changes, one at a time, each on an idle daemon (the previous one is applied by then).
         policies = [o for o in objects if o["kind"] == "NetworkPolicy"][: args.policy_changes]
         for i, policy in enumerate(policies):
             changed = copy.deepcopy(policy)
@@ -184,11 +217,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.interval)
         time.sleep(1.0)
         wait_quiet(netns)
-        changes, _ = latencies_since(netns, count)
-        report["policy_changes"] = {"changes": len(policies), **quantiles(changes)}
-        memory = rss_kib(daemon.pid)
-        report["rss_mib_end"] = round(memory["VmRSS"] / 1024, 1)
-        report["rss_mib_peak"] = round(memory["VmHWM"] / 1024, 1)
+        measure("later")
+        changes = latencies_since(netns, count)
+        report["policy_change_on_idle_daemon"] = {"changes": len(policies), **quantiles(changes)}
+        report["rss_mib"] = rss
     finally:
         if daemon is not None and daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)

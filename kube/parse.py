@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -155,7 +156,8 @@ def parse_labels(raw: Any, path: str, problems: Problems) -> Labels:
     for key, value in _mapping(raw, path, problems).items():
         key_ok = check_label_key(key, path, problems)
         if key_ok and check_label_value(value, f"{path}.{key}", problems):
-            out[key] = value
+            # Interned: the same few keys and values recur on thousands of objects.
+            out[sys.intern(key)] = sys.intern(value)
     return Labels(out)
 
 
@@ -341,6 +343,7 @@ def _metadata(raw: Mapping[str, Any], problems: Problems, *, namespaced: bool) -
         if not isinstance(namespace, str) or len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
             problems.add("metadata.namespace", f"{_quote(namespace)} is not a valid namespace name")
             namespace = str(namespace)
+        namespace = sys.intern(namespace)
     labels = parse_labels(meta.get("labels"), "metadata.labels", problems)
     _check_annotations(meta.get("annotations"), problems)
     return name, namespace, labels, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
@@ -429,7 +432,7 @@ def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
     spec = _mapping(raw.get("spec"), "spec", problems)
     status = _mapping(raw.get("status"), "status", problems)
     ip = _ip(status.get("podIP"), "status.podIP", problems)
-    host_ip = _ip(status.get("hostIP"), "status.hostIP", problems) or ""
+    host_ip = sys.intern(_ip(status.get("hostIP"), "status.hostIP", problems) or "")  # shared by a node's pods
     ips: list[str] = []
     for i, entry in enumerate(_list(status.get("podIPs"), "status.podIPs", problems)):
         value = _ip(_mapping(entry, f"status.podIPs[{i}]", problems).get("ip"), f"status.podIPs[{i}].ip", problems)
@@ -445,6 +448,8 @@ def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
         ip = ips[0]
     if ip and ip not in ips:
         ips.insert(0, ip)
+    elif ip and ips[0] == ip:
+        ips[0] = ip  # one string for both fields
     node, host_network, ports = _pod_spec(spec, "spec", problems)
     phase = status.get("phase") or "Running"
     check_fields(raw, "Pod", problems)
@@ -458,7 +463,7 @@ def parse_pod(raw: Mapping[str, Any], source: Source = NO_SOURCE) -> Pod:
         ips=tuple(ips),
         node=node,
         host_network=host_network,
-        phase=str(phase),
+        phase=sys.intern(str(phase)),
         ports=ports,
         uid=uid,
         source=source,
@@ -473,6 +478,7 @@ def _pod_spec(spec: Mapping[str, Any], path: str, problems: Problems) -> tuple[s
     if not isinstance(node, str):
         problems.add(f"{path}.nodeName", f"must be a string, not {_quote(node)}")
         node = ""
+    node = sys.intern(node)
     host_network = spec.get("hostNetwork", False)
     if not isinstance(host_network, bool):
         problems.add(f"{path}.hostNetwork", f"must be true or false, not {_quote(host_network)}")
@@ -496,7 +502,7 @@ def _pod_spec(spec: Mapping[str, Any], path: str, problems: Problems) -> tuple[s
             if pname is not None and (not isinstance(pname, str) or not _valid_port_name(pname)):
                 problems.add(f"{ppath}.name", f"{_quote(pname)} is not a valid port name")
                 continue
-            ports.append(ContainerPort(number, protocol, pname))
+            ports.append(ContainerPort(number, sys.intern(protocol), sys.intern(pname) if pname else pname))
     return node, host_network, tuple(ports)
 
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from npm.cli import start as cli_start
 from npm.cli import verify as cli_verify
+from npm.cli.daemon_client import DaemonUnreadable, daemon_pods
+from npm.daemon.http import DEBUG_MANAGER_PATH
 
 if TYPE_CHECKING:
     from npm.dataplane.ipset import SavedSet
     from npm.dataplane.iptables import SavedTable
 
+DEFAULT_TUPLE_PORT = "80/TCP"
 EXIT_OK = 0
 EXIT_KERNEL = 1
 EXIT_INPUT = 2
@@ -130,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="which rules a flow hits and the verdict",
         description="Evaluate one NEW connection from SRC to DST through FORWARD over the live rules\n"
         "and sets (or saved files) and print every rule it hits and the verdict. SRC and DST are\n"
-        "IPs or pods (namespace/name, resolved through the manifests given with -f).\n"
+        "IPs or pods (namespace/name), resolved through the manifests given with -f or through\n"
+        "the cache of the daemon running on this node (--from-daemon). Without --port the\n"
+        f"connection is to {DEFAULT_TUPLE_PORT}, and the output says that it was assumed.\n"
         "With --dataplane nftables: through our table's forward chain (inet azure-npm), live or\n"
         "from -i (saved `nft -j list table inet azure-npm` output); the verdict is our table's.",
         epilog=EPILOG,
@@ -138,8 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tup.add_argument("-s", "--src", required=True, help="source IP or namespace/name")
     tup.add_argument("-d", "--dst", required=True, help="destination IP or namespace/name")
-    tup.add_argument("--port", default="80/TCP", help="destination port and protocol (default: 80/TCP)")
     tup.add_argument(
+        "--port", help=f"destination port and protocol, e.g. 5432/TCP (without it: {DEFAULT_TUPLE_PORT}, said so)"
+    )
+    names_from = tup.add_mutually_exclusive_group()
+    names_from.add_argument(
         "-f",
         "--filename",
         dest="paths",
@@ -147,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="manifests to resolve pod names",
+    )
+    names_from.add_argument(
+        "--from-daemon",
+        metavar="URL",
+        help="resolve pod names through the running daemon's cache: its debug address, e.g. "
+        "http://127.0.0.1:10093 (the daemon's debug_listen), read from "
+        f"{DEBUG_MANAGER_PATH}",
     )
     _add_saved(tup)
     tup.set_defaults(func=cmd_gettuples)
@@ -312,14 +327,43 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(doc, indent=2))
     else:
-        for name, rules in doc["chains"].items():  # type: ignore[union-attr]
-            print(f"{name}:")
-            for r in rules:
-                sets_text = " ".join(
-                    f"{'!' if s['negated'] else ''}[{s['meaning']}]:{s['direction']}" for s in r["sets"]
-                )
-                print(f"  {r['comment']}: {sets_text} {r['options']} -> {r['target']}")
+        for line in _convert_text(doc):
+            print(line)
     return EXIT_OK
+
+
+# The iptables options ``convert`` reports, in words.
+_OPTION_WORDS = {
+    "p": "protocol", "dport": "port", "dports": "ports", "sport": "source port", "mark": "mark",
+    "ctstate": "state", "state": "state", "s": "source", "d": "destination", "i": "in-interface",
+    "o": "out-interface", "set-xmark": "set mark", "set-mark": "set mark",
+}
+SHOWN_MEMBERS = 5
+
+
+def _convert_text(doc: dict[str, Any]) -> Iterator[str]:
+    """``convert``'s document as lines for a person: what each rule matches, in words."""
+    for jump in doc["forward_jumps"]:
+        yield f"FORWARD rule {jump['position']}: jump to {jump['target']} ({jump['comment']})"
+    for name, rules in doc["chains"].items():
+        yield f"chain {name}:" + ("" if rules else " (empty)")
+        for rule in rules:
+            matches = [
+                f"{'not in' if s['negated'] else 'in'} set {s['meaning']} ({s['direction']})" for s in rule["sets"]
+            ]
+            for option, value in rule["options"].items():
+                negated, value = value.startswith("!"), value.lstrip("!")
+                if option in ("dport", "dports", "sport"):
+                    value = value.replace(":", "-")  # iptables writes ranges as 80:90
+                matches.append(f"{_OPTION_WORDS.get(option, option)} {'not ' if negated else ''}{value}")
+            comment = rule["comment"] or "(no comment)"
+            yield f"  {comment}: {', '.join(matches) or 'every packet'} -> {rule['target']}"
+    yield "sets:" + ("" if doc["sets"] else " (none)")
+    for name, info in doc["sets"].items():
+        members = info["members"]
+        shown = ", ".join(members[:SHOWN_MEMBERS]) + (", ..." if len(members) > SHOWN_MEMBERS else "")
+        count = f"{len(members)} member{'' if len(members) == 1 else 's'}"
+        yield f"  {name} ({info['type']}) {info['meaning']}: {count}" + (f": {shown}" if members else "")
 
 
 def _resolve(text: str, pods: dict[str, str]) -> str | None:
@@ -328,7 +372,7 @@ def _resolve(text: str, pods: dict[str, str]) -> str | None:
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        return pods.get(text)
+        return pods.get(text) or None
 
 
 def cmd_gettuples(args: argparse.Namespace) -> int:
@@ -337,20 +381,33 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
     from npm.dataplane.debug import Packet, evaluate
 
     try:
-        port = PortSpec.parse(args.port)
+        port = PortSpec.parse(args.port or DEFAULT_TUPLE_PORT)
     except ValueError as exc:
         _err(str(exc))
         return EXIT_INPUT
+    if args.port is None and args.output == "json":  # the text output says so in its first line
+        print(f"azure-npm: no --port given: evaluating a connection to {port}", file=sys.stderr)
     pods: dict[str, str] = {}
+    where = "the given manifests (-f)"
     if args.paths:
         loaded = load_paths(args.paths, allocate_ips=False)  # never an address the input did not give
         for e in loaded.errors:
             print(f"error: {e}", file=sys.stderr)
         pods = {p.key: p.ip for p in loaded.cluster.pods}
+    elif args.from_daemon:
+        try:
+            pods = daemon_pods(args.from_daemon)
+        except DaemonUnreadable as exc:
+            _err(str(exc))
+            return EXIT_KERNEL
+        where = f"the daemon's cache ({args.from_daemon})"
     src, dst = _resolve(args.src, pods), _resolve(args.dst, pods)
     for given, ip in ((args.src, src), (args.dst, dst)):
         if ip is None:
-            _err(f"{given!r} is neither an IP nor a pod in the given manifests (-f)")
+            if pods.get(given) == "":
+                _err(f'pod "{given}" has no IP yet in {where}: no rule can match it')
+            else:
+                _err(f'"{given}" is neither an IP nor a pod in {where}')
             return EXIT_INPUT
     pkt = Packet(src, dst, port.protocol.lower(), port.port)
     if args.dataplane == "nftables":
@@ -364,7 +421,7 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
             trace = nft_eval.evaluate(read_table(text), pkt)
         except (ValueError, KeyError, TypeError) as exc:
             return _not_nft_json(args, exc)
-        doc = {"src": src, "dst": dst, "port": str(port), **trace.to_json()}
+        doc = {"src": src, "dst": dst, "port": str(port), "port_given": args.port is not None, **trace.to_json()}
         doc.pop("final_mark")  # nftables: no mark bits
     else:
         saved = _read_saved(args)
@@ -375,11 +432,12 @@ def cmd_gettuples(args: argparse.Namespace) -> int:
             _err("no filter table in the iptables input")
             return EXIT_INPUT
         trace = evaluate(table, sets, pkt)
-        doc = {"src": src, "dst": dst, "port": str(port), **trace.to_json()}
+        doc = {"src": src, "dst": dst, "port": str(port), "port_given": args.port is not None, **trace.to_json()}
     if args.output == "json":
         print(json.dumps(doc, indent=2))
     else:
-        print(f"{src} -> {dst} {port}: {trace.verdict or 'undecided'}")
+        assumed = "" if args.port is not None else " (assumed: no --port given)"
+        print(f"{src} -> {dst} {port}{assumed}: {trace.verdict or 'undecided'}")
         for h in trace.decided_by():
             print(f"  decided by: {h.tier or 'azure-npm'}: {h.comment} ({h.target})")
         for h in trace.hits:

@@ -15,6 +15,8 @@ import signal
 import sys
 from dataclasses import fields, replace
 
+import yaml
+
 from npm.daemon import config as npm_config
 from npm.daemon.config import ConfigError, DaemonConfig
 from npm.daemon.daemon import Daemon, make_dataplane
@@ -24,6 +26,11 @@ log = logging.getLogger("npm.start")
 EXIT_OK = 0
 EXIT_DATAPLANE = 1
 EXIT_CONFIG = 2
+
+CHECK_CONFIG_HEADER = """\
+# The effective configuration of azure-npm start: built-in defaults, then the config file,
+# then NPM_<KEY> environment variables, then flags. Valid as a config file (--config).
+"""
 
 DESCRIPTION = """\
 Run the enforcer on this node: watch Pods, Namespaces, NetworkPolicies (and Nodes) and
@@ -73,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"debug endpoint address; '' disables it (default {d.debug_listen}, localhost only)",
     )
     for flag, what, default in (
-        ("--coalesce-window", "changes within this window after the first become one dataplane change",
+        ("--coalesce-window", "a change after a quiet spell is applied at once; a burst of changes is applied "
+         "together once quiet for a fifth of this, at the latest this long after its first change",
          d.coalesce_window),
         ("--reconcile-interval", "repair drift with the kernel at least this often", d.reconcile_interval),
         ("--poll-interval", "how often --manifests DIR is scanned for changes", d.poll_interval),
@@ -136,8 +144,7 @@ def run(args: argparse.Namespace) -> int:
         if args.output == "json":
             print(json.dumps(data, indent=2, sort_keys=True))
         else:
-            for key, value in data.items():
-                print(f"{key}: {value!r}")
+            print(CHECK_CONFIG_HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
         return EXIT_OK
     logging.basicConfig(
         level=getattr(logging, cfg.log_level.upper()),

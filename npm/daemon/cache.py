@@ -4,16 +4,23 @@ Sources (API-server watchers, the manifest directory) feed ``ObjectCache``: ever
 validated by ``kube.parse`` on arrival, an invalid one is logged with its located error and
 skipped (a previously valid version stays in force), and each change is stamped with the
 time it was seen. The controller takes snapshots of it.
+
+Only parsed objects are kept, never the raw API objects: a full list is parsed as it is
+read (page by page), so the raw pages of a large cluster are never all in memory at once.
+A snapshot after changes to NetworkPolicies alone reuses the pods, namespaces and nodes of
+the previous one (the same tuples, so the dataplane's index sees at once that no pod
+changed); any other change builds the desired state anew.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any
 
 from kube.errors import ObjectError
@@ -74,18 +81,28 @@ class ObjectCache:
         self._version = 0
         self._seen: list[float] = []
         self._changes: dict[str, int] = {}
+        # The last snapshot's cluster and the namespaces its policies are in: a snapshot
+        # after policy changes only starts from it (see ``snapshot``).
+        self._last: Cluster | None = None
+        self._last_policy_namespaces: frozenset[str] = frozenset()
 
     # -- sources --------------------------------------------------------------------------
 
-    def replace_raw(self, kind: str, items: list[dict[str, Any]], seen: float) -> None:
-        """A full list of ``kind``: objects not in it are deleted (they vanished meanwhile)."""
+    def replace_raw(self, kind: str, items: Iterable[Mapping[str, Any]], seen: float | None = None) -> None:
+        """A full list of ``kind``: objects not in it are deleted (they vanished meanwhile).
+
+        ``items`` is consumed one object at a time and only the parsed objects are kept, so
+        a source may pass a generator that reads the list page by page; if it raises, the
+        cache is left as it was. ``seen``: when the list was seen (default: once it is read).
+        """
         table: dict[str, Obj] = {}
         invalid: dict[tuple[str, str], list[ObjectError]] = {}
         with self._lock:
             old = self._tables[kind]
-        for index, raw in enumerate(items):
+        source = Source(f"api:{kind}")
+        for raw in items:
             key = object_key(kind, raw)
-            obj, errors = parse_object(raw, Source(f"api:{kind}", index))
+            obj, errors = parse_object(raw, source)
             if obj is None:
                 invalid[(kind, key)] = errors
                 self._log_invalid(errors, kept=key in old)
@@ -93,7 +110,7 @@ class ObjectCache:
                     table[key] = old[key]  # keep the last valid version in force
                 continue
             table[key] = obj
-        self.replace(kind, table, seen, invalid=invalid)
+        self.replace(kind, table, time.monotonic() if seen is None else seen, invalid=invalid)
 
     def event_raw(self, kind: str, event_type: str, raw: dict[str, Any], seen: float) -> None:
         """One watch event (ADDED, MODIFIED, DELETED) for ``kind``."""
@@ -239,6 +256,11 @@ class ObjectCache:
         with self._lock:
             return self._seen[0] if self._seen else None
 
+    def pending_span(self) -> tuple[float, float] | None:
+        """When the oldest and the newest change not yet taken by ``snapshot`` were seen."""
+        with self._lock:
+            return (min(self._seen), max(self._seen)) if self._seen else None
+
     def count(self, kind: str) -> int:
         with self._lock:
             return len(self._tables[kind])
@@ -246,15 +268,29 @@ class ObjectCache:
     def snapshot(self) -> Snapshot:
         """The desired state now; takes the pending change times (for latency)."""
         with self._lock:
-            objects = ObjectSet.of(self._tables)
             version, seen, changes = self._version, self._seen, self._changes
             self._seen, self._changes = [], {}
+            last = self._last
+            if last is not None and set(changes) <= {"NetworkPolicy"}:
+                table = self._tables["NetworkPolicy"]
+                policies = tuple(table[k] for k in sorted(table))
+                # Namespaces named only by a policy are implicit members of the cluster: with
+                # the same set of them, everything but the policies is as it was.
+                if frozenset(p.namespace for p in policies) == self._last_policy_namespaces:
+                    return self._keep(Snapshot(version, replace(last, policies=policies), seen, changes))
+            objects = ObjectSet.of(self._tables)
         # Pods without an IP cannot be matched by rules yet: they are left out, not invented.
         left_out: Counter[tuple[str, str]] = Counter()
         cluster, _notes = build_cluster(objects, allocate_ips=False, left_out=left_out)
+        del objects
         if self.metrics is not None:
             self.metrics.pods_without_ip.set(left_out[("Pod", "no IP yet")])
-        return Snapshot(version, cluster, seen, changes)
+        return self._keep(Snapshot(version, cluster, seen, changes))
+
+    def _keep(self, snapshot: Snapshot) -> Snapshot:
+        self._last = snapshot.cluster
+        self._last_policy_namespaces = frozenset(p.namespace for p in snapshot.cluster.policies)
+        return snapshot
 
     def restore_pending(self, snapshot: Snapshot) -> None:
         """Put back the change times of a snapshot whose apply failed (it will be retried)."""
@@ -264,7 +300,9 @@ class ObjectCache:
                 self._changes[kind] = self._changes.get(kind, 0) + count
 
     def dump(self) -> dict[str, Any]:
-        """The cache as JSON-ready data, for the debug endpoint."""
+        """The cache for the debug endpoint: plain data, except that the lists of objects hold
+        the model objects themselves; :func:`json_data` turns each into plain data when it
+        is encoded (``json.JSONEncoder(default=json_data)``), one at a time."""
         with self._lock:
             tables = {kind: list(table.values()) for kind, table in self._tables.items()}
             invalid = [
@@ -281,19 +319,20 @@ class ObjectCache:
         return {
             "version": version,
             "synced": synced,
-            "namespaces": [json_data(o) for o in tables["Namespace"]],
-            "pods": [json_data(o) for o in tables["Pod"]],
-            "policies": [json_data(o) for o in tables["NetworkPolicy"]],
-            "nodes": [json_data(o) for o in tables["Node"]],
-            "cluster_policies": [json_data(o) for o in tables["ClusterNetworkPolicy"]],
+            "namespaces": tables["Namespace"],
+            "pods": tables["Pod"],
+            "policies": tables["NetworkPolicy"],
+            "nodes": tables["Node"],
+            "cluster_policies": tables["ClusterNetworkPolicy"],
             "invalid": invalid,
         }
 
 
 def json_data(value: Any) -> Any:
     """Model objects as plain JSON data (dataclass fields, label maps, tuples)."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: json_data(getattr(value, f.name)) for f in fields(value)}
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: json_data(getattr(value, name)) for name in names}
     if isinstance(value, Mapping):
         return {str(k): json_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -301,3 +340,9 @@ def json_data(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass (looked up once per class), or None for other types."""
+    return tuple(f.name for f in fields(cls)) if is_dataclass(cls) else None

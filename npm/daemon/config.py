@@ -42,7 +42,7 @@ class DaemonConfig:
     manifests: str = ""  # a directory: take objects from files instead of an API server
     listen: str = "0.0.0.0:10091"  # /healthz, /readyz, /metrics
     debug_listen: str = "127.0.0.1:10093"  # /npm/v1/debug/manager; empty disables
-    coalesce_window: float = 0.1  # a burst of events within this becomes one dataplane change
+    coalesce_window: float = 0.1  # the longest a change waits for the rest of its burst (an isolated one: none)
     reconcile_interval: float = 60.0  # repair drift with the kernel at least this often
     poll_interval: float = 0.25  # static source: how often the manifest directory is scanned
     watch_timeout: float = 300.0  # server-side timeout of one watch request, then it resumes

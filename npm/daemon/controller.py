@@ -2,8 +2,15 @@
 
 ``Controller`` takes snapshots of the ``ObjectCache`` (``npm.daemon.cache``): it waits until
 every source has synced, applies the whole desired state at once, then applies again after
-each burst of changes (coalesced within a short window) and reconciles with the kernel
-periodically and on request (SIGHUP). Only the controller thread touches the dataplane.
+each change and reconciles with the kernel periodically and on request (SIGHUP). Only the
+controller thread touches the dataplane.
+
+Coalescing costs latency only when there is something to coalesce: a change that comes
+after a quiet spell (none in the ``coalesce_gap`` before it, a fifth of ``coalesce_window``
+by default) is applied at once. Changes that follow each other closer than that are a
+burst: the controller waits until the burst has been quiet for ``coalesce_gap``, but never
+longer than ``coalesce_window`` after the burst's first pending change, then applies them
+all together.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Protocol
 
 from kube.model import Cluster, ClusterNetworkPolicy, NetworkPolicy
 from npm.backoff import Backoff
+from npm.daemon import heap
 from npm.daemon.cache import ObjectCache
 from npm.daemon.metrics import RESTORE_OPERATIONS, TIERS, Metrics, bounded
 from npm.dataplane.enforcer import ApplyResult
@@ -80,6 +88,7 @@ class Controller:
         metrics: Metrics | None = None,
         events: EventSink | None = None,
         coalesce_window: float = 0.1,
+        coalesce_gap: float | None = None,
         reconcile_interval: float = 60.0,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
@@ -90,6 +99,8 @@ class Controller:
         self.metrics = metrics
         self.events = events
         self.coalesce_window = coalesce_window
+        # A burst is over once it has been quiet this long (default: a fifth of the window).
+        self.coalesce_gap = coalesce_window / 5 if coalesce_gap is None else min(coalesce_gap, coalesce_window)
         self.reconcile_interval = reconcile_interval
         self.backoff = Backoff(retry_initial, retry_max, jitter=False)
         self.status = ControllerStatus()
@@ -99,6 +110,7 @@ class Controller:
         self._wake = threading.Event()
         self._reconcile_requested = threading.Event()
         self._applied_policies: set[str] = set()
+        self._applied_seen = float("-inf")  # when the newest change already applied was seen
         self._thread: threading.Thread | None = None
         self.stop_event = threading.Event()
         self.applied = threading.Condition()
@@ -187,12 +199,23 @@ class Controller:
                 next_reconcile = time.monotonic() + self.reconcile_interval
 
     def _coalesce(self) -> None:
-        """Let a burst finish: wait until ``coalesce_window`` after its first change."""
-        first = self.cache.first_pending()
-        if first is None or self.coalesce_window <= 0:
+        """Apply a change that came after a quiet spell at once; let a burst finish first.
+
+        A burst ends when no change has come for ``coalesce_gap``, or at the latest
+        ``coalesce_window`` after its first pending change.
+        """
+        if self.coalesce_window <= 0:
             return
-        delay = first + self.coalesce_window - time.monotonic()
-        if delay > 0:
+        while not self.stop_event.is_set():
+            span = self.cache.pending_span()
+            if span is None:
+                return
+            first, last = span
+            if first - self._applied_seen >= self.coalesce_gap and last == first:
+                return  # one change after a quiet spell: nothing to wait for
+            delay = min(last + self.coalesce_gap, first + self.coalesce_window) - time.monotonic()
+            if delay <= 0:
+                return
             self.stop_event.wait(delay)
 
     def _apply(self) -> bool:
@@ -206,6 +229,8 @@ class Controller:
             return False
         elapsed = time.perf_counter() - started
         done = time.monotonic()
+        if snapshot.seen:
+            self._applied_seen = max(self._applied_seen, max(snapshot.seen))
         self._record(result, "apply", elapsed)
         for seen in snapshot.seen:
             latency = max(0.0, done - seen)
@@ -241,6 +266,9 @@ class Controller:
             ", ".join(f"{k}: {v}" for k, v in sorted(snapshot.changes.items())) or "no changes",
             f"; {_clip(summary)}" if summary else "",
         )
+        if first or sum(snapshot.changes.values()) >= heap.SETTLE_AFTER_CHANGES:
+            # After the latencies are taken: the pause lands between applies, not inside one.
+            heap.settle()
         return True
 
     def _reconcile(self) -> None:

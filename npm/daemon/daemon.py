@@ -17,11 +17,12 @@ from typing import Any
 
 from kube.load import KINDS
 from npm.daemon import config as npm_config
+from npm.daemon import heap
 from npm.daemon.cache import ObjectCache
 from npm.daemon.config import ConfigError, DaemonConfig
 from npm.daemon.controller import Controller, Dataplane
 from npm.daemon.events import ApiEvents, LogEvents
-from npm.daemon.http import DEBUG_ROUTES, MAIN_ROUTES, Endpoints, Server
+from npm.daemon.http import DEBUG_CONNECTION_DEADLINE, DEBUG_ROUTES, MAIN_ROUTES, Endpoints, Server
 from npm.daemon.metrics import Metrics
 from npm.daemon.sources.manifests import StaticSource
 from npm.daemon.sources.watch import Backoff, ResourceWatcher, api_client, start_watchers
@@ -73,14 +74,17 @@ class Daemon:
         self.sources: list[ResourceWatcher | StaticSource] = []
         self.servers: list[Server] = []
         self.started = time.monotonic()
+        heap.watch_collections()
 
     def start(self) -> None:
         """Start HTTP servers, the controller, then the sources."""
-        endpoints = Endpoints(healthy=self.healthy, ready=self.ready, metrics=self.metrics.render, dump=self.dump)
+        endpoints = Endpoints(
+            healthy=self.healthy, ready=self.ready, metrics=self.metrics.render, dump=self.dump, memory=heap.report
+        )
         self.servers.append(Server(self.cfg.listen_address(), endpoints, MAIN_ROUTES).start())
         debug = self.cfg.debug_address()
         if debug is not None:
-            self.servers.append(Server(debug, endpoints, DEBUG_ROUTES).start())
+            self.servers.append(Server(debug, endpoints, DEBUG_ROUTES, deadline=DEBUG_CONNECTION_DEADLINE).start())
         if self.cfg.manifests:
             self.events = LogEvents()
             self.controller.events = self.events

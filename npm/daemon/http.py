@@ -3,10 +3,14 @@
 Two listeners: the main one (``listen``, default ``0.0.0.0:10091`` as the original) serves
 ``/healthz``, ``/readyz``, ``/metrics`` (everything) and the original's ``/node-metrics`` and
 ``/cluster-metrics``; the debug one (``debug_listen``, default on localhost only, since the
-dump shows every pod and policy) serves ``/npm/v1/debug/manager``.
+dump shows every pod and policy) serves ``/npm/v1/debug/manager`` and the daemon's memory
+(``/npm/v1/debug/memory``, see ``npm.daemon.heap``). The dump is encoded and
+sent as it is written, one object at a time (HTTP/1.0, ended by closing the connection):
+at 20,000 pods a dump built whole first cost the daemon about 130 MiB at once.
 
 The main port is reachable from every pod (hostNetwork), so no client may hold the server:
-each connection has a read timeout and a whole-connection deadline, at most
+each connection has a read timeout and a whole-connection deadline (10 s; 300 s on the
+debug listener, whose answers at 100,000 pods take longer to write), at most
 :data:`MAX_CONNECTIONS` are served at once (at most :data:`MAX_PER_CLIENT` from one address,
 so one pod cannot starve the kubelet's probes) and the rest are closed at once, and a client
 that goes away mid-response costs that one response, nothing more.
@@ -22,17 +26,23 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from npm.daemon.cache import json_data
+
 log = logging.getLogger("npm.http")
 
 DEBUG_MANAGER_PATH = "/npm/v1/debug/manager"
+DEBUG_MEMORY_PATH = "/npm/v1/debug/memory"
 READ_TIMEOUT = 5.0  # seconds one read may block
 CONNECTION_DEADLINE = 10.0  # seconds a connection may live, however slowly it trickles
+# The debug listener (localhost by default) answers with the whole cache or a memory census,
+# which at 100,000 pods takes longer than the main listener's deadline to write.
+DEBUG_CONNECTION_DEADLINE = 300.0
 MAX_CONNECTIONS = 16
 MAX_PER_CLIENT = 4
 
@@ -47,11 +57,13 @@ class Endpoints:
         ready: Callable[[], tuple[bool, str]],
         metrics: Callable[[str], bytes],
         dump: Callable[[], dict[str, Any]],
+        memory: Callable[[], dict[str, Any]],
     ) -> None:
         self.healthy = healthy
         self.ready = ready
         self.metrics = metrics
         self.dump = dump
+        self.memory = memory
 
 
 def _handler(endpoints: Endpoints, routes: tuple[str, ...]) -> type[BaseHTTPRequestHandler]:
@@ -88,8 +100,18 @@ def _handler(endpoints: Endpoints, routes: tuple[str, ...]) -> type[BaseHTTPRequ
                 which = {"/metrics": "all", "/node-metrics": "node", "/cluster-metrics": "cluster"}[path]
                 self._send(200, CONTENT_TYPE_LATEST, endpoints.metrics(which))
             elif path == DEBUG_MANAGER_PATH:
-                body = json.dumps(endpoints.dump(), indent=1, sort_keys=True).encode()
-                self._send(200, "application/json", body)
+                self._stream(200, "application/json", _json_chunks(endpoints.dump()))
+            elif path == DEBUG_MEMORY_PATH:
+                self._send(200, "application/json", json.dumps(endpoints.memory(), indent=1).encode())
+
+        def _stream(self, status: int, content_type: str, chunks: Iterator[bytes]) -> None:
+            # No Content-Length: the body ends when the connection closes (HTTP/1.0).
+            self.close_connection = True
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.end_headers()
+            for chunk in chunks:
+                self.wfile.write(chunk)
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
@@ -104,8 +126,23 @@ def _handler(endpoints: Endpoints, routes: tuple[str, ...]) -> type[BaseHTTPRequ
     return Handler
 
 
+def _json_chunks(data: Any, size: int = 1 << 16) -> Iterator[bytes]:
+    """``data`` as indented JSON in pieces of about ``size`` bytes, encoded as it goes;
+    objects JSON does not know (the cache's model objects) go through ``json_data``."""
+    pending: list[str] = []
+    length = 0
+    for piece in json.JSONEncoder(indent=1, sort_keys=True, default=json_data).iterencode(data):
+        pending.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield "".join(pending).encode()
+            pending, length = [], 0
+    pending.append("\n")
+    yield "".join(pending).encode()
+
+
 MAIN_ROUTES = ("/healthz", "/readyz", "/metrics", "/node-metrics", "/cluster-metrics")
-DEBUG_ROUTES = (DEBUG_MANAGER_PATH,)
+DEBUG_ROUTES = (DEBUG_MANAGER_PATH, DEBUG_MEMORY_PATH)
 
 
 class _Deadlines(threading.Thread):
@@ -147,10 +184,13 @@ class _BoundedServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], deadline: float = CONNECTION_DEADLINE
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+        self.deadline = deadline
         self._lock = threading.Lock()
         self._active = 0
         self._per_client: Counter[str] = Counter()
@@ -170,7 +210,7 @@ class _BoundedServer(ThreadingHTTPServer):
         if full:
             self.shutdown_request(request)
             return
-        self._deadlines.add(request, CONNECTION_DEADLINE)
+        self._deadlines.add(request, self.deadline)
         try:
             super().process_request(request, client_address)
         except Exception:  # no thread could be started: give the slot back
@@ -202,8 +242,15 @@ class _BoundedServer(ThreadingHTTPServer):
 class Server:
     """One listener in a background thread."""
 
-    def __init__(self, address: tuple[str, int], endpoints: Endpoints, routes: tuple[str, ...]) -> None:
-        self.httpd = _BoundedServer(address, _handler(endpoints, routes))
+    def __init__(
+        self,
+        address: tuple[str, int],
+        endpoints: Endpoints,
+        routes: tuple[str, ...],
+        *,
+        deadline: float = CONNECTION_DEADLINE,
+    ) -> None:
+        self.httpd = _BoundedServer(address, _handler(endpoints, routes), deadline)
         self.routes = routes
         self.thread = threading.Thread(target=self.httpd.serve_forever, name=f"http-{address[1]}", daemon=True)
 

@@ -29,6 +29,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from kube.model import (
@@ -263,7 +264,7 @@ def _policy_chain(refs: SetRefs, policy: NetworkPolicy, direction: Direction) ->
 def render_policy(policy: NetworkPolicy, marks: Marks) -> PolicyRendering:
     """Render one policy into its chains and jumps (pure)."""
     refs = SetRefs()
-    parts: list[tuple[str, ChainSpec | None, RuleSpec | None]] = []
+    parts: list[tuple[Direction, ChainSpec | None, RuleSpec | None]] = []
     directions = [d for d in DIRECTIONS if d in policy.policy_types]
     for direction in directions:
         side = direction.subject_side
@@ -330,20 +331,21 @@ def translate(cluster: Cluster, marks: Marks | None = None, index: ClusterIndex 
     unenforceable: list[tuple[str, str]] = []
     for policy in sorted(cluster.policies, key=lambda p: p.key):
         rendered = _rendering(index, policy, marks)
+        key, namespace = policy.key, policy.namespace
         for ref in rendered.sets:
             use(ref)
         unenforceable += rendered.unenforceable
         mine: list[str] = []
-        for direction, chain, jump in rendered.parts:
-            targets[direction][policy.namespace].append(policy.pod_selector)
-            jumps = ns_jumps[direction][policy.namespace]  # present even when the policy allows nothing
+        for (direction, chain, jump), meaning in zip(rendered.parts, rendered.chain_meanings, strict=True):
+            targets[direction][namespace].append(policy.pod_selector)
+            jumps = ns_jumps[direction][namespace]  # present even when the policy allows nothing
             if chain is None or jump is None:
                 continue
-            policy_chains[registry.claim(chain.name, f"{direction.word} chain of {policy.key}")] = chain
+            policy_chains[registry.claim(chain.name, meaning)] = chain
             mine.append(chain.name)
             jumps.append(jump)
-        chains_of[policy.key] = tuple(mine)
-        sets_of[policy.key] = frozenset(ref.name for ref in rendered.sets)
+        chains_of[key] = tuple(mine)
+        sets_of[key] = rendered.set_names
         markers.append(rendered.marker)
     # ClusterNetworkPolicy: the Admin tier before the NetworkPolicy dispatch, the Baseline tier after it.
     from npm.dataplane.translate_cnp import cluster_policy_tiers  # (it builds on this module)
@@ -432,30 +434,44 @@ def _dispatch_chains(
         elif baseline:
             base_rules.append(RuleSpec(base, not_isolated, f"azure-npm: no NetworkPolicy for {word}"))
         for ns in namespaces:
-            chain = registry.claim(names.namespace_chain_name(direction, ns), f"{word} namespace {ns}")
-            base_rules.append(
-                RuleSpec(
-                    base,
-                    ("-m", "set", "--match-set", use(namespace_ref(ns)), side, "-g", chain),
-                    names.comment(f"namespace {ns}"),
-                )
-            )
-            rules = (
-                *ns_jumps[direction][ns],
-                RuleSpec(
-                    chain,
-                    ("-m", "mark", "--mark", f"{mark:#x}/{mark:#x}", "-j", "RETURN"),
-                    names.comment(f"namespace {ns}: allowed by an {word} rule"),
-                ),
-                RuleSpec(chain, ("-j", "DROP"), names.comment(f"namespace {ns}: isolated for {word}")),
-            )
-            chains.append(index.chain(chain, rules))
+            chain, meaning, ns_set, dispatch, closing = _namespace_rules(direction, ns, mark)
+            registry.claim(chain, meaning)
+            use(ns_set)
+            base_rules.append(dispatch)
+            chains.append(index.chain(chain, (*ns_jumps[direction][ns], *closing)))
         if namespaces:
             base_rules.append(
                 RuleSpec(base, ("-j", "DROP"), f"azure-npm: isolated for {word}, namespace not dispatched")
             )
         out[direction] = [index.chain(base, tuple(base_rules)), *chains]
     return out, isolated
+
+
+@lru_cache(maxsize=1 << 14)
+def _namespace_rules(
+    direction: Direction, ns: str, mark: int
+) -> tuple[str, str, SetRef, RuleSpec, tuple[RuleSpec, RuleSpec]]:
+    """A namespace's dispatch chain in ``direction``: its name and meaning, the namespace's
+    set, the base chain's rule that goes to it, and its two closing rules (allowed: return;
+    else drop). The same objects every translation, so comparing chains stays cheap."""
+    word = direction.word
+    base = direction.pick(names.CHAIN_INGRESS, names.CHAIN_EGRESS)
+    chain = names.namespace_chain_name(direction, ns)
+    ns_set = namespace_ref(ns)
+    dispatch = RuleSpec(
+        base,
+        ("-m", "set", "--match-set", ns_set.name, direction.subject_side, "-g", chain),
+        names.comment(f"namespace {ns}"),
+    )
+    closing = (
+        RuleSpec(
+            chain,
+            ("-m", "mark", "--mark", f"{mark:#x}/{mark:#x}", "-j", "RETURN"),
+            names.comment(f"namespace {ns}: allowed by an {word} rule"),
+        ),
+        RuleSpec(chain, ("-j", "DROP"), names.comment(f"namespace {ns}: isolated for {word}")),
+    )
+    return chain, f"{word} namespace {ns}", ns_set, dispatch, closing
 
 
 def _base_chains(

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from kube.model import NetworkPolicy, Requirement
+from kube.model import Direction, NetworkPolicy, Requirement
 from npm.dataplane import names
 
 HASH_IP = "hash:ip"
@@ -166,10 +167,22 @@ class PolicyRendering:
 
     policy: NetworkPolicy
     marks: Marks
-    parts: tuple[tuple[str, ChainSpec | None, RuleSpec | None], ...]
+    parts: tuple[tuple[Direction, ChainSpec | None, RuleSpec | None], ...]
     marker: RuleSpec
     sets: tuple[SetRef, ...]
     unenforceable: tuple[tuple[str, str], ...]
+
+    # Derived once per rendering: a translation after one policy changed reuses the others'.
+    @cached_property
+    def set_names(self) -> frozenset[str]:
+        """The names of the sets its rules use."""
+        return frozenset(ref.name for ref in self.sets)
+
+    @cached_property
+    def chain_meanings(self) -> tuple[str, ...]:
+        """Per part, what its chain stands for (for the name registry)."""
+        key = self.policy.key
+        return tuple(f"{direction.word} chain of {key}" for direction, _chain, _jump in self.parts)
 
 
 @dataclass(frozen=True)

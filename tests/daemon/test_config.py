@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
-from npm.daemon.config import ConfigError, DaemonConfig, load
+from npm.daemon.config import ConfigError, DaemonConfig, as_dict, load
 
 
 def test_a_partial_file_keeps_the_other_defaults(tmp_path):
@@ -88,3 +89,19 @@ def test_check_config_prints_the_effective_configuration_as_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["reconcile_interval"] == 12.0 and data["listen"] == "127.0.0.1:1"
+
+
+def test_check_config_text_is_a_config_file_not_python_reprs(tmp_path):
+    from tests.dataplane.test_restore_and_debug import PYTHON_REPR
+
+    path = tmp_path / "npm.yaml"
+    path.write_text("reconcile_interval: 12\ndataplane: {backend: nft, retry_attempts: 3}\n")
+    proc = run_start("--config", str(path), "--cleanup-on-exit", "--check-config")
+    assert proc.returncode == 0, proc.stderr
+    assert PYTHON_REPR.search(proc.stdout) is None, PYTHON_REPR.search(proc.stdout)
+    assert "\nlisten: 0.0.0.0:10091\n" in proc.stdout and "\ncleanup_on_exit: true\n" in proc.stdout
+    # The text is the effective configuration as YAML: read back, it is the same configuration.
+    again = tmp_path / "effective.yaml"
+    again.write_text(proc.stdout)
+    assert yaml.safe_load(proc.stdout)["dataplane"] == {"backend": "nft", "retry_attempts": 3}
+    assert as_dict(load({}, path=str(again), environ={})) == yaml.safe_load(proc.stdout)

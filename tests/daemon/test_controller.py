@@ -102,3 +102,56 @@ def test_a_relist_deletes_objects_that_vanished_and_keeps_invalid_ones_last_vali
         assert [i["key"] for i in cache.dump()["invalid"]] == ["a/x"]
     finally:
         controller.stop()
+
+
+def synced(cache: ObjectCache, dataplane: RecordingDataplane) -> None:
+    for kind in ("Namespace", "Pod", "NetworkPolicy"):
+        cache.replace_raw(kind, [], time.monotonic())
+    dataplane.wait_for(lambda c: True)
+
+
+def test_an_isolated_change_is_applied_at_once_not_after_the_coalescing_window():
+    dataplane = RecordingDataplane()
+    # A window far longer than the wait below: only an apply that does not wait for it passes.
+    cache, controller = running(dataplane, coalesce_window=60.0, coalesce_gap=0.05)
+    try:
+        synced(cache, dataplane)
+        time.sleep(0.1)  # quiet for longer than the gap: the next change is an isolated one
+        cache.event_raw("NetworkPolicy", "ADDED", o.deny_all("a"), time.monotonic())
+        dataplane.wait_for(lambda c: bool(c.policies), timeout=5)
+        assert len(dataplane.applied) == 2
+    finally:
+        controller.stop()
+
+
+def test_a_burst_of_changes_becomes_far_fewer_applies():
+    dataplane = RecordingDataplane()
+    cache, controller = running(dataplane, coalesce_window=1.0)
+    try:
+        synced(cache, dataplane)
+        before = len(dataplane.applied)
+        for i in range(300):
+            cache.event_raw("Pod", "ADDED", o.pod("a", f"p{i}", f"10.0.{i // 250}.{i % 250 + 1}"), time.monotonic())
+        dataplane.wait_for(lambda c: len(c.pods) == 300)
+        time.sleep(0.3)
+        applies = len(dataplane.applied) - before
+        assert 1 <= applies <= 10, applies  # the first change at once, the rest together
+    finally:
+        controller.stop()
+
+
+def test_changes_that_keep_coming_are_applied_at_least_once_per_window():
+    dataplane = RecordingDataplane()
+    cache, controller = running(dataplane, coalesce_window=0.2, coalesce_gap=0.2)
+    try:
+        synced(cache, dataplane)
+        before = len(dataplane.applied)
+        # A change every 20 ms for 1 s never leaves the gap quiet: only the window bounds the wait.
+        for i in range(50):
+            cache.event_raw("Pod", "ADDED", o.pod("a", f"p{i}", f"10.0.0.{i + 1}"), time.monotonic())
+            time.sleep(0.02)
+        during = len(dataplane.applied) - before
+        assert during >= 3, during
+        dataplane.wait_for(lambda c: len(c.pods) == 50)
+    finally:
+        controller.stop()

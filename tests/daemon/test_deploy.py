@@ -133,8 +133,71 @@ def test_scrape_config_targets_the_metrics_endpoint():
     assert set(METRIC.findall(text)) <= Metrics().names()
     for job in jobs:
         assert job["metrics_path"] in MAIN_ROUTES
+
+
+def relabel(labels: dict[str, str], rules: list[dict[str, Any]]) -> dict[str, str] | None:
+    """Prometheus relabelling (keep, drop, replace) of one discovered target; None when dropped."""
+    labels = dict(labels)
+    for rule in rules:
+        value = rule.get("separator", ";").join(labels.get(name, "") for name in rule.get("source_labels", []))
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        action = rule.get("action", "replace")
+        if (action == "keep" and not match) or (action == "drop" and match):
+            return None
+        if action == "replace" and match:
+            labels[rule["target_label"]] = match.expand(rule.get("replacement", "$1").replace("$", "\\"))
+    return labels
+
+
+def pod_targets(name: str, node: str, ip: str, labels: dict[str, str], ports: list[dict[str, Any]],
+                phase: str = "Running") -> list[dict[str, str]]:
+    """The targets Prometheus's pod discovery makes of one pod: one per declared container port."""
+    meta = {f"__meta_kubernetes_pod_label_{re.sub(r'[^a-zA-Z0-9_]', '_', k)}": v for k, v in labels.items()}
+    return [
+        {"__address__": f"{ip}:{port['containerPort']}", "__meta_kubernetes_namespace": "kube-system",
+         "__meta_kubernetes_pod_name": name, "__meta_kubernetes_pod_node_name": node,
+         "__meta_kubernetes_pod_phase": phase, "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+         **meta}
+        for port in ports
+    ]
+
+
+def test_scrape_config_is_one_job_that_finds_each_daemon_once():
+    (job,) = yaml.safe_load((ROOT / "deploy" / "prometheus-scrape.yaml").read_text())  # no second job to overlap
+    template = by_kind("DaemonSet")["spec"]["template"]
+    labels, ports = template["metadata"]["labels"], template["spec"]["containers"][0]["ports"]
+    discovered = [
+        *pod_targets("azure-npm-a", "node-a", "172.18.0.2", labels, ports),
+        *pod_targets("azure-npm-b", "node-b", "172.18.0.3", labels, ports),
+        *pod_targets("azure-npm-c", "node-c", "172.18.0.4", labels, ports, phase="Pending"),
+        *pod_targets("coredns-1", "node-a", "10.244.0.5", {"k8s-app": "kube-dns"},
+                     [{"containerPort": 53, "name": "dns"}, {"containerPort": 9153, "name": "metrics"}]),
+        *pod_targets("lookalike", "node-a", "10.244.0.6", {"k8s-app": "azure-npm-exporter"},
+                     [{"containerPort": 9100, "name": "metrics"}]),
+    ]
+    kept = [t for t in (relabel(d, job["relabel_configs"]) for d in discovered) if t is not None]
     port = DaemonConfig().listen.rsplit(":", 1)[1]
-    assert any(c.get("replacement") == f"$1:{port}" for c in jobs[0]["relabel_configs"])
+    assert sorted(t["__address__"] for t in kept) == [f"172.18.0.2:{port}", f"172.18.0.3:{port}"]
+    assert sorted((t["node"], t["pod"]) for t in kept) == [("node-a", "azure-npm-a"), ("node-b", "azure-npm-b")]
+
+
+PER_NODE_GAUGES = ("npm_num_policies", "npm_num_policies_failed_closed", "npm_pods_watched", "npm_invalid_objects")
+
+
+def test_dashboard_does_not_sum_what_every_node_reports():
+    # Every node reports the cluster's policies, pods and invalid objects: summed over nodes,
+    # three nodes would show three times the policies.
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    seen = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            gauges = set(METRIC.findall(target["expr"])) & set(PER_NODE_GAUGES)
+            if not gauges or panel["title"].endswith("per node"):
+                continue
+            seen |= gauges
+            assert re.match(r"^(max|avg|min) by \(\w+\) \(npm_\w+\)$", target["expr"]), target["expr"]
+            assert "not a sum" in panel.get("description", ""), panel["title"]
+    assert seen == set(PER_NODE_GAUGES)
 
 
 def test_metrics_carry_the_original_names():
@@ -155,3 +218,18 @@ def test_metrics_carry_the_original_names():
         "npm_policy_failed_closed_total",
     ):
         assert name in names
+
+
+def test_the_docs_say_how_to_build_and_override_the_image_the_daemonset_names():
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    (container,) = by_kind("DaemonSet")["spec"]["template"]["spec"]["containers"]
+    name = by_kind("DaemonSet")["metadata"]["name"]
+    daemon_doc, readme = (ROOT / "docs" / "daemon.md").read_text(), (ROOT / "README.md").read_text()
+    for doc in (daemon_doc, readme):
+        assert container["image"] in doc and "make azure-npm-image" in doc
+    # The override commands name this DaemonSet and container, and the Makefile's IMAGE variable.
+    assert f"set image daemonset/{name} {container['name']}=registry.example.com/azure-npm:{version}" in daemon_doc
+    assert "make azure-npm-image IMAGE=registry.example.com/azure-npm" in daemon_doc
+    assert "IMAGE ?= azure-npm" in (ROOT / "Makefile").read_text()

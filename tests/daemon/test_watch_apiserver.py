@@ -309,6 +309,32 @@ def test_debug_endpoint_dumps_the_cache(apiserver, start_daemon):
         "watch-Namespace", "watch-Pod", "watch-NetworkPolicy", "watch-Node", "watch-ClusterNetworkPolicy"}
     # The debug dump is not on the public listener.
     assert http_get(daemon.servers[0].address, "/npm/v1/debug/manager")[0] == 404
+    status, body = http_get((host, port), "/npm/v1/debug/memory")
+    assert status == 200 and json.loads(body)["rss_kib"] > 0
+
+
+def test_gettuples_resolves_pod_names_through_the_running_daemon(apiserver, start_daemon, tmp_path, capsys):
+    from npm.cli import main
+    from npm.dataplane.debug import desired_as_saved
+    from npm.dataplane.translate import translate
+
+    seed(apiserver)
+    apiserver.put(o.pod("prod", "pending", None, app="web"))
+    daemon, dataplane = start_daemon(apiserver)
+    state = dataplane.wait_for(lambda c: "prod/deny-all" in policy_keys(c))
+    ipt, ips = desired_as_saved(translate(state))
+    (tmp_path / "ipt").write_text(ipt)
+    (tmp_path / "ips").write_text(ips)
+    host, port = daemon.servers[1].address
+    args = ["debug", "gettuples", "--from-daemon", f"http://{host}:{port}", "-i", str(tmp_path / "ipt"),
+            "-c", str(tmp_path / "ips"), "--port", "5432/TCP", "-o", "json"]
+    assert main([*args, "-s", "prod/web", "-d", "prod/db"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["src"], out["dst"], out["port"], out["verdict"]) == ("10.1.0.2", "10.1.0.3", "5432/TCP", "DROP")
+    assert main([*args, "-s", "prod/pending", "-d", "prod/db"]) == 2
+    assert 'pod "prod/pending" has no IP yet in the daemon\'s cache' in capsys.readouterr().err
+    assert main([*args, "-s", "prod/web", "-d", "prod/db", "--from-daemon", "127.0.0.1:1"]) == 1
+    assert "cannot reach the daemon at http://127.0.0.1:1/npm/v1/debug/manager" in capsys.readouterr().err
 
 
 def test_without_rbac_for_nodes_the_daemon_runs_without_them(apiserver, start_daemon, caplog):
@@ -360,10 +386,10 @@ def test_an_invalid_cluster_network_policy_keeps_its_last_valid_version(apiserve
     _daemon, dataplane = start_daemon(apiserver)
     dataplane.wait_for(lambda c: cluster_policy_names(c) == {"guard"})
     apiserver.put(o.cluster_network_policy("guard", priority=5000, ingress=[DENY_Y]))
+    wait_for_log(caplog, "ClusterNetworkPolicy guard: spec.priority: 5000 must be between 0 and 1000")
     apiserver.put(o.pod("prod", "later", "10.1.0.9"))  # a later change, applied with the kept version
     state = dataplane.wait_for(lambda c: "prod/later" in c.pod_by_key)
     assert state.cluster_policy_by_name["guard"].priority == 3
-    assert "ClusterNetworkPolicy guard: spec.priority: 5000 must be between 0 and 1000" in caplog.text
 
 
 def test_without_the_crd_the_daemon_enforces_the_rest_and_finds_it_once_installed(apiserver, start_daemon, caplog):
@@ -382,6 +408,10 @@ def test_without_the_crd_the_daemon_enforces_the_rest_and_finds_it_once_installe
     dataplane.wait_for(lambda c: cluster_policy_names(c) == {"guard"}, timeout=5)
     assert "v1alpha2 is served now" in caplog.text
     # Forbidden later (RBAC changed): the ones last listed stay enforced; removing the CRD removes them.
+    deadline = time.monotonic() + 5
+    while apiserver.open_watches() < 5:  # the watch is open, so dropping it drops it
+        assert time.monotonic() < deadline, "the ClusterNetworkPolicy watch never opened"
+        time.sleep(0.02)
     apiserver.forbidden.add("clusternetworkpolicies")
     apiserver.drop_watches()
     wait_for_log(caplog, "forbidden (RBAC); keeping the ones last listed")

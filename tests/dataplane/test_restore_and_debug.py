@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -170,6 +171,57 @@ def test_gettuples_from_saved_files_and_bad_arguments(tmp_path: Path, capsys: py
     assert "neither an IP nor a pod" in capsys.readouterr().err
     assert main([*args, "-s", "10.0.0.1", "-d", "10.1.0.2", "--port", "99999"]) == 2
     assert main(["debug", "convertiptable", "-i", str(tmp_path / "missing"), "-c", str(tmp_path / "sets")]) == 2
+
+
+# What a Python repr looks like: Labels({...}), PortSpec(port=...), ('a', 'b'), {'k': ...}, True/None.
+PYTHON_REPR = re.compile(r"\b[A-Za-z_]\w*\((?:[A-Za-z_]\w*=|[{'\"\[(])|[{(\[]'|\b(?:True|False|None)\b")
+
+
+def test_debug_text_output_is_words_not_python_reprs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    c = cluster(
+        [pod("x/web", "10.1.0.2", {"app": "web", "tier": "front"}), pod("x/c", "10.1.0.3", {"app": "c"})],
+        [
+            policy("x", "p", {
+                "podSelector": {"matchLabels": {"app": "web"}, "matchExpressions": [
+                    {"key": "tier", "operator": "In", "values": ["front", "edge"]}]},
+                "ingress": [{
+                    "from": [{"podSelector": {"matchLabels": {"app": "c"}}},
+                             {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.9.0.0/16"]}}],
+                    "ports": [{"port": 80, "endPort": 90}, {"port": "http", "protocol": "UDP"}]}],
+                "egress": [{"to": [{"namespaceSelector": {}}]}], "policyTypes": ["Ingress", "Egress"],
+            })
+        ],
+    )
+    ipt, ips = desired_as_saved(translate(c))
+    (tmp_path / "ipt").write_text(ipt)
+    (tmp_path / "sets").write_text(ips)
+    saved = ["-i", str(tmp_path / "ipt"), "-c", str(tmp_path / "sets"), "-o", "text"]
+    assert main(["debug", "convertiptable", *saved]) == 0
+    out = capsys.readouterr().out
+    assert PYTHON_REPR.search(out) is None, PYTHON_REPR.search(out)
+    assert "in set podlabel:app=c (src), protocol tcp, port 80-90 -> AZURE-NPM-INGRESS-ALLOW" in out
+    assert "(hash:net) cidr:10.0.0.0/8 except 10.9.0.0/16: 2 members: 10.0.0.0/8, 10.9.0.0/16 nomatch" in out
+    for extra in ([], ["--port", "85/TCP"]):
+        assert main(["debug", "gettuples", *saved, "-s", "10.1.0.3", "-d", "10.1.0.2", *extra]) == 0
+        captured = capsys.readouterr()
+        assert PYTHON_REPR.search(captured.out) is None, PYTHON_REPR.search(captured.out)
+        first = captured.out.splitlines()[0]
+        assert first == ("10.1.0.3 -> 10.1.0.2 85/TCP: ACCEPT" if extra
+                         else "10.1.0.3 -> 10.1.0.2 80/TCP (assumed: no --port given): ACCEPT")
+
+
+def test_gettuples_says_which_port_it_assumed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ipt").write_text(SAVE)
+    (tmp_path / "sets").write_text(SETS)
+    args = ["debug", "gettuples", "-i", str(tmp_path / "ipt"), "-c", str(tmp_path / "sets"), "-s", "10.0.0.1",
+            "-d", "10.1.0.2"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["port_given"] is False
+    assert "no --port given: evaluating a connection to 80/TCP" in captured.err
+    assert main([*args, "--port", "53/UDP"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["port_given"] is True and captured.err == ""
 
 
 def test_apply_with_invalid_input_exits_2_before_touching_the_kernel(tmp_path: Path) -> None:

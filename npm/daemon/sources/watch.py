@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from kube.load import CNP_KIND
@@ -45,7 +45,7 @@ CNP_PLURAL = "clusternetworkpolicies"
 class Sink(Protocol):
     """Where a watcher sends what it learns (``npm.daemon.cache.ObjectCache``)."""
 
-    def replace_raw(self, kind: str, items: list[dict[str, Any]], seen: float) -> None: ...
+    def replace_raw(self, kind: str, items: Iterable[dict[str, Any]], seen: float | None = None) -> None: ...
 
     def event_raw(self, kind: str, event_type: str, obj: dict[str, Any], seen: float) -> None: ...
 
@@ -233,10 +233,24 @@ class ResourceWatcher(threading.Thread):
         return response
 
     def _list(self) -> str:
-        """List every object (in pages) and replace the cache's copy; returns the list's version."""
-        items: list[dict[str, Any]] = []
+        """List every object (in pages) and replace the cache's copy; returns the list's version.
+
+        Each page is parsed into the cache's objects as it arrives and then dropped, so the
+        raw objects of a large cluster are never all in memory at once. A page that fails
+        leaves the cache as it was (the whole list is retried).
+        """
+        listed = {"version": "", "count": 0}
+        self.sink.replace_raw(self.kind, self._pages(listed))
+        self.listed = True
+        if self.metrics:
+            self.metrics.watch_relists.labels(self.kind).inc()
+        log.info("%s: listed %d at resourceVersion %s", self.kind, listed["count"], listed["version"])
+        return str(listed["version"])
+
+    def _pages(self, listed: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The items of every page of the list, one page in memory at a time; ``listed``
+        receives the list's resourceVersion and the number of items."""
         token: str | None = None
-        version = ""
         while True:
             kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "_request_timeout": (CONNECT_TIMEOUT, LIST_READ_TIMEOUT)}
             if token:
@@ -246,24 +260,23 @@ class ResourceWatcher(threading.Thread):
                 body = json.loads(response.data)
             finally:
                 response.release_conn()
+            if self.unserved is not None:  # a page came back: served again
+                log.warning("%s: %s is served now", self.kind, CNP_API_VERSION if self.kind == CNP_KIND else self.kind)
+                self.unserved, self.last_error = None, ""
             meta = body.get("metadata") or {}
-            version = version or str(meta.get("resourceVersion") or "")
-            for item in body.get("items") or []:
+            listed["version"] = listed["version"] or str(meta.get("resourceVersion") or "")
+            items = body.get("items") or []
+            del body
+            token = meta.get("continue") or None
+            items.reverse()
+            while items:
+                item = items.pop()  # released as soon as the cache has parsed it
                 if isinstance(item, dict):
                     item.setdefault("kind", self.kind)  # list items carry no kind
-                    items.append(item)
-            token = meta.get("continue") or None
+                    listed["count"] += 1
+                    yield item
             if not token:
-                break
-        if self.unserved is not None:
-            log.warning("%s: %s is served now", self.kind, CNP_API_VERSION if self.kind == CNP_KIND else self.kind)
-            self.unserved, self.last_error = None, ""
-        self.sink.replace_raw(self.kind, items, time.monotonic())
-        self.listed = True
-        if self.metrics:
-            self.metrics.watch_relists.labels(self.kind).inc()
-        log.info("%s: listed %d at resourceVersion %s", self.kind, len(items), version)
-        return version
+                return
 
     def _watch(self, version: str) -> str:
         """Follow the watch stream from ``version``; returns the last version seen when it ends."""
