@@ -86,6 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("--reconcile-interval", "repair drift with the kernel at least this often", d.reconcile_interval),
         ("--poll-interval", "how often --manifests DIR is scanned for changes", d.poll_interval),
         ("--watch-timeout", "server-side timeout of one watch request before it resumes", d.watch_timeout),
+        ("--verify-interval", "check the kernel against the policies (azure-npm verify) this often; 0: only on "
+         "/npm/v1/debug/verify; a disagreement posts a VerifyMismatch Event and reconciles", d.verify_interval),
     ):
         parser.add_argument(flag, type=float, metavar="SECONDS", help=f"{what} (default {default:g})")
     parser.add_argument(

@@ -51,6 +51,8 @@ class DaemonConfig:
     watch_nodes: bool = True  # nodes give hostNetwork pods their address (and CNP ``nodes`` peers theirs)
     crd_retry_interval: float = 60.0  # ClusterNetworkPolicy CRD not served (404/403): list again this often
     post_events: bool = True  # post a Kubernetes Event on a policy that failed closed
+    verify_interval: float = 900.0  # check the kernel against the policies this often (azure-npm verify); 0: on request
+    verify_budget: int = 250_000  # a check needing more kernel walks than this is not run (and says so)
     cleanup_on_exit: bool = False  # remove every rule and set on SIGTERM
     log_level: str = "info"
     dataplane: Mapping[str, Any] = field(default_factory=dict)  # passed to DataplaneConfig
@@ -104,6 +106,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "backoff_initial": _positive,
     "backoff_max": _positive,
     "crd_retry_interval": _positive,
+    "verify_interval": lambda v: None if v >= 0 else "must be 0 (on request only) or more",
+    "verify_budget": _positive,
     "log_level": _log_level,
 }
 
@@ -122,6 +126,12 @@ def _coerce(origin: str, key: str, value: Any, *, from_text: bool) -> Any:
                 return False
         if not isinstance(value, bool):
             raise ConfigError(origin, key, f"must be true or false, not {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if from_text and isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(origin, key, f"must be a whole number, not {value!r}")
         return value
     if isinstance(default, float):
         if from_text and isinstance(value, str):

@@ -114,6 +114,11 @@ class Controller:
         self._thread: threading.Thread | None = None
         self.stop_event = threading.Event()
         self.applied = threading.Condition()
+        # Held for every write to the kernel, so a reader (npm.daemon.verifier) sees the kernel
+        # and ``applied_cluster`` (the objects of the last successful apply) from the same moment.
+        self.kernel_lock = threading.Lock()
+        self.applied_cluster: Cluster | None = None
+        self._kernel_version = -1  # the cache version of applied_cluster
 
     def notify(self) -> None:
         """Called by the cache when something changed."""
@@ -140,6 +145,11 @@ class Controller:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def applied_version(self) -> int:
+        """The cache version of ``applied_cluster`` (-1 before the first apply); read it under
+        ``kernel_lock`` to get the pair."""
+        return self._kernel_version
 
     def wait_applied(self, version: int, timeout: float) -> bool:
         """Wait until a cache version at or after ``version`` is in the dataplane."""
@@ -222,7 +232,9 @@ class Controller:
         snapshot = self.cache.snapshot()
         started = time.perf_counter()
         try:
-            result = self.dataplane.apply(snapshot.cluster)
+            with self.kernel_lock:
+                result = self.dataplane.apply(snapshot.cluster)
+                self.applied_cluster, self._kernel_version = snapshot.cluster, snapshot.version
         except Exception as exc:  # keep running: the next attempt may succeed
             self.cache.restore_pending(snapshot)
             self._failed("apply", exc)
@@ -274,7 +286,8 @@ class Controller:
     def _reconcile(self) -> None:
         started = time.perf_counter()
         try:
-            result = self.dataplane.reconcile()
+            with self.kernel_lock:
+                result = self.dataplane.reconcile()
         except Exception as exc:
             self._failed("reconcile", exc)
             return

@@ -26,6 +26,7 @@ from npm.daemon.http import DEBUG_CONNECTION_DEADLINE, DEBUG_ROUTES, MAIN_ROUTES
 from npm.daemon.metrics import Metrics
 from npm.daemon.sources.manifests import StaticSource
 from npm.daemon.sources.watch import Backoff, ResourceWatcher, api_client, start_watchers
+from npm.daemon.verifier import Verifier
 from npm.dataplane.dataplanes import make_enforcer
 from npm.dataplane.enforcer import DataplaneConfig, Enforcer
 from npm.dataplane.nft_enforcer import NftEnforcer
@@ -70,6 +71,12 @@ class Daemon:
             retry_max=self.cfg.backoff_max,
         )
         self.cache.on_change = self.controller.notify
+        # Translation validation needs a real dataplane (tests' recorders have no kernel).
+        kind = getattr(getattr(self.dataplane, "config", None), "kind", None)
+        self.verifier = None if kind is None else Verifier(
+            self.controller, kind, metrics=self.metrics, interval=self.cfg.verify_interval,
+            budget=self.cfg.verify_budget, runner=getattr(self.dataplane, "runner", None),
+        )
         self.kinds = kinds
         self.sources: list[ResourceWatcher | StaticSource] = []
         self.servers: list[Server] = []
@@ -79,7 +86,8 @@ class Daemon:
     def start(self) -> None:
         """Start HTTP servers, the controller, then the sources."""
         endpoints = Endpoints(
-            healthy=self.healthy, ready=self.ready, metrics=self.metrics.render, dump=self.dump, memory=heap.report
+            healthy=self.healthy, ready=self.ready, metrics=self.metrics.render, dump=self.dump, memory=heap.report,
+            verify=self.verifier.check if self.verifier is not None else None,
         )
         self.servers.append(Server(self.cfg.listen_address(), endpoints, MAIN_ROUTES).start())
         debug = self.cfg.debug_address()
@@ -89,6 +97,7 @@ class Daemon:
             self.events = LogEvents()
             self.controller.events = self.events
             self.controller.start()
+            self._start_verifier()
             source = StaticSource(
                 self.cfg.manifests, self.cache, self.stop_event, poll_interval=self.cfg.poll_interval,
                 metrics=self.metrics, events=self.events,
@@ -102,6 +111,7 @@ class Daemon:
         self.events = ApiEvents(self.api, self.cfg.node_name) if self.cfg.post_events else LogEvents()
         self.controller.events = self.events
         self.controller.start()
+        self._start_verifier()
         self.sources.extend(
             start_watchers(
                 self.api,
@@ -115,6 +125,11 @@ class Daemon:
             )
         )
         log.info("node %s: watching %s on %s", self.cfg.node_name, ", ".join(self.kinds), self.api.configuration.host)
+
+    def _start_verifier(self) -> None:
+        if self.verifier is not None:
+            self.verifier.events = self.events
+            self.verifier.start()
 
     def wait(self) -> None:
         """Block until stopped (a signal sets ``stop_event``)."""
@@ -130,6 +145,8 @@ class Daemon:
                 close()
         for source in self.sources:
             source.join(5)
+        if self.verifier is not None:
+            self.verifier.stop()
         self.controller.stop()
         if self.controller.alive:
             # Still inside an apply after the grace period: a second writer must not start.
@@ -168,6 +185,8 @@ class Daemon:
         data = self.cache.dump()
         data["node"] = self.cfg.node_name
         data["controller"] = asdict(self.controller.status)
+        if self.verifier is not None:
+            data["verify"] = asdict(self.verifier.status)
         data["sources"] = [
             {
                 "name": getattr(s, "name", ""),

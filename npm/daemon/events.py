@@ -12,6 +12,7 @@ import hashlib
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ log = logging.getLogger("npm.daemon.events")
 
 REASON_FAILED_CLOSED = "PolicyFailedClosed"
 REASON_SOURCE_FAILED = "ManifestSourceFailed"
+REASON_VERIFY_MISMATCH = "VerifyMismatch"
 COMPONENT = "azure-npm"
 QUEUE_SIZE = 1000
 CLUSTER_SCOPED_EVENTS_NAMESPACE = "default"  # where Events about cluster-scoped objects go (as kubectl shows them)
@@ -88,6 +90,9 @@ class LogEvents:
     def source_failed(self, source: str, reason: str) -> None:
         log.warning("event %s on %s: %s", REASON_SOURCE_FAILED, source, reason)
 
+    def verify_mismatch(self, message: str) -> None:
+        log.warning("event %s: %s", REASON_VERIFY_MISMATCH, message)
+
     def close(self) -> None:
         """Nothing to flush."""
 
@@ -102,15 +107,22 @@ class ApiEvents:
         self.node = node
         self.counts: dict[str, int] = {}
         self.posted = 0
-        self._queue: queue.Queue[tuple[Policy | None, str, str] | None] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.Queue[tuple[str, Callable[[], None]] | None] = queue.Queue(QUEUE_SIZE)
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
 
     def policy_failed_closed(self, policy: Policy | None, key: str, reason: str) -> None:
+        self._enqueue(f"policy {key}", lambda: self._post(policy, key, reason))
+
+    def verify_mismatch(self, message: str) -> None:
+        """A Warning Event on this node: its kernel disagrees with the policies (npm.daemon.verifier)."""
+        self._enqueue(f"node {self.node}", lambda: self._post_node(REASON_VERIFY_MISMATCH, message))
+
+    def _enqueue(self, about: str, post: Callable[[], None]) -> None:
         try:
-            self._queue.put_nowait((policy, key, reason))
+            self._queue.put_nowait((about, post))
         except queue.Full:
-            log.warning("event queue full; not posting event for %s", key)
+            log.warning("event queue full; not posting event for %s", about)
 
     def close(self, timeout: float = 5.0) -> None:
         """Post what is queued (up to ``timeout``), then stop the worker."""
@@ -122,10 +134,34 @@ class ApiEvents:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
+            about, post = item
             try:
-                self._post(*item)
+                post()
             except Exception as exc:  # an Event is best effort; enforcement goes on
-                log.warning("cannot post event for policy %s: %s", item[1], _reason(exc))
+                log.warning("cannot post event for %s: %s", about, _reason(exc))
+
+    def _post_node(self, reason: str, message: str) -> None:
+        """A new Event about this node (each check that disagrees is one; they are rare)."""
+        stamp = _now()
+        digest = hashlib.sha256(f"{reason}\0{stamp}\0{message}".encode()).hexdigest()[:10]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{self.node[:200]}.{digest}", "namespace": CLUSTER_SCOPED_EVENTS_NAMESPACE},
+            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": self.node},
+            "reason": reason,
+            "type": "Warning",
+            "message": f"azure-npm on node {self.node}: {message}"[:1024],
+            "source": {"component": COMPONENT, "host": self.node},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.node,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        self.core.create_namespaced_event(CLUSTER_SCOPED_EVENTS_NAMESPACE, body)
+        self.posted += 1
+        log.info("posted event %s on Node %s", reason, self.node)
 
     def _post(self, policy: Policy | None, key: str, reason: str) -> None:
         from kubernetes.client.exceptions import ApiException

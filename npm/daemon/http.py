@@ -38,6 +38,7 @@ log = logging.getLogger("npm.http")
 
 DEBUG_MANAGER_PATH = "/npm/v1/debug/manager"
 DEBUG_MEMORY_PATH = "/npm/v1/debug/memory"
+DEBUG_VERIFY_PATH = "/npm/v1/debug/verify"  # runs azure-npm verify on this node now
 READ_TIMEOUT = 5.0  # seconds one read may block
 CONNECTION_DEADLINE = 10.0  # seconds a connection may live, however slowly it trickles
 # The debug listener (localhost by default) answers with the whole cache or a memory census,
@@ -58,12 +59,14 @@ class Endpoints:
         metrics: Callable[[str], bytes],
         dump: Callable[[], dict[str, Any]],
         memory: Callable[[], dict[str, Any]],
+        verify: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.healthy = healthy
         self.ready = ready
         self.metrics = metrics
         self.dump = dump
         self.memory = memory
+        self.verify = verify
 
 
 def _handler(endpoints: Endpoints, routes: tuple[str, ...]) -> type[BaseHTTPRequestHandler]:
@@ -103,6 +106,13 @@ def _handler(endpoints: Endpoints, routes: tuple[str, ...]) -> type[BaseHTTPRequ
                 self._stream(200, "application/json", _json_chunks(endpoints.dump()))
             elif path == DEBUG_MEMORY_PATH:
                 self._send(200, "application/json", json.dumps(endpoints.memory(), indent=1).encode())
+            elif path == DEBUG_VERIFY_PATH:
+                if endpoints.verify is None:
+                    self._send(404, "text/plain; charset=utf-8", b"verify is not available\n")
+                    return
+                report = endpoints.verify()
+                status = 200 if report.get("agrees") is not False else 409
+                self._send(status, "application/json", json.dumps(report, indent=1).encode())
 
         def _stream(self, status: int, content_type: str, chunks: Iterator[bytes]) -> None:
             # No Content-Length: the body ends when the connection closes (HTTP/1.0).
@@ -142,7 +152,7 @@ def _json_chunks(data: Any, size: int = 1 << 16) -> Iterator[bytes]:
 
 
 MAIN_ROUTES = ("/healthz", "/readyz", "/metrics", "/node-metrics", "/cluster-metrics")
-DEBUG_ROUTES = (DEBUG_MANAGER_PATH, DEBUG_MEMORY_PATH)
+DEBUG_ROUTES = (DEBUG_MANAGER_PATH, DEBUG_MEMORY_PATH, DEBUG_VERIFY_PATH)
 
 
 class _Deadlines(threading.Thread):

@@ -154,6 +154,17 @@ class Metrics:
         self.source_errors = Counter(
             "npm_manifest_errors_total", "Manifest files that failed to read or parse (last good kept)", registry=n
         )
+        self.verify_mismatches = Gauge(
+            "npm_verify_mismatches",
+            "Connections on which this node's kernel disagreed with the policies at the last check (azure-npm verify)",
+            registry=n,
+        )
+        self.verify_runs = Counter(
+            "npm_verify_runs",
+            "Checks of this node's kernel against the policies, by result (agree, disagree, skipped, error)",
+            ["result"],
+            registry=n,
+        )
         self.last_apply_timestamp = Gauge(
             "npm_last_apply_timestamp_seconds", "Unix time of the last successful apply or reconcile", registry=n
         )

@@ -271,3 +271,35 @@ def test_sighup_and_the_periodic_reconcile_repair_drift_in_the_kernel(node, tmp_
         wait_until(lambda: reach(topo, "y/client", web) is False, 5, "periodic reconcile", log)
     finally:
         assert stop(daemon) == 0
+
+
+def test_debug_verify_checks_the_kernel_reports_drift_and_the_reconcile_it_asks_for_repairs_it(node, tmp_path):
+    topo = node
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    log = tmp_path / "daemon.log"
+    write(manifests, "base.yaml", *base_objects(), ALLOW_CLIENTS_IN_X)
+    web = "10.1.0.2"
+    daemon = start_daemon(topo, "--manifests", str(manifests), log=log)
+    debug = "127.0.0.1:10093"
+    try:
+        wait_until(lambda: reach(topo, "y/client", web) is False, 30, "the policy enforced", log)
+        status, body = http_get(topo, "/npm/v1/debug/verify", debug)
+        report = json.loads(body)
+        assert status == 200 and report["agrees"] and report["connections"] > 0, body
+        # Someone flushes FORWARD (our jump goes with it): the kernel no longer means the policies.
+        assert topo.node_run("n1", ["iptables", "-F", "FORWARD"]).returncode == 0
+        status, body = http_get(topo, "/npm/v1/debug/verify", debug)
+        report = json.loads(body)
+        assert status == 409 and not report["agrees"], body
+        flows = {(m["src"], m["dst"], m["kernel"], m["policy"]) for m in report["mismatches"]}
+        assert ("y/client", "x/web", "allowed", "denied") in flows
+        assert metric(http_get(topo, "/metrics")[1], "npm_verify_mismatches") >= 1
+        assert "VerifyMismatch" in log.read_text()
+        # The check asked for a reconcile, which puts the rules back.
+        wait_until(lambda: reach(topo, "y/client", web) is False, 10, "the reconcile verify asked for", log)
+        status, body = http_get(topo, "/npm/v1/debug/verify", debug)
+        assert status == 200 and json.loads(body)["agrees"], body
+        assert metric(http_get(topo, "/metrics")[1], "npm_verify_mismatches") == 0
+    finally:
+        assert stop(daemon) == 0

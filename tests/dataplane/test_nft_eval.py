@@ -167,7 +167,8 @@ def test_gettuples_walks_a_saved_nftables_table(tmp_path: Path, capsys: pytest.C
     base = ["debug", "gettuples", "--dataplane", "nftables", "-i", str(saved), "-d", "10.0.0.2", "-o", "text"]
     assert main([*base, "-s", "10.0.0.1"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "10.0.0.1 -> 10.0.0.2 80/TCP: accept", "  forward#1 -> vmap @m: goto g  ingress dispatch",
+        "10.0.0.1 -> 10.0.0.2 80/TCP (assumed: no --port given): accept",
+        "  forward#1 -> vmap @m: goto g  ingress dispatch",
         "  g#1 -> accept  x/p ingress[0]"]
     assert main([*base, "-s", "10.0.0.3", "--port", "80/UDP"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "10.0.0.3 -> 10.0.0.2 80/UDP: drop"
