@@ -51,6 +51,41 @@ def parse_object(raw: Any, source: Source) -> tuple[Obj | None, list[ObjectError
     return None, single.errors
 
 
+class SharedParts:
+    """One object for the equal label maps and port lists of different pods.
+
+    Replicas carry the same labels and ports; parsed one by one, each pod would hold its own
+    copies (at 20,000 pods, 8 of the cache's 18 MiB). Values no pod uses any more must not
+    pile up: the table is rebuilt from the pods in the cache whenever it has doubled since.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[Any, Any] = {}
+        self._rebuild_at = 4096
+
+    def pod(self, pod: Pod) -> Pod:
+        """``pod``, or an equal pod whose labels and ports are the shared objects."""
+        with self._lock:
+            labels = self._values.setdefault(pod.labels, pod.labels)
+            ports = self._values.setdefault(pod.ports, pod.ports)
+        return pod if labels is pod.labels and ports is pod.ports else replace(pod, labels=labels, ports=ports)
+
+    @property
+    def full(self) -> bool:
+        return len(self._values) >= self._rebuild_at
+
+    def rebuild(self, pods: Iterable[Pod]) -> None:
+        """Keep only the values ``pods`` use."""
+        values: dict[Any, Any] = {}
+        for pod in pods:
+            values.setdefault(pod.labels, pod.labels)
+            values.setdefault(pod.ports, pod.ports)
+        with self._lock:
+            self._values = values
+            self._rebuild_at = max(4096, 2 * len(values))
+
+
 @dataclass
 class Snapshot:
     """The desired state at one cache version, and when its not-yet-applied changes were seen."""
@@ -85,6 +120,7 @@ class ObjectCache:
         # after policy changes only starts from it (see ``snapshot``).
         self._last: Cluster | None = None
         self._last_policy_namespaces: frozenset[str] = frozenset()
+        self._shared = SharedParts()
 
     # -- sources --------------------------------------------------------------------------
 
@@ -109,7 +145,7 @@ class ObjectCache:
                 if key in old:
                     table[key] = old[key]  # keep the last valid version in force
                 continue
-            table[key] = obj
+            table[key] = self._share(obj)
         self.replace(kind, table, time.monotonic() if seen is None else seen, invalid=invalid)
 
     def event_raw(self, kind: str, event_type: str, raw: dict[str, Any], seen: float) -> None:
@@ -131,7 +167,7 @@ class ObjectCache:
                 self._update_invalid_gauge()
                 changed = False
             else:
-                changed = self._put(kind, key, obj, seen)
+                changed = self._put(kind, key, self._share(obj), seen)
         if not changed:
             operation = "noop" if not had_error else operation
         self._observe(kind, operation, had_error, started)
@@ -147,8 +183,16 @@ class ObjectCache:
         """Set every object of ``kind`` at once and mark it synced; returns how many changed."""
         with self._lock:
             old = self._tables[kind]
-            changed = sum(1 for k, v in table.items() if old.get(k) != v) + sum(1 for k in old if k not in table)
-            self._tables[kind] = dict(table)
+            changed = sum(1 for k in old if k not in table)
+            kept: dict[str, Obj] = {}
+            for k, v in table.items():
+                before = old.get(k)
+                if before is not None and before == v:
+                    v = before  # the object already in force: the dataplane's index knows it by identity
+                else:
+                    changed += 1
+                kept[k] = v
+            self._tables[kind] = kept
             for ident in [i for i in self._invalid if i[0] == kind]:
                 del self._invalid[ident]
             self._invalid.update(invalid or {})
@@ -170,10 +214,11 @@ class ObjectCache:
     ) -> int:
         """Set every kind at once (one consistent change) and mark all synced."""
         changed = 0
+        shared = {kind: {k: self._share(v) for k, v in tables.get(kind, {}).items()} for kind in KINDS}
         with self._lock:
             first_sync = not all(kind in self._synced for kind in KINDS)
             for kind in KINDS:
-                table = tables.get(kind, {})
+                table = shared[kind]
                 old = self._tables[kind]
                 count = sum(1 for k, v in table.items() if old.get(k) != v) + sum(1 for k in old if k not in table)
                 self._tables[kind] = dict(table)
@@ -188,6 +233,16 @@ class ObjectCache:
         if changed or first_sync:
             self.on_change()
         return changed
+
+    def _share(self, obj: Obj) -> Obj:
+        """A pod with the labels and ports other pods already have, as shared objects."""
+        if not isinstance(obj, Pod):
+            return obj
+        if self._shared.full:
+            with self._lock:
+                pods = list(self._tables["Pod"].values())
+            self._shared.rebuild(pods)
+        return self._shared.pod(obj)
 
     def _put(self, kind: str, key: str, obj: Obj, seen: float) -> bool:
         with self._lock:
