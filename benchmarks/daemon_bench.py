@@ -88,13 +88,23 @@ def latencies_since(netns: str, count_before: int) -> list[float]:
     return info["recent_seconds"][-new:] if new > 0 else []
 
 
-def latency_count(netns: str) -> int:
-    """How many changes the daemon has enforced (the latency histogram's count, from /metrics)."""
+def metric(netns: str, series: str) -> int:
+    """The value of one series of the daemon's /metrics (0 when absent)."""
     _status, body = get(netns, LISTEN, "/metrics")
     for line in body.decode().splitlines():
-        if line.startswith("npm_policy_enforcement_latency_seconds_count "):
+        if line.startswith(series + " "):
             return int(float(line.split()[1]))
     return 0
+
+
+def latency_count(netns: str) -> int:
+    """How many changes the daemon has enforced (the latency histogram's count)."""
+    return metric(netns, "npm_policy_enforcement_latency_seconds_count")
+
+
+def apply_count(netns: str) -> int:
+    """How many applies the daemon has made."""
+    return metric(netns, 'npm_dataplane_apply_seconds_count{operation="apply"}')
 
 
 def wait_quiet(netns: str, settle: float = 1.0, timeout: float = 300) -> int:
@@ -192,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 if line.startswith(name + " "):
                     report[name] = float(line.split()[1])
         count = wait_quiet(netns)
+        applies = apply_count(netns)
 
         # A burst of pod events: label changes that move pods in and out of selected sets.
         pods = [o for o in objects if o["kind"] == "Pod" and o["status"].get("podIP")][: args.burst]
@@ -205,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         count_after = wait_quiet(netns)
         measure("after_pod_burst")
         burst = latencies_since(netns, count)
-        report["pod_burst"] = {"events": len(pods), "sent_in_s": round(put_seconds, 3), **quantiles(burst)}
-        count = count_after
+        report["pod_burst"] = {"events": len(pods), "sent_in_s": round(put_seconds, 3),
+                               "applies": apply_count(netns) - applies, **quantiles(burst)}
+        count, applies = count_after, apply_count(netns)
 
         # Policy changes, one at a time, each on an idle daemon (the previous one is applied by then).
         policies = [o for o in objects if o["kind"] == "NetworkPolicy"][: args.policy_changes]
@@ -219,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_quiet(netns)
         measure("later")
         changes = latencies_since(netns, count)
-        report["policy_change_on_idle_daemon"] = {"changes": len(policies), **quantiles(changes)}
+        report["policy_change_on_idle_daemon"] = {"changes": len(policies), "applies": apply_count(netns) - applies,
+                                                  **quantiles(changes)}
         report["rss_mib"] = rss
     finally:
         if daemon is not None and daemon.poll() is None:
