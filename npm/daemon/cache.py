@@ -7,6 +7,8 @@ time it was seen. The controller takes snapshots of it.
 
 Only parsed objects are kept, never the raw API objects: a full list is parsed as it is
 read (page by page), so the raw pages of a large cluster are never all in memory at once.
+Pods with equal labels or ports (replicas) share one label map and one port list
+(``SharedParts``), and a relist keeps the objects already in force where nothing changed.
 A snapshot after changes to NetworkPolicies alone reuses the pods, namespaces and nodes of
 the previous one (the same tuples, so the dataplane's index sees at once that no pod
 changed); any other change builds the desired state anew.
