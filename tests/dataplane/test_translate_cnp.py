@@ -550,7 +550,7 @@ def test_gettuples_says_which_tier_and_rule_decided(tmp_path, capsys) -> None:
     args = ["debug", "gettuples", "-i", str(tmp_path / "ipt"), "-c", str(tmp_path / "sets"), "-f", str(tmp_path)]
     assert main([*args, "-s", "y/client", "-d", "x/web", "--port", "80/TCP", "-o", "text"]) == 0
     out = capsys.readouterr().out
-    assert "10.1.0.4 -> 10.1.0.2 80/TCP: DROP" in out
+    assert "10.1.0.4 -> 10.1.0.2 80/TCP (assumed: no --port given): DROP" in out
     assert "decided by: Admin: cnp:deny-y Admin ingress[0] 'no-y' from[0] protocols[any] Deny (DROP)" in out
     assert f"{names.CHAIN_ADMIN_INGRESS}#2 -> " in out and "[Admin] cnp:deny-y ingress rules" in out
     assert main([*args, "-s", "x/web", "-d", "y/client"]) == 0
