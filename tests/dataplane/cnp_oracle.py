@@ -37,6 +37,7 @@ from kube.model import (
 )
 from simulator import semantics
 from tests.dataplane.helpers import cnp
+from tests.dataplane.randomized import VALUES, random_selector
 
 Endpoint = Pod | semantics.External
 
@@ -108,21 +109,8 @@ def allowed(cluster: Cluster, src: str, dst: str, spec: PortSpec) -> bool:
 
 
 # ---- random ClusterNetworkPolicies over a random cluster -------------------------------------------
-LABELS = ("app", "tier")
-VALUES = ("x", "y", "z")
-
-
 def _selector(rng: random.Random) -> dict[str, Any]:
-    sel: dict[str, Any] = {}
-    if rng.random() < 0.5:
-        sel["matchLabels"] = {rng.choice(LABELS): rng.choice(VALUES)}
-    if rng.random() < 0.3:
-        op = rng.choice(("In", "NotIn", "Exists", "DoesNotExist"))
-        expr: dict[str, Any] = {"key": rng.choice(LABELS), "operator": op}
-        if op in ("In", "NotIn"):
-            expr["values"] = rng.sample(VALUES, rng.randint(1, 2))
-        sel["matchExpressions"] = [expr]
-    return sel
+    return random_selector(rng, expressions=0.3)
 
 
 def _pods(rng: random.Random) -> dict[str, Any]:

@@ -13,11 +13,12 @@ LABELS = ("app", "tier")
 VALUES = ("x", "y", "z")
 
 
-def _selector(rng: random.Random) -> dict[str, Any]:
+def random_selector(rng: random.Random, expressions: float = 0.5) -> dict[str, Any]:
+    """A random label selector over LABELS and VALUES (matchExpressions with that probability)."""
     sel: dict[str, Any] = {}
     if rng.random() < 0.5:
         sel["matchLabels"] = {rng.choice(LABELS): rng.choice(VALUES)}
-    if rng.random() < 0.5:
+    if rng.random() < expressions:
         op = rng.choice(("In", "NotIn", "Exists", "DoesNotExist"))
         expr: dict[str, Any] = {"key": rng.choice(LABELS), "operator": op}
         if op in ("In", "NotIn"):
@@ -35,9 +36,9 @@ def _peer(rng: random.Random) -> dict[str, Any]:
         return {"ipBlock": block}
     peer: dict[str, Any] = {}
     if kind < 0.6:
-        peer["podSelector"] = _selector(rng)
+        peer["podSelector"] = random_selector(rng)
     if kind > 0.4:
-        peer["namespaceSelector"] = _selector(rng) if rng.random() < 0.7 else {}
+        peer["namespaceSelector"] = random_selector(rng) if rng.random() < 0.7 else {}
     return peer or {"podSelector": {}}
 
 
@@ -83,7 +84,7 @@ def random_cluster(seed: int) -> tuple[Cluster, list[str]]:
     policies = []
     for j in range(rng.randint(1, 3)):
         types = rng.choice([["Ingress"], ["Egress"], ["Ingress", "Egress"]])
-        spec: dict[str, Any] = {"podSelector": _selector(rng), "policyTypes": types}
+        spec: dict[str, Any] = {"podSelector": random_selector(rng), "policyTypes": types}
         if "Ingress" in types:
             spec["ingress"] = _rules(rng, "from")
         if "Egress" in types:
