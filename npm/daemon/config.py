@@ -53,6 +53,7 @@ class DaemonConfig:
     post_events: bool = True  # post a Kubernetes Event on a policy that failed closed
     verify_interval: float = 900.0  # check the kernel against the policies this often (azure-npm verify); 0: on request
     verify_budget: int = 250_000  # a check needing more kernel walks than this is not run (and says so)
+    verify_max_pods: int = 5_000  # larger clusters are checked on request only (the simulator's memory)
     cleanup_on_exit: bool = False  # remove every rule and set on SIGTERM
     log_level: str = "info"
     dataplane: Mapping[str, Any] = field(default_factory=dict)  # passed to DataplaneConfig
@@ -108,6 +109,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "crd_retry_interval": _positive,
     "verify_interval": lambda v: None if v >= 0 else "must be 0 (on request only) or more",
     "verify_budget": _positive,
+    "verify_max_pods": _positive,
     "log_level": _log_level,
 }
 

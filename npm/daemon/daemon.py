@@ -75,7 +75,8 @@ class Daemon:
         kind = getattr(getattr(self.dataplane, "config", None), "kind", None)
         self.verifier = None if kind is None else Verifier(
             self.controller, kind, metrics=self.metrics, interval=self.cfg.verify_interval,
-            budget=self.cfg.verify_budget, runner=getattr(self.dataplane, "runner", None),
+            budget=self.cfg.verify_budget, max_pods=self.cfg.verify_max_pods,
+            runner=getattr(self.dataplane, "runner", None),
         )
         self.kinds = kinds
         self.sources: list[ResourceWatcher | StaticSource] = []

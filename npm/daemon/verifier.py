@@ -9,7 +9,10 @@ apply. The comparison itself runs afterwards, off the controller's thread.
 
 A disagreement sets ``npm_verify_mismatches``, posts a ``VerifyMismatch`` Event on the node
 and asks the controller to reconcile (which repairs drift such as a rule deleted by hand).
-A check that would take more evaluations than the budget is not run, and says so.
+A check that would take more evaluations than the budget is not run, and says so; the
+periodic check also skips clusters of more than ``max_pods`` pods, whose simulator would
+cost the daemon more memory than it otherwise holds (``/npm/v1/debug/verify`` still runs it
+when asked).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from kube.model import Cluster
 log = logging.getLogger("npm.daemon.verifier")
 
 DEFAULT_BUDGET = 250_000  # kernel walks per check: seconds on a busy node, never minutes
+DEFAULT_MAX_PODS = 5_000  # periodic checks only: the simulator of a larger cluster costs more memory
 
 
 class Controlled(Protocol):
@@ -60,13 +64,14 @@ class Verifier:
 
     def __init__(self, controller: Controlled, dataplane: str, *, metrics: Any = None,
                  events: NodeEvents | None = None, interval: float = 900.0, budget: int = DEFAULT_BUDGET,
-                 runner: Any = None) -> None:
+                 max_pods: int = DEFAULT_MAX_PODS, runner: Any = None) -> None:
         self.controller = controller
         self.dataplane = dataplane
         self.metrics = metrics
         self.events = events
         self.interval = interval
         self.budget = budget
+        self.max_pods = max_pods
         self.runner = runner
         self.status = VerifyStatus()
         self.last_report: dict[str, Any] | None = None
@@ -89,16 +94,16 @@ class Verifier:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.check()
+                self.check(periodic=True)
             except Exception:  # a check must never take the daemon down
                 log.exception("verify failed unexpectedly")
 
-    def check(self) -> dict[str, Any]:
+    def check(self, periodic: bool = False) -> dict[str, Any]:
         """Run one check now and return its report (JSON-ready)."""
         with self._running:
-            return self._check()
+            return self._check(periodic)
 
-    def _check(self) -> dict[str, Any]:
+    def _check(self, periodic: bool) -> dict[str, Any]:
         from npm.verify.check import verify
         from npm.verify.oracle import Oracle
         from npm.verify.views import read_view
@@ -109,6 +114,10 @@ class Verifier:
             cluster = self.controller.applied_cluster
             if cluster is None:
                 return self._record({"agrees": None, "skipped": "nothing applied yet"}, version, started)
+            if periodic and len(cluster.pods) > self.max_pods:
+                why = (f"{len(cluster.pods):,} pods, over verify_max_pods ({self.max_pods:,}): not checked "
+                       "periodically (ask /npm/v1/debug/verify, or run azure-npm verify)")
+                return self._record({"agrees": None, "skipped": why}, version, started)
             try:
                 view = read_view(self.dataplane, self.runner)
             except Exception as exc:
