@@ -28,7 +28,8 @@ def test_nothing_applied_yet_and_a_cluster_over_the_pod_cap_are_skipped_and_said
     metrics = Metrics()
     v = Verifier(FakeController(None), "iptables", metrics=metrics, max_pods=1)
     assert v.check()["skipped"] == "nothing applied yet"
-    cluster = m.cluster_of([m.namespace("x"), m.pod("x", "a", {}, ip="10.244.0.2"), m.pod("x", "b", {}, ip="10.244.0.3")])
+    cluster = m.cluster_of([m.namespace("x"), m.pod("x", "a", {}, ip="10.244.0.2"),
+                            m.pod("x", "b", {}, ip="10.244.0.3")])
     v = Verifier(FakeController(cluster), "iptables", metrics=metrics, max_pods=1)
     doc = v.check(periodic=True)
     assert doc["agrees"] is None and "over verify_max_pods (1)" in doc["skipped"]
