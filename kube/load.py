@@ -105,7 +105,7 @@ class LoadResult:
             "Namespace": sum(1 for n in c.namespaces if not n.implicit),
             "Pod": sum(1 for p in c.pods if not p.stand_in),
             "NetworkPolicy": len(c.policies),
-            "Node": len(c.nodes),
+            "Node": sum(1 for n in c.nodes if not n.implicit),
         }
         used.update(sorted(Counter(w.kind for w in c.workloads).items()))
         if c.cluster_policies:
@@ -118,7 +118,8 @@ class LoadResult:
         invalid = Counter(e.kind or "unreadable document" for e in self.errors)
         return {
             "used": used,
-            "implied": {"Namespace": sum(1 for n in c.namespaces if n.implicit)},
+            "implied": {"Namespace": sum(1 for n in c.namespaces if n.implicit),
+                        "Node": sum(1 for n in c.nodes if n.implicit)},
             "ignored": ignored,
             "invalid": dict(sorted(invalid.items())),
             "notes": list(self.notes),
@@ -129,6 +130,9 @@ class LoadResult:
         info = self.inputs()
         used = ", ".join(f"{n} {kind}" for kind, n in info["used"].items())
         parts = [f"inputs: used {used}"]
+        implied = ", ".join(f"{n} {kind}" for kind, n in info["implied"].items() if n)
+        if implied:
+            parts.append(f"implied {implied} (named by pods or policies, not in the input)")
         if info["ignored"]:
             parts.append("ignored " + ", ".join(f"{i['count']} {i['kind']} ({i['reason']})" for i in info["ignored"]))
         if info["invalid"]:
@@ -277,7 +281,7 @@ def build_cluster(
 
     nodes = dict(objects.nodes)
     for name in sorted({p.node for p in pods if p.node}):
-        nodes.setdefault(name, Node(name))
+        nodes.setdefault(name, Node(name, implicit=True))
     nodes.update(_addresses_from_pods(nodes, pods, notes))
     used = {ip for p in pods for ip in p.ips} | {n.ip for n in nodes.values() if n.ip}
     unknown = sorted(n for n in nodes if not nodes[n].ip)

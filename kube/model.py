@@ -374,6 +374,7 @@ class Node:
     source: Source = field(default=NO_SOURCE, compare=False)
     ip_from: str = ""  # where the address came from: InternalIP, a pod's hostIP, a hostNetwork pod's podIP
     labels: Labels = field(default_factory=Labels)  # what a ClusterNetworkPolicy ``nodes`` peer selects on
+    implicit: bool = field(default=False, compare=False)  # named by a pod's nodeName, not loaded
 
 
 WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicationController")

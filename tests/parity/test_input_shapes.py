@@ -129,7 +129,7 @@ def test_the_simulator_gives_the_same_verdicts_in_every_shape(shape: str, tmp_pa
         code, out, err = run_npm_sim(capsys, "reach", "-f", path, "--port", "5432/TCP", "--port", "80/TCP",
                                      "-o", "json")
         assert code == 0, err
-        assert "inputs: used 2 Namespace, 4 Pod, 2 NetworkPolicy, 2 Node" in err
+        assert "inputs: used 2 Namespace, 4 Pod, 2 NetworkPolicy, 0 Node; implied 2 Node" in err
         return sorted(json.dumps(row, sort_keys=True) for row in json.loads(out)["connections"])
 
     base = tmp_path / "base"
@@ -219,5 +219,6 @@ def test_every_npm_sim_json_output_carries_the_inputs_accounting(tmp_path: Path,
         code, out, err = run_npm_sim(capsys, *argv, "-f", path, "-o", "json")
         assert code in (0, 1), err
         doc = json.loads(out)
-        assert doc["inputs"]["used"] == {"Namespace": 2, "Pod": 4, "NetworkPolicy": 2, "Node": 2}, argv
+        assert doc["inputs"]["used"] == {"Namespace": 2, "Pod": 4, "NetworkPolicy": 2, "Node": 0}, argv
+        assert doc["inputs"]["implied"] == {"Namespace": 0, "Node": 2}, argv
         assert {"kind": "ConfigMap", "count": 1, "reason": "not a kind these tools read"} in doc["inputs"]["ignored"]
