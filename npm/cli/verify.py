@@ -72,6 +72,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     loaded = load_paths(args.paths, allocate_ips=False)  # the addresses the node was given, no others
     loaded.not_evaluated = ()  # the simulator and both dataplanes evaluate ClusterNetworkPolicies
+    for note in loaded.notes:  # what was left out (pods without an address, nodes without one)
+        print(f"note: {note}", file=sys.stderr)
     print(loaded.summary(), file=sys.stderr)
     if loaded.errors:
         for e in loaded.errors:
