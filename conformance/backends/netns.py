@@ -238,8 +238,7 @@ class NetnsBackend:
         daemon was given (the manifest file it reads, barrier included)."""
         from kube.load import load_paths
         from npm.dataplane.kernel import Runner
-        from npm.verify.check import verify
-        from npm.verify.oracle import Oracle
+        from npm.verify.check import verify_kernel
         from npm.verify.views import DATAPLANES, read_view
 
         assert self.work_dir is not None
@@ -257,7 +256,7 @@ class NetnsBackend:
             except Exception as exc:  # an unreadable kernel is a failed check, said as such
                 out.append(NodeVerify(name, False, 0, 0, f"cannot read the kernel: {exc}"))
                 continue
-            report = verify(view, Oracle(loaded.cluster), view.edge_addresses())
+            report = verify_kernel(view, loaded.cluster)
             out.append(NodeVerify(name, report.agrees, report.connections, report.mismatched_connections,
                                   "" if report.agrees else report.render()))
         return out

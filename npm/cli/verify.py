@@ -61,8 +61,7 @@ def register(sub: Any) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from kube.load import load_paths
-    from npm.verify.check import verify
-    from npm.verify.oracle import Oracle
+    from npm.verify.check import verify_kernel
 
     if args.dataplane == "nftables" and (args.iptables_file or args.ipset_file):
         print("azure-npm: -i/-c are iptables dumps; with --dataplane nftables give --nft-file", file=sys.stderr)
@@ -83,7 +82,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     view = _nft_view(args) if args.dataplane == "nftables" else _iptables_view(args)
     if isinstance(view, int):
         return view
-    report = verify(view, Oracle(loaded.cluster), view.edge_addresses(),
+    report = verify_kernel(view, loaded.cluster,
                     progress=lambda msg: print(msg, file=sys.stderr))
     if args.output == "json":
         print(json.dumps({**report.to_json(), "node": args.node_name, "inputs": loaded.inputs()}, indent=2))

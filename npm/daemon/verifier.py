@@ -104,8 +104,7 @@ class Verifier:
             return self._check(periodic)
 
     def _check(self, periodic: bool) -> dict[str, Any]:
-        from npm.verify.check import verify
-        from npm.verify.oracle import Oracle
+        from npm.verify.check import verify_kernel
         from npm.verify.views import read_view
 
         started = time.perf_counter()
@@ -123,7 +122,7 @@ class Verifier:
             except Exception as exc:
                 self.status.error = f"cannot read the kernel: {exc}"
                 return self._record({"agrees": None, "error": self.status.error}, version, started)
-        report = verify(view, Oracle(cluster), view.edge_addresses(), budget=self.budget)
+        report = verify_kernel(view, cluster, budget=self.budget)
         doc = report.to_json()
         if not report.skipped and not report.agrees:
             text = report.render()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from npm.dataplane.types import HASH_IP, HASH_IP_PORT, HASH_NET, LIST_SET, Failure, LineOwner, SetSpec
 
@@ -76,9 +76,8 @@ class IpsetPayload:
         if not m:
             return failure
         line = int(m.group(1))
-        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
         owner = self.owners.get(line)
-        return replace(failure, line=line, line_text=text, owner=LineOwner(f"set {owner}") if owner else None)
+        return failure.at(line, self.lines, LineOwner(f"set {owner}") if owner else None)
 
 
 def parse_save(text: str) -> dict[str, SavedSet]:

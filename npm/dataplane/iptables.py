@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from npm.dataplane.types import Failure, LineOwner, RuleSpec
 
@@ -68,8 +68,7 @@ class Payload:
         if not m:
             return failure
         line = int(m.group(1) or m.group(2))
-        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        return replace(failure, line=line, line_text=text, owner=self.owners.get(line))
+        return failure.at(line, self.lines, self.owners.get(line))
 
 
 @dataclass(frozen=True)

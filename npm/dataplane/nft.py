@@ -70,8 +70,7 @@ class NftPayload:
         if not m:
             return failure
         line = int(m.group(1))
-        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        return replace(failure, line=line, line_text=text, owner=self.owners.get(line), message=m.group(2))
+        return replace(failure.at(line, self.lines, self.owners.get(line)), message=m.group(2))
 
 
 def run(runner: Runner, payload: NftPayload) -> Completed:

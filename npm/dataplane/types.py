@@ -7,7 +7,7 @@ the enforcer (which compares them with the kernel); they depend on nothing but t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -216,6 +216,12 @@ class Failure:
     @property
     def iptables(self) -> bool:
         return self.restore.startswith("iptables")
+
+    def at(self, line: int, lines: list[str], owner: LineOwner | None) -> Failure:
+        """This failure located at 1-based ``line`` of a payload of ``lines``, owned by ``owner``:
+        what every restore payload's ``locate`` does once it has read the line from the message."""
+        text = lines[line - 1] if 0 < line <= len(lines) else ""
+        return replace(self, line=line, line_text=text, owner=owner)
 
     def __str__(self) -> str:
         code = f" (exit {self.exit_code})" if self.exit_code is not None else ""

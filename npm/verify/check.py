@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kube.model import PortSpec
+from kube.model import Cluster, PortSpec
 from npm.verify.kernel import KernelVerdict
 from npm.verify.oracle import Endpoint, Oracle
 
@@ -22,6 +22,8 @@ EXAMPLES_PER_MISMATCH = 5
 
 class KernelView(Protocol):
     name: str
+
+    def edge_addresses(self) -> list[str]: ...
 
     def signature(self, ip: str) -> tuple: ...
 
@@ -139,6 +141,14 @@ def verify(view: KernelView, oracle: Oracle, extra_outside: Sequence[str] = (),
     report.mismatches.sort(key=lambda m: (-m.pairs, m.src, m.dst, m.port.protocol, m.port.port))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def verify_kernel(view: KernelView, cluster: Cluster, *, budget: int | None = None,
+                  progress: Callable[[str], None] | None = None) -> Report:
+    """The check of ``azure-npm verify``: ``view`` (what a node's kernel holds) against the
+    simulator's verdicts for ``cluster``, outside addresses and the edges of the kernel's CIDRs
+    included. The command, the daemon and the harness all check this way."""
+    return verify(view, Oracle(cluster), view.edge_addresses(), progress=progress, budget=budget)
 
 
 def _pairs(oracle: Oracle, endpoints: Sequence[Endpoint], a: list[int], b: list[int],
